@@ -1,0 +1,31 @@
+#include "actors/broadcaster.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include "actors/hardening.hpp"
+#include "actors/protocol.hpp"
+#include "common/metrics.hpp"
+
+namespace rc {
+
+caf::behavior broadcaster(caf::stateful_actor<broadcaster_state>* self) {
+  harden(self, "broadcaster");
+  self->set_down_handler(
+    [self](caf::down_msg& dm) { self->state.connections.erase(dm.source); });
+  return {
+    [self](caf::join_atom, member_ref& m) {
+      self->monitor(m.conn);
+      self->state.connections.emplace(m.conn.address(), std::move(m.link));
+    },
+    [self](caf::publish_atom, envelope& env) {
+      auto frame = make_frame(encode_broadcast(env.from, env.data));
+      for (auto& [_, link] : self->state.connections)
+        link->deliver(frame);
+      auto n = static_cast<std::uint64_t>(self->state.connections.size());
+      metrics::global().messages_delivered += n;
+      return n;
+    },
+  };
+}
+
+} // namespace rc

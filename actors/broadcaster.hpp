@@ -1,0 +1,26 @@
+#pragma once
+
+#include <caf/stateful_actor.hpp>
+
+#include <unordered_map>
+
+#include "actors/messages.hpp"
+
+namespace rc {
+
+struct broadcaster_state {
+  std::unordered_map<caf::actor_addr, client_link_ptr> connections;
+  static inline const char* name = "broadcaster";
+};
+
+/// Knows every connection of this node, for `broadcast`.
+///
+/// Messages:
+/// - `(join_atom, member_ref)`: registers a connection (removed when it exits).
+/// - `(publish_atom, envelope)` -> number of connections the frame went to.
+///
+/// Guarantee: one `broadcast` frame, encoded once, to every connection
+/// registered when the message is handled, sender included.
+caf::behavior broadcaster(caf::stateful_actor<broadcaster_state>* self);
+
+} // namespace rc

@@ -1,0 +1,190 @@
+#include "actors/connection.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+
+#include <variant>
+
+#include "actors/hardening.hpp"
+#include "actors/names.hpp"
+#include "actors/protocol.hpp"
+#include "common/metrics.hpp"
+
+namespace rc {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<connection_state>*;
+
+constexpr auto request_timeout = std::chrono::seconds{10};
+
+void send_text(self_ptr self, std::string text) {
+  self->state.link->deliver(make_frame(std::move(text)));
+}
+
+void send_error(self_ptr self, const std::string& id, error_code code,
+                std::string_view message) {
+  metrics::global().count_error(code);
+  send_text(self, encode_error(id, code, message));
+}
+
+/// Error continuation for requests: maps a failed reply to an error frame.
+auto on_failure(self_ptr self, std::string id, const char* what) {
+  return [self, id = std::move(id), what](caf::error& err) {
+    auto code = to_error_code(err);
+    std::string message;
+    switch (code) {
+      case error_code::not_member: message = "not a member of this room"; break;
+      case error_code::unavailable: message = std::string{what} + " is unavailable, try again"; break;
+      default: message = std::string{what} + " failed";
+    }
+    send_error(self, id, code, message);
+  };
+}
+
+bool may_use_room(self_ptr self, const std::string& room) {
+  auto& who = self->state.who;
+  return !who.restricted || any_glob_match(who.room_globs, room);
+}
+
+void handle(self_ptr self, request& req) {
+  auto& st = self->state;
+  switch (req.type) {
+    case request::kind::ping:
+      send_text(self, encode_pong(req.id));
+      return;
+    case request::kind::join: {
+      if (!may_use_room(self, req.room))
+        return send_error(self, req.id, error_code::forbidden,
+                          "the token does not allow room '" + req.room + "'");
+      if (st.rooms.count(req.room) == 0 && st.rooms.size() >= st.ctx.limits.max_rooms_per_connection)
+        return send_error(self, req.id, error_code::forbidden,
+                          "too many rooms joined on this connection");
+      // `await`: the next request is read only after the join completes,
+      // so a publish right behind a join finds the membership in place.
+      self->request(st.ctx.rooms, request_timeout, caf::join_atom::value, req.room,
+                    member_ref{self, st.who.user, st.link})
+        .await(
+          [self, room = req.room, id = req.id](std::uint64_t seq, const std::string& epoch,
+                                               caf::actor handle) {
+            self->state.rooms[room] = std::move(handle);
+            send_text(self, encode_joined(room, seq, epoch, id));
+          },
+          on_failure(self, req.id, "join"));
+      return;
+    }
+    case request::kind::leave: {
+      auto it = st.rooms.find(req.room);
+      if (it == st.rooms.end())
+        return send_error(self, req.id, error_code::not_member,
+                          "not a member of room '" + req.room + "'");
+      auto handle = it->second;
+      st.rooms.erase(it);
+      // `await`: after `left`, no further message of this room arrives.
+      self->request(handle, request_timeout, caf::leave_atom::value, caf::actor{self})
+        .await([self, room = req.room, id = req.id](caf::ok_atom) {
+                 send_text(self, encode_left(room, id));
+               },
+               [self, room = req.room, id = req.id](caf::error&) {
+                 // The room is gone, so the membership is too.
+                 send_text(self, encode_left(room, id));
+               });
+      return;
+    }
+    case request::kind::publish: {
+      auto it = st.rooms.find(req.room);
+      if (it == st.rooms.end())
+        return send_error(self, req.id, error_code::not_member,
+                          "join room '" + req.room + "' before publishing to it");
+      envelope env{st.who.user, std::move(req.data), req.echo, self->address()};
+      self->request(it->second, request_timeout, caf::publish_atom::value, std::move(env))
+        .then(
+          [self, id = req.id](std::uint64_t seq) {
+            if (!id.empty())
+              send_text(self, encode_ack(id, seq));
+          },
+          on_failure(self, req.id, "publish"));
+      return;
+    }
+    case request::kind::send: {
+      envelope env{st.who.user, std::move(req.data), false, self->address()};
+      self->request(st.ctx.router, request_timeout, route_atom::value, user_atom::value, req.to,
+                    std::move(env))
+        .then(
+          [self, id = req.id](std::uint64_t) {
+            if (!id.empty())
+              send_text(self, encode_ack(id));
+          },
+          on_failure(self, req.id, "send"));
+      return;
+    }
+    case request::kind::broadcast: {
+      if (!st.ctx.allow_broadcast)
+        return send_error(self, req.id, error_code::forbidden,
+                          "broadcast is disabled on this cluster");
+      envelope env{st.who.user, std::move(req.data), false, self->address()};
+      self->request(st.ctx.router, request_timeout, route_atom::value, all_atom::value,
+                    std::move(env))
+        .then(
+          [self, id = req.id](std::uint64_t) {
+            if (!id.empty())
+              send_text(self, encode_ack(id));
+          },
+          on_failure(self, req.id, "broadcast"));
+      return;
+    }
+  }
+}
+
+} // namespace
+
+caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
+                         identity who, connection_context ctx) {
+  harden(self, "connection");
+  auto& st = self->state;
+  st.link = std::move(link);
+  st.who = std::move(who);
+  st.ctx = std::move(ctx);
+  st.limiter.emplace(st.ctx.limits.rate_limit, st.ctx.limits.rate_burst);
+  st.opened = std::chrono::steady_clock::now();
+  // The session closes itself when the actor ends for any reason other than
+  // the socket closing: 1001 on shutdown, 1011 on a failure.
+  self->attach_functor([l = st.link](const caf::error& reason) {
+    if (reason == caf::exit_reason::user_shutdown)
+      l->close(close_reason::shutdown);
+    else if (reason && reason != caf::exit_reason::normal)
+      l->close(close_reason::server_error);
+  });
+  if (st.ctx.supervisor)
+    self->link_to(st.ctx.supervisor);
+  send_text(self, encode_welcome(st.who.user, st.ctx.node));
+  member_ref me{self, st.who.user, st.link};
+  self->send(st.ctx.users, caf::join_atom::value, st.who.user, me);
+  self->send(st.ctx.everyone, caf::join_atom::value, me);
+  if (st.who.expires) {
+    auto left = *st.who.expires - std::chrono::system_clock::now();
+    self->delayed_send(self, std::max(left, decltype(left){0}), expire_atom::value);
+  }
+  return {
+    [self](ws_frame_atom, std::string& text) {
+      auto& st = self->state;
+      metrics::global().frames_received++;
+      if (!st.limiter->try_acquire()) {
+        send_error(self, {}, error_code::rate_limited, "too many requests, slow down");
+      } else {
+        auto parsed = parse_request(text);
+        if (auto err = std::get_if<request_error>(&parsed))
+          send_error(self, err->id, err->code, err->message);
+        else
+          handle(self, std::get<request>(parsed));
+      }
+      st.link->frame_done();
+    },
+    [self](ws_closed_atom) { self->quit(); },
+    [self](expire_atom) { self->state.link->close(close_reason::auth_expired); },
+    // Replies to the fire-and-forget registrations above.
+    [](caf::ok_atom) {},
+  };
+}
+
+} // namespace rc

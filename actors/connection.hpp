@@ -1,0 +1,52 @@
+#pragma once
+
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "actors/messages.hpp"
+#include "actors/rate_limiter.hpp"
+#include "common/identity.hpp"
+#include "config/settings.hpp"
+
+namespace rc {
+
+/// What a connection actor needs from its node.
+struct connection_context {
+  std::string node;
+  limits_settings limits;
+  bool allow_broadcast = true;
+  caf::actor rooms;       ///< room directory
+  caf::actor users;       ///< user directory
+  caf::actor everyone;    ///< broadcaster
+  caf::actor router;
+  caf::actor supervisor;  ///< linked; its exit closes every connection (1001)
+};
+
+struct connection_state {
+  client_link_ptr link;
+  identity who;
+  connection_context ctx;
+  /// Rooms joined, with the room actor that answered the join.
+  std::map<std::string, caf::actor> rooms;
+  std::optional<rate_limiter> limiter;
+  std::chrono::steady_clock::time_point opened;
+  static inline const char* name = "connection";
+};
+
+/// Serves one WebSocket: parses and validates requests, answers with
+/// ack/error frames, enforces the per-connection limits, and is the member
+/// that rooms, the user actor and the broadcaster know. Spawned by the node
+/// when the upgrade succeeds; receives `(ws_frame_atom, text)` and
+/// `(ws_closed_atom)` from the session and quits on the latter.
+///
+/// Order: requests are answered in the order they arrive, except that acks
+/// of publish/send/broadcast may overtake each other across different
+/// targets. A join or leave completes before the next request is read.
+caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
+                         identity who, connection_context ctx);
+
+} // namespace rc

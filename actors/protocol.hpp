@@ -1,0 +1,58 @@
+#pragma once
+
+// The client protocol of PROTOCOL.md, section 1: parsing requests and
+// encoding server frames. Pure functions; no actors, no sockets.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "common/error_code.hpp"
+
+namespace rc {
+
+/// A validated client request.
+struct request {
+  enum class kind { join, leave, publish, send, broadcast, ping };
+  kind type = kind::ping;
+  /// The request's `id` re-encoded as JSON text; empty when absent.
+  std::string id;
+  std::string room; ///< join, leave, publish
+  std::string to;   ///< send
+  std::string data; ///< publish, send, broadcast: JSON text
+  bool echo = false;
+};
+
+/// Why a frame is not a valid request; `id` is set when it could be read.
+struct request_error {
+  error_code code;
+  std::string message;
+  std::string id;
+};
+
+/// Nesting deeper than this is refused as `bad_json` before parsing.
+inline constexpr int max_json_depth = 64;
+
+std::variant<request, request_error> parse_request(std::string_view text);
+
+// -- server frames ----------------------------------------------------------------
+
+std::string encode_welcome(std::string_view user, std::string_view node);
+std::string encode_joined(std::string_view room, std::uint64_t seq, std::string_view epoch,
+                          std::string_view id);
+std::string encode_left(std::string_view room, std::string_view id);
+/// `seq` is a roomcast addition: the room sequence number a publish got.
+std::string encode_ack(std::string_view id, std::optional<std::uint64_t> seq = std::nullopt);
+std::string encode_pong(std::string_view id);
+std::string encode_error(std::string_view id, error_code code, std::string_view message);
+std::string encode_message(std::string_view room, std::string_view from, std::uint64_t seq,
+                           std::string_view data);
+std::string encode_private(std::string_view from, std::string_view data);
+std::string encode_broadcast(std::string_view from, std::string_view data);
+
+/// True when JSON text nests arrays/objects deeper than `limit`.
+bool json_too_deep(std::string_view text, int limit = max_json_depth);
+
+} // namespace rc

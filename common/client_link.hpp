@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/close_reason.hpp"
+
+namespace rc {
+
+/// One encoded text frame, shared by every connection it is fanned out to.
+using frame_ptr = std::shared_ptr<const std::string>;
+
+inline frame_ptr make_frame(std::string text) {
+  return std::make_shared<const std::string>(std::move(text));
+}
+
+/// The seam between a socket (net/) and the actors that serve it (actors/).
+/// Implemented by the WebSocket session; every call is thread-safe and only
+/// enqueues work on the session's strand, so actors never touch a socket.
+class client_link {
+public:
+  virtual ~client_link() = default;
+
+  /// Queues one text frame. Over the outgoing limits the session closes
+  /// with `slow_consumer` instead of growing without bound.
+  virtual void deliver(frame_ptr frame) = 0;
+
+  /// Writes what is queued (bounded by the drain time), then closes.
+  virtual void close(close_reason why) = 0;
+
+  /// The connection actor finished one inbound frame; reading may resume.
+  virtual void frame_done() = 0;
+};
+
+using client_link_ptr = std::shared_ptr<client_link>;
+
+/// What net/ calls for each inbound event of one WebSocket. Implemented by
+/// the node, which forwards to the connection actor.
+class inbound_handler {
+public:
+  virtual ~inbound_handler() = default;
+  virtual void on_frame(std::string text) = 0;
+  virtual void on_closed(close_reason why) = 0;
+};
+
+} // namespace rc

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/close_reason.hpp"
+#include "common/error_code.hpp"
+
+namespace rc {
+
+/// A cumulative histogram with fixed bucket bounds (seconds), lock-free.
+class histogram {
+public:
+  explicit histogram(std::vector<double> bounds);
+  void observe(double seconds);
+  void render(std::string& out, const char* name, const char* help) const;
+
+private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> counts_; // one per bound, +Inf last
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+/// The node's Prometheus metrics. Every field is updated lock-free from any
+/// thread (asio or CAF); `render` produces the text exposition format.
+class metrics {
+public:
+  metrics();
+
+  /// The process-wide instance `/metrics` exposes.
+  static metrics& global();
+
+  std::atomic<std::int64_t> connections{0};
+  std::atomic<std::int64_t> rooms{0};
+  std::atomic<std::int64_t> users{0};
+  std::atomic<std::uint64_t> frames_received{0};
+  std::atomic<std::uint64_t> messages_delivered{0};
+  std::atomic<std::uint64_t> upgrades_refused{0};
+  histogram connection_duration;
+  histogram fanout_latency;
+
+  void count_close(close_reason r) { closes_[static_cast<size_t>(r)]++; }
+  void count_error(error_code c) { errors_[static_cast<size_t>(c)]++; }
+  std::uint64_t closes(close_reason r) const { return closes_[static_cast<size_t>(r)]; }
+  std::uint64_t errors(error_code c) const { return errors_[static_cast<size_t>(c)]; }
+
+  std::string render() const;
+
+private:
+  std::array<std::atomic<std::uint64_t>, close_reason_count> closes_{};
+  std::array<std::atomic<std::uint64_t>, error_code_count> errors_{};
+};
+
+/// Seconds since `t0` on the steady clock, for histogram observations.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+} // namespace rc

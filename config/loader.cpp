@@ -1,0 +1,442 @@
+#include "config/loader.hpp"
+
+#include <caf/config_option_set.hpp>
+#include <caf/config_value.hpp>
+#include <caf/detail/ini_consumer.hpp>
+#include <caf/detail/parser/read_ini.hpp>
+#include <caf/parser_state.hpp>
+#include <caf/settings.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+extern char** environ;
+
+namespace rc {
+
+namespace {
+
+// -- option table -------------------------------------------------------------
+
+/// One configurable field: its names, its documentation and how to read and
+/// print it. Values from every source arrive as text and go through `set`.
+struct option {
+  std::string name;     ///< kebab-case: `--name`, file key, ROOMCAST_NAME
+  std::string category; ///< file section ("global" or "limits")
+  std::string help;
+  std::function<std::string(const settings&)> get;
+  /// Returns an error message, or an empty string on success.
+  std::function<std::string(settings&, const std::string&)> set;
+};
+
+std::string env_name(const std::string& opt) {
+  std::string out = "ROOMCAST_";
+  for (char c : opt)
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+std::optional<std::uint64_t> parse_uint(const std::string& text) {
+  if (text.empty() || !std::all_of(text.begin(), text.end(), ::isdigit))
+    return std::nullopt;
+  try {
+    return std::stoull(text);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+/// Durations: `250ms`, `10s`, `2min`/`2m`, `1h`; a bare number means seconds.
+std::optional<duration> parse_duration(const std::string& text) {
+  size_t pos = 0;
+  while (pos < text.size() && (std::isdigit(static_cast<unsigned char>(text[pos])) || text[pos] == '.'))
+    ++pos;
+  if (pos == 0)
+    return std::nullopt;
+  double value;
+  try {
+    value = std::stod(text.substr(0, pos));
+  } catch (...) {
+    return std::nullopt;
+  }
+  auto unit = text.substr(pos);
+  double ms;
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "us")
+    ms = value / 1000;
+  else if (unit == "m" || unit == "min")
+    ms = value * 60000;
+  else if (unit == "h")
+    ms = value * 3600000;
+  else
+    return std::nullopt;
+  return duration{static_cast<duration::rep>(std::llround(ms))};
+}
+
+std::string print_duration(duration d) {
+  auto ms = d.count();
+  if (ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in{text};
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (auto t = trim(item); !t.empty())
+      out.push_back(t);
+  return out;
+}
+
+template <class Field>
+option make(std::string name, std::string category, std::string help, Field field) {
+  using value_type = std::decay_t<decltype(field(std::declval<settings&>()))>;
+  option o{std::move(name), std::move(category), std::move(help), {}, {}};
+  o.get = [field](const settings& s) -> std::string {
+    auto& v = field(const_cast<settings&>(s));
+    if constexpr (std::is_same_v<value_type, std::string>)
+      return v;
+    else if constexpr (std::is_same_v<value_type, bool>)
+      return v ? "true" : "false";
+    else if constexpr (std::is_same_v<value_type, duration>)
+      return print_duration(v);
+    else if constexpr (std::is_same_v<value_type, double>) {
+      std::ostringstream out;
+      out << v;
+      return out.str();
+    } else if constexpr (std::is_same_v<value_type, std::vector<std::string>>) {
+      std::string out;
+      for (auto& x : v)
+        out += (out.empty() ? "" : ",") + x;
+      return out;
+    } else
+      return std::to_string(v);
+  };
+  o.set = [field, n = o.name](settings& s, const std::string& raw) -> std::string {
+    auto text = trim(raw);
+    auto& v = field(s);
+    auto bad = [&](const char* what) {
+      return "invalid value '" + raw + "' for " + n + ": expected " + what;
+    };
+    if constexpr (std::is_same_v<value_type, std::string>) {
+      v = text;
+    } else if constexpr (std::is_same_v<value_type, bool>) {
+      if (text == "true" || text == "1" || text == "yes" || text == "on")
+        v = true;
+      else if (text == "false" || text == "0" || text == "no" || text == "off")
+        v = false;
+      else
+        return bad("true or false");
+    } else if constexpr (std::is_same_v<value_type, duration>) {
+      auto d = parse_duration(text);
+      if (!d)
+        return bad("a duration such as 500ms, 10s or 2min");
+      v = *d;
+    } else if constexpr (std::is_same_v<value_type, double>) {
+      try {
+        size_t used = 0;
+        v = std::stod(text, &used);
+        if (used != text.size())
+          return bad("a number");
+      } catch (...) {
+        return bad("a number");
+      }
+    } else if constexpr (std::is_same_v<value_type, std::vector<std::string>>) {
+      v = split_list(text);
+    } else {
+      auto x = parse_uint(text);
+      if (!x || *x > std::numeric_limits<value_type>::max())
+        return bad("a non-negative integer in range");
+      v = static_cast<value_type>(*x);
+    }
+    return {};
+  };
+  return o;
+}
+
+#define RC_FIELD(expr) [](settings& s) -> auto& { return s.expr; }
+
+const std::vector<option>& options() {
+  static const std::vector<option> table = {
+    make("bind", "global", "address the HTTP/WebSocket listener binds to", RC_FIELD(bind)),
+    make("http-port", "global", "HTTP/WebSocket port; 0 picks a free port and logs it",
+         RC_FIELD(http_port)),
+    make("node-name", "global", "this node's name (welcome frames, logs); empty = host name",
+         RC_FIELD(node_name)),
+    make("threads", "global", "asio I/O threads; 0 = number of cores", RC_FIELD(threads)),
+    make("actor-threads", "global", "CAF scheduler threads; 0 = number of cores",
+         RC_FIELD(actor_threads)),
+    make("jwt-secret", "global", "HS256 secret for client JWTs; empty = development mode",
+         RC_FIELD(jwt_secret)),
+    make("api-key", "global", "key for POST /api/publish (Authorization: apikey K); empty = open",
+         RC_FIELD(api_key)),
+    make("allowed-origins", "global",
+         "comma-separated Origin allow-list for upgrades; empty = any", RC_FIELD(allowed_origins)),
+    make("allow-broadcast", "global", "whether clients may send broadcast requests",
+         RC_FIELD(allow_broadcast)),
+    make("room-idle-timeout", "global", "lifetime of a room actor without members",
+         RC_FIELD(room_idle_timeout)),
+    make("drain-timeout", "global", "time a graceful stop may take to flush and close",
+         RC_FIELD(drain_timeout)),
+    make("log-level", "global", "trace, debug, info, warn, error, critical or off",
+         RC_FIELD(log_level)),
+    make("max-frame-bytes", "limits", "largest inbound message; larger closes with 1009",
+         RC_FIELD(limits.max_frame_bytes)),
+    make("max-queue-frames", "limits", "outgoing frames queued per connection before 1008",
+         RC_FIELD(limits.max_queue_frames)),
+    make("max-queue-bytes", "limits", "outgoing bytes queued per connection before 1008",
+         RC_FIELD(limits.max_queue_bytes)),
+    make("rate-limit", "limits", "requests per second per connection", RC_FIELD(limits.rate_limit)),
+    make("rate-burst", "limits", "burst of requests above the rate", RC_FIELD(limits.rate_burst)),
+    make("max-connections", "limits", "WebSocket connections per node; more get HTTP 503",
+         RC_FIELD(limits.max_connections)),
+    make("handshake-timeout", "limits", "TCP accept to completed WebSocket handshake",
+         RC_FIELD(limits.handshake_timeout)),
+    make("ping-interval", "limits", "interval of server pings", RC_FIELD(limits.ping_interval)),
+    make("max-missed-pongs", "limits", "unanswered pings before the connection is closed",
+         RC_FIELD(limits.max_missed_pongs)),
+    make("inbox-limit", "limits", "private messages kept per offline user",
+         RC_FIELD(limits.inbox_limit)),
+    make("max-rooms-per-connection", "limits", "rooms one connection may join at once",
+         RC_FIELD(limits.max_rooms_per_connection)),
+  };
+  return table;
+}
+
+#undef RC_FIELD
+
+const option* find_option(const std::string& name) {
+  for (auto& o : options())
+    if (o.name == name)
+      return &o;
+  return nullptr;
+}
+
+// -- config files ---------------------------------------------------------------
+
+/// Flattens a file into (option name, text value) pairs. Keys may sit at the
+/// top level or inside their category (`[limits]` / `"limits": {...}`).
+using pairs = std::vector<std::pair<std::string, std::string>>;
+
+std::string json_to_text(const nlohmann::json& v) {
+  if (v.is_string())
+    return v.get<std::string>();
+  if (v.is_array()) {
+    std::string out;
+    for (auto& x : v)
+      out += (out.empty() ? "" : ",") + json_to_text(x);
+    return out;
+  }
+  return v.dump();
+}
+
+std::string read_json(const std::string& text, pairs& out) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return "not a JSON object";
+  for (auto& [key, value] : doc.items()) {
+    if (value.is_object()) {
+      for (auto& [k2, v2] : value.items())
+        out.emplace_back(key + "." + k2, json_to_text(v2));
+    } else {
+      out.emplace_back(key, json_to_text(value));
+    }
+  }
+  return {};
+}
+
+std::string config_value_to_text(const caf::config_value& v) {
+  if (auto s = caf::get_if<std::string>(&v))
+    return *s;
+  if (auto l = caf::get_if<caf::config_value::list>(&v)) {
+    std::string out;
+    for (auto& x : *l)
+      out += (out.empty() ? "" : ",") + config_value_to_text(x);
+    return out;
+  }
+  return caf::to_string(v);
+}
+
+void flatten(const caf::settings& xs, const std::string& prefix, pairs& out) {
+  for (auto& [key, value] : xs) {
+    if (auto nested = caf::get_if<caf::settings>(&value))
+      flatten(*nested, prefix + key + ".", out);
+    else
+      out.emplace_back(prefix + key, config_value_to_text(value));
+  }
+}
+
+std::string read_ini(const std::string& text, pairs& out) {
+  caf::config_option_set no_declared_options;
+  caf::settings parsed;
+  caf::detail::ini_consumer consumer{no_declared_options, parsed};
+  caf::string_view view{text};
+  caf::string_parser_state ps{view.begin(), view.end()};
+  caf::detail::parser::read_ini(ps, consumer);
+  if (ps.code != caf::pec::success)
+    return "INI syntax error at line " + std::to_string(ps.line) + ", column "
+           + std::to_string(ps.column);
+  flatten(parsed, "", out);
+  return {};
+}
+
+std::string apply_file(const std::string& path, settings& cfg) {
+  std::ifstream in{path};
+  if (!in)
+    return "cannot read config file '" + path + "'";
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto text = buf.str();
+  auto first = text.find_first_not_of(" \t\r\n");
+  bool is_json = (path.size() > 5 && path.substr(path.size() - 5) == ".json")
+                 || (first != std::string::npos && text[first] == '{');
+  pairs kv;
+  if (auto err = is_json ? read_json(text, kv) : read_ini(text, kv); !err.empty())
+    return "config file '" + path + "': " + err;
+  for (auto& [key, value] : kv) {
+    auto name = key;
+    if (auto dot = key.find('.'); dot != std::string::npos) {
+      auto section = key.substr(0, dot);
+      name = key.substr(dot + 1);
+      auto opt = find_option(name);
+      if (!opt || (section != "global" && section != opt->category))
+        return "config file '" + path + "': unknown key '" + key + "'";
+    }
+    auto opt = find_option(name);
+    if (!opt)
+      return "config file '" + path + "': unknown key '" + key + "'";
+    if (auto err = opt->set(cfg, value); !err.empty())
+      return "config file '" + path + "': " + err;
+  }
+  return {};
+}
+
+} // namespace
+
+// -- public API -----------------------------------------------------------------
+
+load_result load_settings(const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env) {
+  load_result res;
+  auto fail = [&](std::string msg) {
+    res.what = load_result::action::fail;
+    res.message = std::move(msg);
+    return res;
+  };
+  // Split the command line first: it decides the config file and may ask for help.
+  std::vector<std::pair<std::string, std::string>> cli;
+  std::string config_file;
+  if (auto it = env.find("ROOMCAST_CONFIG"); it != env.end())
+    config_file = it->second;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      res.what = load_result::action::help;
+      res.message = help_text();
+      return res;
+    }
+    if (arg == "--version") {
+      res.what = load_result::action::version;
+      return res;
+    }
+    if (arg.rfind("--", 0) != 0)
+      return fail("unexpected argument '" + arg + "' (options start with --; see --help)");
+    auto name = arg.substr(2);
+    std::string value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return fail("option --" + name + " needs a value");
+    }
+    if (name == "config") {
+      config_file = value;
+      continue;
+    }
+    if (!find_option(name))
+      return fail("unknown option --" + name + " (see --help)");
+    cli.emplace_back(name, value);
+  }
+  if (!config_file.empty())
+    if (auto err = apply_file(config_file, res.cfg); !err.empty())
+      return fail(err);
+  for (auto& [key, value] : env) {
+    if (key.rfind("ROOMCAST_", 0) != 0 || key == "ROOMCAST_CONFIG")
+      continue;
+    const option* match = nullptr;
+    for (auto& o : options())
+      if (env_name(o.name) == key)
+        match = &o;
+    if (!match)
+      return fail("unknown environment variable " + key + " (see --help)");
+    if (auto err = match->set(res.cfg, value); !err.empty())
+      return fail(err + " (from " + key + ")");
+  }
+  for (auto& [name, value] : cli)
+    if (auto err = find_option(name)->set(res.cfg, value); !err.empty())
+      return fail(err);
+  if (auto err = res.cfg.validate(); !err.empty())
+    return fail(err);
+  return res;
+}
+
+load_result load_settings(int argc, char** argv) {
+  std::vector<std::string> args{argv + 1, argv + argc};
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv{*e};
+    if (auto eq = kv.find('='); eq != std::string::npos)
+      env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return load_settings(args, env);
+}
+
+std::string help_text() {
+  settings defaults;
+  std::string out =
+    "usage: roomcastd [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n\n"
+    "Settings are resolved as defaults < config file (JSON or CAF INI) < ROOMCAST_*\n"
+    "environment < command line. Durations take ms, s, min or h (bare numbers are\n"
+    "seconds); lists are comma-separated.\n\n"
+    "  --config FILE  (ROOMCAST_CONFIG)\n      config file, JSON or CAF INI\n";
+  for (auto& o : options()) {
+    auto def = o.get(defaults);
+    out += "  --" + o.name + "  (" + env_name(o.name) + ", default: "
+           + (def.empty() ? "\"\"" : def) + ")\n      " + o.help + "\n";
+  }
+  out += "  --help\n      print this text\n  --version\n      print the version\n";
+  return out;
+}
+
+std::string describe(const settings& cfg) {
+  std::string out;
+  for (auto& o : options()) {
+    auto value = o.get(cfg);
+    if ((o.name == "jwt-secret" || o.name == "api-key") && !value.empty())
+      value = "***";
+    out += (out.empty() ? "" : " ") + o.name + "=" + value;
+  }
+  return out;
+}
+
+} // namespace rc

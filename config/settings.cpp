@@ -1,0 +1,52 @@
+#include "config/settings.hpp"
+
+#include <unistd.h>
+
+#include "actors/names.hpp"
+
+namespace rc {
+
+std::string settings::validate() const {
+  if (limits.max_frame_bytes < 64)
+    return "max-frame-bytes must be at least 64";
+  if (limits.max_queue_frames == 0)
+    return "max-queue-frames must be at least 1";
+  if (limits.max_queue_bytes < limits.max_frame_bytes)
+    return "max-queue-bytes must be at least max-frame-bytes";
+  if (limits.rate_limit <= 0)
+    return "rate-limit must be positive";
+  if (limits.rate_burst == 0)
+    return "rate-burst must be at least 1";
+  if (limits.max_connections == 0)
+    return "max-connections must be at least 1";
+  if (limits.handshake_timeout.count() <= 0)
+    return "handshake-timeout must be positive";
+  if (limits.ping_interval.count() <= 0)
+    return "ping-interval must be positive";
+  if (limits.max_missed_pongs == 0)
+    return "max-missed-pongs must be at least 1";
+  if (drain_timeout.count() < 0)
+    return "drain-timeout must not be negative";
+  if (room_idle_timeout.count() <= 0)
+    return "room-idle-timeout must be positive";
+  if (!node_name.empty() && !valid_name(node_name))
+    return "node-name must be 1 to 128 characters of [A-Za-z0-9_.:@-]";
+  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  bool known = false;
+  for (auto lvl : levels)
+    known = known || log_level == lvl;
+  if (!known)
+    return "log-level must be one of trace, debug, info, warn, error, critical, off";
+  return {};
+}
+
+std::string settings::effective_node_name() const {
+  if (!node_name.empty())
+    return node_name;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+    return "roomcast";
+  return host;
+}
+
+} // namespace rc

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rc {
+
+using duration = std::chrono::milliseconds;
+
+/// Per-connection and per-node limits. Every limit is explicit and
+/// configurable; the defaults are the ones PROTOCOL.md and the docs promise.
+struct limits_settings {
+  /// Largest inbound WebSocket message in bytes; larger closes with 1009.
+  std::uint64_t max_frame_bytes = 64 * 1024;
+  /// Outgoing frames queued per connection before it is closed (1008 slow_consumer).
+  std::uint64_t max_queue_frames = 1024;
+  /// Outgoing bytes queued per connection before it is closed (1008 slow_consumer).
+  std::uint64_t max_queue_bytes = 4 * 1024 * 1024;
+  /// Sustained requests per second per connection (token bucket refill rate).
+  double rate_limit = 100;
+  /// Requests a connection may send in a burst above the rate.
+  std::uint64_t rate_burst = 200;
+  /// Open WebSocket connections per node; further upgrades get HTTP 503.
+  std::uint64_t max_connections = 100000;
+  /// Time from TCP accept to a completed WebSocket handshake.
+  duration handshake_timeout{10000};
+  /// Interval of server pings to every connection.
+  duration ping_interval{20000};
+  /// Unanswered pings after which a connection is closed.
+  std::uint64_t max_missed_pongs = 2;
+  /// Private messages kept per offline user on this node.
+  std::uint64_t inbox_limit = 1000;
+  /// Rooms one connection may be a member of at once.
+  std::uint64_t max_rooms_per_connection = 1000;
+};
+
+/// The whole configuration of a node. Defaults live here, next to their
+/// documentation; config/loader.cpp layers file < environment < command line.
+struct settings {
+  /// Address the HTTP/WebSocket listener binds to.
+  std::string bind = "0.0.0.0";
+  /// HTTP/WebSocket port; 0 picks a free port and logs it.
+  std::uint16_t http_port = 8080;
+  /// This node's name in `welcome` frames, logs and metrics; empty = host name.
+  std::string node_name;
+  /// Asio I/O threads; 0 = number of cores.
+  std::uint32_t threads = 0;
+  /// CAF scheduler threads; 0 = number of cores.
+  std::uint32_t actor_threads = 0;
+  /// HS256 secret for client JWTs; empty = development mode (`?user=`, `anon-<n>`).
+  std::string jwt_secret;
+  /// Key required by `POST /api/publish` (`Authorization: apikey K`); empty = open.
+  std::string api_key;
+  /// Allowed `Origin` values for WebSocket upgrades; empty = any origin.
+  std::vector<std::string> allowed_origins;
+  /// Whether clients may send `broadcast` requests (`forbidden` otherwise).
+  bool allow_broadcast = true;
+  /// How long a room with no members lives before its actor stops.
+  duration room_idle_timeout{30000};
+  /// How long a graceful stop may take to flush and close connections.
+  duration drain_timeout{10000};
+  /// spdlog level: trace, debug, info, warn, error, critical, off.
+  std::string log_level = "info";
+  limits_settings limits;
+
+  /// Checks values that parse but make no sense together; returns a message
+  /// naming the option, or an empty string when everything is fine.
+  std::string validate() const;
+
+  /// node_name, or the host name when it is empty.
+  std::string effective_node_name() const;
+};
+
+} // namespace rc

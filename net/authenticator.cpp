@@ -1,0 +1,78 @@
+#include "net/authenticator.hpp"
+
+#include <jwt.h>
+
+#include <cerrno>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "actors/names.hpp"
+
+namespace rc::net {
+
+authenticator::authenticator(const settings& cfg) : secret_(cfg.jwt_secret) {
+}
+
+std::variant<identity, http_refusal> authenticator::resolve(std::string_view token,
+                                                            std::string_view bearer,
+                                                            std::string_view user) {
+  if (!secret_.empty()) {
+    std::string jwt{!token.empty() ? token : bearer};
+    if (jwt.empty())
+      return http_refusal{401, "unauthorized", "a token is required (?token= or Authorization: Bearer)"};
+    return verify_jwt(jwt);
+  }
+  identity who;
+  if (!user.empty()) {
+    if (!valid_name(user))
+      return http_refusal{400, "bad_name", "user must be 1 to 128 characters of [A-Za-z0-9_.:@-]"};
+    who.user = std::string{user};
+  } else {
+    who.user = "anon-" + std::to_string(++anon_counter_);
+  }
+  return who;
+}
+
+std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string& token) const {
+  auto refuse = [](std::string message) {
+    return http_refusal{401, "unauthorized", std::move(message)};
+  };
+  jwt_t* raw = nullptr;
+  if (jwt_decode(&raw, token.c_str(), reinterpret_cast<const unsigned char*>(secret_.data()),
+                 static_cast<int>(secret_.size()))
+        != 0
+      || raw == nullptr)
+    return refuse("invalid token");
+  std::unique_ptr<jwt_t, decltype(&jwt_free)> jwt{raw, &jwt_free};
+  // A key was supplied, but insist on the one algorithm we accept.
+  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256)
+    return refuse("token must be signed with HS256");
+  identity who;
+  const char* sub = jwt_get_grant(jwt.get(), "sub");
+  if (sub == nullptr || !valid_name(sub))
+    return refuse("token claim 'sub' is missing or not a valid user name");
+  who.user = sub;
+  errno = 0;
+  long exp = jwt_get_grant_int(jwt.get(), "exp");
+  if (errno == 0) {
+    auto expires = std::chrono::system_clock::time_point{std::chrono::seconds{exp}};
+    if (expires <= std::chrono::system_clock::now())
+      return refuse("token has expired");
+    who.expires = expires;
+  }
+  if (char* rooms = jwt_get_grants_json(jwt.get(), "rooms")) {
+    std::unique_ptr<char, decltype(&free)> owned{rooms, &free};
+    auto list = nlohmann::json::parse(rooms, nullptr, false);
+    if (!list.is_array())
+      return refuse("token claim 'rooms' must be a list of patterns");
+    for (auto& p : list) {
+      if (!p.is_string())
+        return refuse("token claim 'rooms' must be a list of patterns");
+      who.room_globs.push_back(p.get<std::string>());
+    }
+    who.restricted = true;
+  }
+  return who;
+}
+
+} // namespace rc::net

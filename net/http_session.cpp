@@ -1,0 +1,220 @@
+#include "net/http_session.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/metrics.hpp"
+#include "net/websocket_session.hpp"
+
+namespace rc::net {
+
+namespace {
+
+/// Decodes `%XX` and `+` in a query component.
+std::string url_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1]))
+               && std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string{in.substr(i + 1, 2)}, nullptr, 16));
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+/// The decoded value of `key` in a query string, or "" when absent.
+std::string query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key)
+      return eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+    if (amp == std::string_view::npos)
+      break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+} // namespace
+
+http_session::http_session(boost::asio::ip::tcp::socket&& socket, server_context_ptr ctx)
+  : stream_(std::move(socket)), ctx_(std::move(ctx)) {
+}
+
+void http_session::run() {
+  boost::asio::dispatch(stream_.get_executor(),
+                        beast::bind_front_handler(&http_session::do_read, shared_from_this()));
+}
+
+void http_session::do_read() {
+  parser_.emplace();
+  parser_->header_limit(16 * 1024);
+  parser_->body_limit(ctx_->cfg.limits.max_frame_bytes);
+  // An HTTP request (or the upgrade) must arrive within the handshake time.
+  stream_.expires_after(ctx_->cfg.limits.handshake_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&http_session::on_read, shared_from_this()));
+}
+
+void http_session::on_read(beast::error_code ec, std::size_t) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout
+      || ec == boost::asio::error::operation_aborted) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (ec == http::error::body_limit) {
+    keep_alive_ = false;
+    return send(make_error(413, "too_large", "request body exceeds max-frame-bytes"));
+  }
+  if (ec) {
+    if (ec != boost::asio::error::connection_reset && ec != boost::asio::error::eof)
+      spdlog::debug("http read failed: {}", ec.message());
+    return;
+  }
+  route(parser_->release());
+}
+
+http_session::response http_session::make_json(unsigned status, std::string body) const {
+  response res{static_cast<http::status>(status), version_};
+  res.set(http::field::server, "roomcast");
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(keep_alive_);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+http_session::response http_session::make_error(unsigned status, std::string_view code,
+                                                std::string_view message) const {
+  nlohmann::json body{{"error", {{"code", code}, {"message", message}}}};
+  return make_json(status, body.dump());
+}
+
+void http_session::route(request req) {
+  version_ = req.version();
+  keep_alive_ = req.keep_alive();
+  std::string_view target{req.target().data(), req.target().size()};
+  auto path = target.substr(0, target.find('?'));
+  auto method = req.method();
+  if (path == "/ws")
+    return upgrade(std::move(req));
+  if (path == "/healthz") {
+    if (method != http::verb::get && method != http::verb::head)
+      return send(make_error(405, "method_not_allowed", "use GET"));
+    if (ctx_->draining)
+      return send(make_json(503, R"({"status":"draining"})"));
+    return send(make_json(200, R"({"status":"ok"})"));
+  }
+  if (path == "/readyz") {
+    if (method != http::verb::get && method != http::verb::head)
+      return send(make_error(405, "method_not_allowed", "use GET"));
+    auto reason = ctx_->draining ? std::string{"draining"} : ctx_->hooks.not_ready_reason();
+    if (!reason.empty())
+      return send(make_json(503, nlohmann::json{{"ready", false}, {"reason", reason}}.dump()));
+    return send(make_json(200, R"({"ready":true})"));
+  }
+  if (path == "/metrics") {
+    if (method != http::verb::get)
+      return send(make_error(405, "method_not_allowed", "use GET"));
+    auto res = make_json(200, metrics::global().render());
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    return send(std::move(res));
+  }
+  if (path == "/api/publish") {
+    if (method != http::verb::post)
+      return send(make_error(405, "method_not_allowed", "use POST"));
+    auto& key = ctx_->cfg.api_key;
+    if (!key.empty()) {
+      auto auth = req[http::field::authorization];
+      if (std::string_view{auth.data(), auth.size()} != "apikey " + key)
+        return send(make_error(401, "unauthorized", "missing or wrong API key (Authorization: apikey K)"));
+    }
+    // The reply may come from any thread: hop back onto this session's strand.
+    ctx_->hooks.publish(std::move(req.body()),
+                        [self = shared_from_this()](unsigned status, std::string body) {
+                          boost::asio::post(self->stream_.get_executor(), [self, status, body] {
+                            self->send(self->make_json(status, body));
+                          });
+                        });
+    return;
+  }
+  send(make_error(404, "not_found", "no such endpoint"));
+}
+
+void http_session::upgrade(request req) {
+  auto refuse = [&](unsigned status, std::string_view code, std::string_view message) {
+    metrics::global().upgrades_refused++;
+    beast::error_code ep_ec;
+    auto peer = stream_.socket().remote_endpoint(ep_ec);
+    spdlog::warn("refused WebSocket upgrade from {}: {} {}",
+                 ep_ec ? std::string{"?"} : peer.address().to_string(), status, message);
+    keep_alive_ = false;
+    send(make_error(status, code, message));
+  };
+  if (!websocket::is_upgrade(req))
+    return refuse(400, "bad_request", "/ws expects a WebSocket upgrade");
+  if (ctx_->draining)
+    return refuse(503, "unavailable", "node is shutting down");
+  auto& allowed = ctx_->cfg.allowed_origins;
+  auto origin_it = req.find(http::field::origin);
+  if (!allowed.empty() && origin_it != req.end()) {
+    std::string origin{origin_it->value()};
+    if (std::find(allowed.begin(), allowed.end(), origin) == allowed.end())
+      return refuse(403, "forbidden", "origin '" + origin + "' is not allowed");
+  }
+  std::string_view target{req.target().data(), req.target().size()};
+  auto q = target.find('?');
+  auto query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  std::string bearer;
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    std::string_view value{it->value().data(), it->value().size()};
+    if (value.rfind("Bearer ", 0) == 0)
+      bearer = std::string{value.substr(7)};
+  }
+  auto who = ctx_->auth.resolve(query_param(query, "token"), bearer, query_param(query, "user"));
+  if (auto refusal = std::get_if<http_refusal>(&who))
+    return refuse(refusal->status, refusal->code, refusal->message);
+  // Reserve a slot before the handshake so concurrent upgrades cannot overshoot.
+  if (++ctx_->websockets > ctx_->cfg.limits.max_connections) {
+    ctx_->websockets--;
+    return refuse(503, "unavailable", "node is full, try another node");
+  }
+  std::make_shared<websocket_session>(std::move(stream_), ctx_, std::get<identity>(std::move(who)))
+    ->run(std::move(req));
+}
+
+void http_session::send(response res) {
+  pending_ = std::make_shared<response>(std::move(res));
+  http::async_write(stream_, *pending_,
+                    beast::bind_front_handler(&http_session::on_write, shared_from_this(),
+                                              pending_->keep_alive()));
+}
+
+void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+  pending_.reset();
+  if (ec)
+    return;
+  if (!keep_alive) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  do_read();
+}
+
+} // namespace rc::net

@@ -1,0 +1,56 @@
+#include "net/server.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <stdexcept>
+
+#include "net/listener.hpp"
+
+namespace rc::net {
+
+server::server(settings cfg, server_hooks hooks)
+  : ctx_(std::make_shared<server_context>(std::move(cfg), std::move(hooks))) {
+}
+
+server::~server() {
+  stop();
+}
+
+std::uint16_t server::start() {
+  auto& cfg = ctx_->cfg;
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(cfg.bind, ec);
+  if (ec)
+    throw std::runtime_error("invalid bind address '" + cfg.bind + "'");
+  try {
+    listener_ = std::make_shared<listener>(ioc_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},
+                                           ctx_);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("cannot listen on " + cfg.bind + ":" + std::to_string(cfg.http_port)
+                             + ": " + e.code().message());
+  }
+  listener_->run();
+  auto n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i)
+    threads_.emplace_back([this] {
+      auto guard = boost::asio::make_work_guard(ioc_);
+      ioc_.run();
+    });
+  return listener_->port();
+}
+
+void server::stop_accepting() {
+  ctx_->draining = true;
+  if (listener_)
+    listener_->stop();
+}
+
+void server::stop() {
+  ioc_.stop();
+  for (auto& t : threads_)
+    if (t.joinable())
+      t.join();
+  threads_.clear();
+}
+
+} // namespace rc::net

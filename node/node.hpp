@@ -1,0 +1,52 @@
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <atomic>
+#include <memory>
+
+#include "config/settings.hpp"
+
+namespace rc {
+
+namespace net {
+class server;
+}
+
+/// One roomcast node: the actor system with its long-lived actors (room and
+/// user directories, broadcaster, router, connection supervisor) and the
+/// HTTP/WebSocket server wired to them. The library's entry point: the
+/// daemon and every example embed a `node`.
+class node {
+public:
+  explicit node(settings cfg);
+  ~node();
+
+  /// Spawns the actors and starts listening; returns the bound HTTP port.
+  /// Throws std::runtime_error when the port cannot be bound.
+  std::uint16_t start();
+
+  /// Graceful stop: refuse new connections, close every WebSocket with 1001
+  /// after flushing its queue, wait up to `drain-timeout`, stop the actors.
+  /// Idempotent.
+  void shutdown();
+
+  caf::actor_system& system() { return *system_; }
+  const settings& config() const { return cfg_; }
+  /// The router: the one entry for delivering to rooms, users and everyone.
+  const caf::actor& router() const { return router_; }
+
+private:
+  settings cfg_;
+  std::string node_name_;
+  std::unique_ptr<caf::actor_system_config> caf_cfg_;
+  std::unique_ptr<caf::actor_system> system_;
+  std::unique_ptr<net::server> server_;
+  caf::actor supervisor_, rooms_, users_, everyone_, router_;
+  std::atomic<bool> started_{false};
+  bool stopped_ = false;
+};
+
+} // namespace rc
