@@ -169,15 +169,16 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     [self](ws_frame_atom, std::string& text) {
       auto& st = self->state;
       metrics::global().frames_received++;
-      if (!st.limiter->try_acquire()) {
-        send_error(self, {}, error_code::rate_limited, "too many requests, slow down");
-      } else {
-        auto parsed = parse_request(text);
-        if (auto err = std::get_if<request_error>(&parsed))
-          send_error(self, err->id, err->code, err->message);
-        else
-          handle(self, std::get<request>(parsed));
-      }
+      // Parse first so a refusal can name the request it refuses.
+      auto parsed = parse_request(text);
+      auto err = std::get_if<request_error>(&parsed);
+      if (!st.limiter->try_acquire())
+        send_error(self, err ? err->id : std::get<request>(parsed).id, error_code::rate_limited,
+                   "too many requests, slow down");
+      else if (err)
+        send_error(self, err->id, err->code, err->message);
+      else
+        handle(self, std::get<request>(parsed));
       st.link->frame_done();
     },
     [self](ws_closed_atom) { self->quit(); },

@@ -8,13 +8,7 @@
 
 #include <thread>
 
-#include "actors/broadcaster.hpp"
 #include "actors/connection.hpp"
-#include "actors/directory.hpp"
-#include "actors/hardening.hpp"
-#include "actors/room.hpp"
-#include "actors/router.hpp"
-#include "actors/user.hpp"
 #include "net/server.hpp"
 #include "node/publish_api.hpp"
 
@@ -34,16 +28,6 @@ public:
 private:
   caf::actor conn_;
 };
-
-/// Links to every connection actor; when it exits with user_shutdown, so do
-/// they, and each closes its WebSocket with 1001.
-caf::behavior supervisor(caf::event_based_actor* self) {
-  harden(self, "supervisor");
-  self->set_exit_handler([](caf::exit_msg&) {
-    // A connection ended; that is not our end.
-  });
-  return {[self](stop_atom) { self->quit(caf::exit_reason::user_shutdown); }};
-}
 
 std::unique_ptr<caf::actor_system_config> make_caf_config(const settings& cfg) {
   auto caf_cfg = std::make_unique<caf::actor_system_config>();
@@ -70,32 +54,15 @@ node::~node() {
 }
 
 std::uint16_t node::start() {
-  auto& sys = *system_;
-  auto idle = cfg_.room_idle_timeout;
-  auto inbox = cfg_.limits.inbox_limit;
-  supervisor_ = sys.spawn(supervisor);
-  rooms_ = sys.spawn(directory, directory_config{
-    [idle](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), idle);
-    },
-    false, "rooms"});
-  users_ = sys.spawn(directory, directory_config{
-    [idle, inbox](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox);
-    },
-    true, "users"});
-  everyone_ = sys.spawn(broadcaster);
-  router_ = sys.spawn(rc::router, rooms_, users_, everyone_);
-
-  connection_context ctx{node_name_, cfg_.limits, cfg_.allow_broadcast, rooms_, users_,
-                         everyone_,  router_,     supervisor_};
+  core_ = spawn_core_actors(*system_, cfg_);
+  auto ctx = core_.context_for(node_name_, cfg_);
   net::server_hooks hooks;
   hooks.open = [this, ctx](client_link_ptr link, const identity& who) {
     auto conn = system_->spawn(connection, std::move(link), who, ctx);
     return std::make_shared<actor_inbound>(std::move(conn));
   };
   hooks.publish = [this](std::string body, std::function<void(unsigned, std::string)> reply) {
-    handle_publish(*system_, router_, body, std::move(reply));
+    handle_publish(*system_, core_.router, body, std::move(reply));
   };
   hooks.not_ready_reason = [this]() -> std::string {
     return started_ ? "" : "starting";
@@ -112,7 +79,7 @@ void node::shutdown() {
   stopped_ = true;
   if (server_) {
     server_->stop_accepting();
-    caf::anon_send(supervisor_, stop_atom::value);
+    core_.close_connections();
     auto deadline = std::chrono::steady_clock::now() + cfg_.drain_timeout;
     while (server_->websockets() > 0 && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
@@ -120,9 +87,7 @@ void node::shutdown() {
       spdlog::warn("drain timeout: closing {} connections without waiting", left);
     server_->stop();
   }
-  for (auto& a : {router_, everyone_, users_, rooms_, supervisor_})
-    if (a)
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  core_.stop();
 }
 
 } // namespace rc

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "config/settings.hpp"
+#include "node/core_actors.hpp"
 
 namespace rc {
 
@@ -36,7 +37,7 @@ public:
   caf::actor_system& system() { return *system_; }
   const settings& config() const { return cfg_; }
   /// The router: the one entry for delivering to rooms, users and everyone.
-  const caf::actor& router() const { return router_; }
+  const caf::actor& router() const { return core_.router; }
 
 private:
   settings cfg_;
@@ -44,7 +45,7 @@ private:
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<net::server> server_;
-  caf::actor supervisor_, rooms_, users_, everyone_, router_;
+  core_actors core_;
   std::atomic<bool> started_{false};
   bool stopped_ = false;
 };

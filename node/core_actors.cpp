@@ -1,0 +1,65 @@
+#include "node/core_actors.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include "actors/broadcaster.hpp"
+#include "actors/directory.hpp"
+#include "actors/hardening.hpp"
+#include "actors/room.hpp"
+#include "actors/router.hpp"
+#include "actors/user.hpp"
+
+namespace rc {
+
+namespace {
+
+/// Links to every connection actor; when it exits with user_shutdown, so do
+/// they, and each closes its WebSocket with 1001.
+caf::behavior supervisor(caf::event_based_actor* self) {
+  harden(self, "supervisor");
+  self->set_exit_handler([](caf::exit_msg&) {
+    // A connection ended; that is not our end.
+  });
+  return {[self](stop_atom) { self->quit(caf::exit_reason::user_shutdown); }};
+}
+
+} // namespace
+
+core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg) {
+  auto idle = cfg.room_idle_timeout;
+  auto inbox = cfg.limits.inbox_limit;
+  core_actors core;
+  core.supervisor = sys.spawn(supervisor);
+  core.rooms = sys.spawn(directory, directory_config{
+    [idle](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), idle);
+    },
+    false, "rooms"});
+  core.users = sys.spawn(directory, directory_config{
+    [idle, inbox](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox);
+    },
+    true, "users"});
+  core.everyone = sys.spawn(broadcaster);
+  core.router = sys.spawn(rc::router, core.rooms, core.users, core.everyone);
+  return core;
+}
+
+connection_context core_actors::context_for(std::string node, const settings& cfg) const {
+  return connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, rooms, users,
+                            everyone,        router,     supervisor};
+}
+
+void core_actors::close_connections() const {
+  caf::anon_send(supervisor, stop_atom::value);
+}
+
+void core_actors::stop() const {
+  for (auto& a : {router, everyone, users, rooms, supervisor})
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+} // namespace rc

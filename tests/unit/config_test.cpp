@@ -1,0 +1,139 @@
+#define CAF_SUITE config
+
+#include "config/loader.hpp"
+
+#include <caf/test/unit_test.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+using namespace rc;
+using action = load_result::action;
+
+namespace {
+
+/// A config file in /tmp that is removed with the object.
+struct temp_file {
+  std::string path;
+  temp_file(const std::string& suffix, const std::string& text) {
+    char name[] = "/tmp/roomcast-config-XXXXXX";
+    int fd = mkstemp(name);
+    CAF_REQUIRE(fd >= 0);
+    ::close(fd);
+    std::remove(name);
+    path = std::string{name} + suffix;
+    std::ofstream{path} << text;
+  }
+  ~temp_file() { std::remove(path.c_str()); }
+};
+
+load_result load(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  return load_settings(args, env);
+}
+
+} // namespace
+
+CAF_TEST(defaults are those the docs promise) {
+  auto r = load({});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.http_port, 8080u);
+  CAF_CHECK_EQUAL(r.cfg.bind, "0.0.0.0");
+  CAF_CHECK_EQUAL(r.cfg.limits.max_frame_bytes, 65536u);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_queue_frames, 1024u);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_queue_bytes, 4u * 1024 * 1024);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_limit, 100.0);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_burst, 200u);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_connections, 100000u);
+  CAF_CHECK_EQUAL(r.cfg.limits.handshake_timeout.count(), 10000);
+  CAF_CHECK_EQUAL(r.cfg.limits.ping_interval.count(), 20000);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_missed_pongs, 2u);
+  CAF_CHECK_EQUAL(r.cfg.drain_timeout.count(), 10000);
+}
+
+CAF_TEST(file beats defaults environment beats file command line beats environment) {
+  temp_file f{".json", R"({"http-port": 9001, "node-name": "file", "bind": "127.0.0.1",
+                          "limits": {"rate-burst": 7}})"};
+  auto r = load({"--config", f.path});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.http_port, 9001u);
+  CAF_CHECK_EQUAL(r.cfg.node_name, "file");
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_burst, 7u);
+  r = load({"--config", f.path}, {{"ROOMCAST_NODE_NAME", "env"}, {"ROOMCAST_HTTP_PORT", "9002"}});
+  CAF_CHECK_EQUAL(r.cfg.node_name, "env");
+  CAF_CHECK_EQUAL(r.cfg.http_port, 9002u);
+  CAF_CHECK_EQUAL(r.cfg.bind, "127.0.0.1");
+  r = load({"--config", f.path, "--node-name", "cli", "--http-port=9003"},
+           {{"ROOMCAST_NODE_NAME", "env"}, {"ROOMCAST_HTTP_PORT", "9002"}});
+  CAF_CHECK_EQUAL(r.cfg.node_name, "cli");
+  CAF_CHECK_EQUAL(r.cfg.http_port, 9003u);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_burst, 7u);
+}
+
+CAF_TEST(the config file may come from ROOMCAST_CONFIG) {
+  temp_file f{".json", R"({"node-name": "via-env"})"};
+  auto r = load({}, {{"ROOMCAST_CONFIG", f.path}});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.node_name, "via-env");
+}
+
+CAF_TEST(caf ini files are read with sections and durations) {
+  temp_file f{".ini", "[global]\nnode-name=\"from-ini\"\nallowed-origins=[\"http://a\", \"http://b\"]\n"
+                      "drain-timeout=2s\n[limits]\nping-interval=250ms\nmax-connections=5\n"};
+  auto r = load({"--config", f.path});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.node_name, "from-ini");
+  CAF_REQUIRE_EQUAL(r.cfg.allowed_origins.size(), 2u);
+  CAF_CHECK_EQUAL(r.cfg.allowed_origins[1], "http://b");
+  CAF_CHECK_EQUAL(r.cfg.drain_timeout.count(), 2000);
+  CAF_CHECK_EQUAL(r.cfg.limits.ping_interval.count(), 250);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_connections, 5u);
+}
+
+CAF_TEST(unknown or invalid settings fail with a message naming them) {
+  auto r = load({"--no-such-option", "1"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("--no-such-option") != std::string::npos);
+  r = load({"--http-port", "http"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("http-port") != std::string::npos);
+  r = load({"--http-port", "70000"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--ping-interval", "soon"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({}, {{"ROOMCAST_TYPO", "1"}});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("ROOMCAST_TYPO") != std::string::npos);
+  temp_file f{".json", R"({"htp-port": 1})"};
+  r = load({"--config", f.path});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("htp-port") != std::string::npos);
+  temp_file g{".ini", "[limits]\nnode-name=\"x\"\n"};
+  r = load({"--config", g.path});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--config", "/nonexistent/roomcast.json"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--max-missed-pongs", "0"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("max-missed-pongs") != std::string::npos);
+  r = load({"--log-level", "loud"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--http-port"});
+  CAF_CHECK(r.what == action::fail);
+}
+
+CAF_TEST(help lists every option with its default and variable) {
+  auto r = load({"--help"});
+  CAF_REQUIRE(r.what == action::help);
+  for (auto needle : {"--http-port", "ROOMCAST_HTTP_PORT", "default: 8080", "--max-frame-bytes",
+                      "default: 65536", "--jwt-secret", "--allowed-origins", "--log-level"})
+    CAF_CHECK(r.message.find(needle) != std::string::npos);
+}
+
+CAF_TEST(describe masks secrets) {
+  auto r = load({"--jwt-secret", "s3cret", "--api-key", "k3y"});
+  auto line = describe(r.cfg);
+  CAF_CHECK(line.find("s3cret") == std::string::npos);
+  CAF_CHECK(line.find("k3y") == std::string::npos);
+  CAF_CHECK(line.find("jwt-secret=***") != std::string::npos);
+}

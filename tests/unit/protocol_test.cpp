@@ -1,0 +1,87 @@
+#define CAF_SUITE protocol
+
+#include "actors/protocol.hpp"
+
+#include <caf/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace rc;
+using nlohmann::json;
+
+namespace {
+
+request_error error_of(std::string_view text) {
+  auto r = parse_request(text);
+  CAF_REQUIRE(std::holds_alternative<request_error>(r));
+  return std::get<request_error>(r);
+}
+
+request request_of(std::string_view text) {
+  auto r = parse_request(text);
+  CAF_REQUIRE(std::holds_alternative<request>(r));
+  return std::get<request>(r);
+}
+
+} // namespace
+
+CAF_TEST(every request type parses with its fields) {
+  auto j = request_of(R"({"type":"join","room":"r1","id":7})");
+  CAF_CHECK(j.type == request::kind::join);
+  CAF_CHECK_EQUAL(j.room, "r1");
+  CAF_CHECK_EQUAL(j.id, "7");
+  auto p = request_of(R"({"type":"publish","room":"r1","data":{"a":[1,2]},"echo":true,"id":"x"})");
+  CAF_CHECK(p.type == request::kind::publish);
+  CAF_CHECK_EQUAL(json::parse(p.data), json::parse(R"({"a":[1,2]})"));
+  CAF_CHECK(p.echo);
+  CAF_CHECK_EQUAL(p.id, "\"x\"");
+  auto s = request_of(R"({"type":"send","to":"bob","data":null})");
+  CAF_CHECK(s.type == request::kind::send);
+  CAF_CHECK_EQUAL(s.to, "bob");
+  CAF_CHECK_EQUAL(s.data, "null");
+  CAF_CHECK(request_of(R"({"type":"broadcast","data":1})").type == request::kind::broadcast);
+  CAF_CHECK(request_of(R"({"type":"leave","room":"r"})").type == request::kind::leave);
+  CAF_CHECK(request_of(R"({"type":"ping"})").type == request::kind::ping);
+}
+
+CAF_TEST(malformed requests map to the protocol error codes) {
+  CAF_CHECK(error_of("not json").code == error_code::bad_json);
+  CAF_CHECK(error_of("[1,2]").code == error_code::bad_json);
+  CAF_CHECK(error_of(std::string(100, '[') + std::string(100, ']')).code == error_code::bad_json);
+  CAF_CHECK(error_of(R"({"room":"r"})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":5})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"join"})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"join","room":5})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"publish","room":"r"})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"publish","room":"r","data":1,"echo":"yes"})").code
+            == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"send","data":1})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"ping","id":{}})").code == error_code::bad_request);
+  CAF_CHECK(error_of(R"({"type":"dance"})").code == error_code::unknown_type);
+  CAF_CHECK(error_of(R"({"type":"join","room":"no spaces"})").code == error_code::bad_name);
+  CAF_CHECK(error_of(R"({"type":"send","to":"","data":1})").code == error_code::bad_name);
+}
+
+CAF_TEST(errors echo the request id when it could be read) {
+  CAF_CHECK_EQUAL(error_of(R"({"type":"dance","id":"r-1"})").id, "\"r-1\"");
+  CAF_CHECK_EQUAL(error_of(R"({"type":"join","id":3})").id, "3");
+  CAF_CHECK_EQUAL(error_of("nope").id, "");
+}
+
+CAF_TEST(server frames have the shapes of the protocol) {
+  CAF_CHECK_EQUAL(json::parse(encode_welcome("u", "n")),
+                  json::parse(R"({"type":"welcome","user":"u","node":"n"})"));
+  CAF_CHECK_EQUAL(json::parse(encode_joined("r", 4, "e1", "9")),
+                  json::parse(R"({"type":"joined","room":"r","seq":4,"epoch":"e1","id":9})"));
+  CAF_CHECK_EQUAL(json::parse(encode_left("r", "")), json::parse(R"({"type":"left","room":"r"})"));
+  CAF_CHECK_EQUAL(json::parse(encode_ack("\"a\"", 3)),
+                  json::parse(R"({"type":"ack","id":"a","seq":3})"));
+  CAF_CHECK_EQUAL(json::parse(encode_pong("")), json::parse(R"({"type":"pong"})"));
+  CAF_CHECK_EQUAL(json::parse(encode_error("1", error_code::not_member, "say \"why\"")),
+                  json::parse(R"({"type":"error","id":1,"code":"not_member","message":"say \"why\""})"));
+  CAF_CHECK_EQUAL(json::parse(encode_message("r", "u", 2, R"({"x":[1]})")),
+                  json::parse(R"({"type":"message","room":"r","from":"u","seq":2,"data":{"x":[1]}})"));
+  CAF_CHECK_EQUAL(json::parse(encode_private("u", "\"hi\"")),
+                  json::parse(R"({"type":"private","from":"u","data":"hi"})"));
+  CAF_CHECK_EQUAL(json::parse(encode_broadcast("u", "1")),
+                  json::parse(R"({"type":"broadcast","from":"u","data":1})"));
+}

@@ -1,0 +1,173 @@
+#define CAF_SUITE room
+
+#include "fixture.hpp"
+
+#include "common/metrics.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+
+namespace {
+
+json join(const std::string& room, int id) {
+  return {{"type", "join"}, {"room", room}, {"id", id}};
+}
+json publish(const std::string& room, json data, bool echo = false) {
+  json j{{"type", "publish"}, {"room", room}, {"data", data}};
+  if (echo)
+    j["echo"] = true;
+  return j;
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(room_tests, node_fixture)
+
+CAF_TEST(join answers joined with seq and epoch of the room) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  auto j = a.link->pop();
+  CAF_CHECK_EQUAL(j["type"], "joined");
+  CAF_CHECK_EQUAL(j["room"], "r1");
+  CAF_CHECK_EQUAL(j["seq"], 0);
+  CAF_CHECK_EQUAL(j["id"], 1);
+  CAF_CHECK(j["epoch"].is_string() && !j["epoch"].get<std::string>().empty());
+}
+
+CAF_TEST(publish reaches every member except the sender unless echo is set) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  auto c = connect("carol");
+  for (auto* cl : {&a, &b, &c}) {
+    frame(*cl, join("r1", 1));
+    cl->link->pop();
+  }
+  frame(a, publish("r1", {{"n", 1}}));
+  CAF_CHECK(a.link->frames.empty());
+  for (auto* cl : {&b, &c}) {
+    auto m = cl->link->pop();
+    CAF_CHECK_EQUAL(m, json::parse(R"({"type":"message","room":"r1","from":"alice","seq":1,"data":{"n":1}})"));
+  }
+  frame(a, publish("r1", "again", true));
+  {
+    auto popped = a.link->pop();
+    CAF_CHECK_EQUAL(popped["seq"], 2);
+  }
+  {
+    auto popped = b.link->pop();
+    CAF_CHECK_EQUAL(popped["data"], "again");
+  }
+  {
+    auto popped = c.link->pop();
+    CAF_CHECK_EQUAL(popped["seq"], 2);
+  }
+}
+
+CAF_TEST(fan-out shares one encoded frame and seq counts per room) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(a, join("r1", 1));
+  frame(b, join("r1", 1));
+  frame(b, join("r2", 2));
+  frame(a, join("r2", 2));
+  a.link->frames.clear();
+  b.link->frames.clear();
+  for (int i = 1; i <= 3; ++i)
+    frame(a, publish("r1", i));
+  frame(a, publish("r2", "x"));
+  auto msgs = b.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 4u);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
+  CAF_CHECK_EQUAL(msgs[2]["seq"], 3);
+  CAF_CHECK_EQUAL(msgs[3]["room"], "r2");
+  CAF_CHECK_EQUAL(msgs[3]["seq"], 1);
+  // A later joiner learns the room's current seq.
+  auto c = connect("carol");
+  frame(c, join("r1", 5));
+  {
+    auto popped = c.link->pop();
+    CAF_CHECK_EQUAL(popped["seq"], 3);
+  }
+}
+
+CAF_TEST(publish with an id is acked with the message seq) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  a.link->pop();
+  auto p = publish("r1", 1);
+  p["id"] = "p1";
+  frame(a, p);
+  {
+    auto popped = a.link->pop();
+    CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"ack","id":"p1","seq":1})"));
+  }
+}
+
+CAF_TEST(leave stops delivery and answers left) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(a, join("r1", 1));
+  frame(b, join("r1", 1));
+  b.link->frames.clear();
+  frame(b, json{{"type", "leave"}, {"room", "r1"}, {"id", 9}});
+  {
+    auto popped = b.link->pop();
+    CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"left","room":"r1","id":9})"));
+  }
+  frame(a, publish("r1", 1));
+  CAF_CHECK(b.link->frames.empty());
+  frame(b, json{{"type", "leave"}, {"room", "r1"}, {"id", 10}});
+  auto e = b.link->pop();
+  CAF_CHECK_EQUAL(e["code"], "not_member");
+  CAF_CHECK_EQUAL(e["id"], 10);
+}
+
+CAF_TEST(a closed connection is removed from its rooms) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(a, join("r1", 1));
+  frame(b, join("r1", 1));
+  close(b);
+  auto before = b.link->frames.size();
+  frame(a, publish("r1", 1));
+  CAF_CHECK_EQUAL(b.link->frames.size(), before);
+}
+
+CAF_TEST(an empty room stops after the idle timeout and a new one gets a new epoch) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  auto first = a.link->pop();
+  frame(a, publish("r1", 1, true));
+  a.link->pop();
+  frame(a, json{{"type", "leave"}, {"room", "r1"}});
+  a.link->pop();
+  CAF_CHECK(metrics::global().rooms.load() >= 1);
+  sched.trigger_timeouts(); // idle timer fires: room asks the directory to stop it
+  sched.run();
+  self->send(core.rooms, caf::get_atom::value);
+  sched.run();
+  self->receive([](std::uint64_t n) { CAF_CHECK_EQUAL(n, 0u); });
+  frame(a, join("r1", 2));
+  auto second = a.link->pop();
+  CAF_CHECK_EQUAL(second["seq"], 0);
+  CAF_CHECK_NOT_EQUAL(second["epoch"], first["epoch"]);
+}
+
+CAF_TEST(a room with members does not stop when its idle timer fires) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  a.link->pop();
+  sched.trigger_timeouts();
+  sched.run();
+  self->send(core.rooms, caf::get_atom::value);
+  sched.run();
+  self->receive([](std::uint64_t n) { CAF_CHECK_EQUAL(n, 1u); });
+  frame(a, publish("r1", 1, true));
+  {
+    auto popped = a.link->pop();
+    CAF_CHECK_EQUAL(popped["seq"], 1);
+  }
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

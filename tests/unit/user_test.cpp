@@ -1,0 +1,103 @@
+#define CAF_SUITE user
+
+#include "fixture.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+
+namespace {
+
+json send_to(const std::string& to, json data, int id = 0) {
+  json j{{"type", "send"}, {"to", to}, {"data", data}};
+  if (id != 0)
+    j["id"] = id;
+  return j;
+}
+
+struct small_inbox_fixture : node_fixture {
+  static settings make() {
+    settings s;
+    s.limits.inbox_limit = 3;
+    return s;
+  }
+  small_inbox_fixture() : node_fixture(make()) {}
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(user_tests, node_fixture)
+
+CAF_TEST(a private message reaches every connection of the user) {
+  auto a = connect("alice");
+  auto b1 = connect("bob");
+  auto b2 = connect("bob");
+  frame(a, send_to("bob", {{"hi", true}}, 1));
+  {
+    auto popped = a.link->pop();
+    CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"ack","id":1})"));
+  }
+  for (auto* b : {&b1, &b2})
+    {
+      auto popped = b->link->pop();
+      CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"private","from":"alice","data":{"hi":true}})"));
+    }
+}
+
+CAF_TEST(messages for an offline user are delivered in order when the user connects) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 5; ++i)
+    frame(a, send_to("carol", i, i));
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 5u);
+  auto c = connect("carol"); // connect() consumed the welcome
+  for (int i = 1; i <= 5; ++i)
+    {
+      auto popped = c.link->pop();
+      CAF_CHECK_EQUAL(popped["data"], i);
+    }
+  // Newer messages come after the inbox, and the inbox is not replayed twice.
+  frame(a, send_to("carol", 6));
+  {
+    auto popped = c.link->pop();
+    CAF_CHECK_EQUAL(popped["data"], 6);
+  }
+  auto c2 = connect("carol");
+  CAF_CHECK(c2.link->frames.empty());
+}
+
+CAF_TEST(a user who leaves every connection gets later messages in the inbox) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  close(b);
+  frame(a, send_to("bob", "while away"));
+  auto b2 = connect("bob");
+  {
+    auto popped = b2.link->pop();
+    CAF_CHECK_EQUAL(popped["data"], "while away");
+  }
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(user_inbox_limit_tests, small_inbox_fixture)
+
+CAF_TEST(a full inbox refuses with unavailable and keeps what it accepted) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 4; ++i)
+    frame(a, send_to("dave", i, i));
+  auto acks = a.link->of_type("ack");
+  auto errors = a.link->of_type("error");
+  CAF_CHECK_EQUAL(acks.size(), 3u);
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0]["code"], "unavailable");
+  CAF_CHECK_EQUAL(errors[0]["id"], 4);
+  auto d = connect("dave");
+  for (int i = 1; i <= 3; ++i)
+    {
+      auto popped = d.link->pop();
+      CAF_CHECK_EQUAL(popped["data"], i);
+    }
+  CAF_CHECK(d.link->frames.empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
