@@ -21,9 +21,7 @@ caf::behavior broadcaster(caf::stateful_actor<broadcaster_state>* self) {
       auto frame = make_frame(encode_broadcast(env.from, env.data));
       for (auto& [_, link] : self->state.connections)
         link->deliver(frame);
-      auto n = static_cast<std::uint64_t>(self->state.connections.size());
-      metrics::global().messages_delivered += n;
-      return n;
+      metrics::global().messages_delivered += self->state.connections.size();
     },
   };
 }

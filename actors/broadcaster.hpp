@@ -17,7 +17,8 @@ struct broadcaster_state {
 ///
 /// Messages:
 /// - `(join_atom, member_ref)`: registers a connection (removed when it exits).
-/// - `(publish_atom, envelope)` -> number of connections the frame went to.
+/// - `(publish_atom, envelope)`: writes the frame to every connection (no reply;
+///   the router sends one such message to each node's broadcaster).
 ///
 /// Guarantee: one `broadcast` frame, encoded once, to every connection
 /// registered when the message is handled, sender included.

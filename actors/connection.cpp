@@ -61,16 +61,12 @@ void handle(self_ptr self, request& req) {
         return send_error(self, req.id, error_code::forbidden,
                           "too many rooms joined on this connection");
       // `await`: the next request is read only after the join completes,
-      // so a publish right behind a join finds the membership in place.
-      self->request(st.ctx.rooms, request_timeout, caf::join_atom::value, req.room,
-                    member_ref{self, st.who.user, st.link})
-        .await(
-          [self, room = req.room, id = req.id](std::uint64_t seq, const std::string& epoch,
-                                               caf::actor handle) {
-            self->state.rooms[room] = std::move(handle);
-            send_text(self, encode_joined(room, seq, epoch, id));
-          },
-          on_failure(self, req.id, "join"));
+      // so a publish right behind a join finds the membership in place. The
+      // relay writes `joined` itself, ordered with the room's messages.
+      self->request(st.ctx.relays, request_timeout, caf::join_atom::value, req.room,
+                    member_ref{self, st.who.user, st.link}, req.id)
+        .await([self, room = req.room](caf::actor relay) { self->state.rooms[room] = std::move(relay); },
+               on_failure(self, req.id, "join"));
       return;
     }
     case request::kind::leave: {
@@ -78,17 +74,15 @@ void handle(self_ptr self, request& req) {
       if (it == st.rooms.end())
         return send_error(self, req.id, error_code::not_member,
                           "not a member of room '" + req.room + "'");
-      auto handle = it->second;
+      auto relay = it->second;
       st.rooms.erase(it);
-      // `await`: after `left`, no further message of this room arrives.
-      self->request(handle, request_timeout, caf::leave_atom::value, caf::actor{self})
-        .await([self, room = req.room, id = req.id](caf::ok_atom) {
-                 send_text(self, encode_left(room, id));
-               },
-               [self, room = req.room, id = req.id](caf::error&) {
-                 // The room is gone, so the membership is too.
-                 send_text(self, encode_left(room, id));
-               });
+      // `await`: the relay writes `left` after which no message of the room
+      // arrives; the next request waits for that.
+      self->request(relay, request_timeout, caf::leave_atom::value, caf::actor{self}, req.id)
+        .await([](caf::ok_atom) {}, [self, room = req.room, id = req.id](caf::error&) {
+          // The relay is gone, so the membership is too.
+          send_text(self, encode_left(room, id));
+        });
       return;
     }
     case request::kind::publish: {
@@ -159,7 +153,7 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     self->link_to(st.ctx.supervisor);
   send_text(self, encode_welcome(st.who.user, st.ctx.node));
   member_ref me{self, st.who.user, st.link};
-  self->send(st.ctx.users, caf::join_atom::value, st.who.user, me);
+  self->send(st.ctx.users, caf::join_atom::value, me);
   self->send(st.ctx.everyone, caf::join_atom::value, me);
   if (st.who.expires) {
     auto left = *st.who.expires - std::chrono::system_clock::now();

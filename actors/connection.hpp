@@ -19,8 +19,8 @@ struct connection_context {
   std::string node;
   limits_settings limits;
   bool allow_broadcast = true;
-  caf::actor rooms;       ///< room directory
-  caf::actor users;       ///< user directory
+  caf::actor relays;      ///< this node's relay directory (one relay per room)
+  caf::actor users;       ///< this node's local_users registry
   caf::actor everyone;    ///< broadcaster
   caf::actor router;
   caf::actor supervisor;  ///< linked; its exit closes every connection (1001)
@@ -30,7 +30,7 @@ struct connection_state {
   client_link_ptr link;
   identity who;
   connection_context ctx;
-  /// Rooms joined, with the room actor that answered the join.
+  /// Rooms joined, with this node's relay for each.
   std::map<std::string, caf::actor> rooms;
   std::optional<rate_limiter> limiter;
   std::chrono::steady_clock::time_point opened;

@@ -5,6 +5,8 @@
 #include <caf/send.hpp>
 
 #include "actors/hardening.hpp"
+#include "actors/locator.hpp"
+#include "cluster/placement.hpp"
 
 namespace rc {
 
@@ -13,41 +15,78 @@ directory_state::~directory_state() {
     caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
 }
 
+namespace {
+
+using self_ptr = caf::stateful_actor<directory_state>*;
+using kind = metrics::cluster_kind;
+
+/// The directory that owns `name`, or null when it is this one.
+caf::actor owner_directory(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (st.peers.empty())
+    return nullptr;
+  std::vector<std::string> members;
+  members.reserve(st.peers.size());
+  for (auto& [node, _] : st.peers)
+    members.push_back(node);
+  auto owner = owner_of(name, members);
+  if (owner == st.self_name)
+    return nullptr;
+  return st.peers[owner];
+}
+
+} // namespace
+
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg) {
   harden(self, cfg.kind);
-  using entry = directory_state::entry;
-  auto get_or_spawn = [self, cfg](const std::string& name) -> entry& {
-    auto& e = self->state.entries[name];
-    if (!e.actor) {
-      e.actor = cfg.spawn(self, name);
-      self->monitor(e.actor);
-    }
-    return e;
-  };
-  // Hands what was held during a stop to whatever now serves `name`.
-  auto release = [get_or_spawn](const std::string& name,
-                                std::vector<std::function<void(const caf::actor&)>> held) {
-    if (held.empty())
+  // Routes one request for `name`: `to_actor` is the message for the name's
+  // actor, `to_dir` the same request for another directory.
+  std::shared_ptr<std::function<void(const std::string&, caf::message, caf::message,
+                                     caf::response_promise, bool)>>
+    route = std::make_shared<std::function<void(const std::string&, caf::message, caf::message,
+                                                 caf::response_promise, bool)>>();
+  *route = [self, cfg, route](const std::string& name, caf::message to_actor,
+                              caf::message to_dir, caf::response_promise rp, bool spawn) {
+    auto& st = self->state;
+    auto it = st.entries.find(name);
+    if (it != st.entries.end()) {
+      if (it->second.stopping) {
+        it->second.held.push_back([route, name, to_actor, to_dir, rp, spawn]() {
+          (*route)(name, to_actor, to_dir, rp, spawn);
+        });
+        return;
+      }
+      auto target = it->second.actor;
+      rp.delegate(target, std::move(to_actor));
       return;
-    auto& e = get_or_spawn(name);
+    }
+    if (auto owner = owner_directory(self, name)) {
+      count_if_remote(self, owner, kind::request);
+      rp.delegate(owner, std::move(to_dir));
+      return;
+    }
+    if (!spawn) {
+      rp.deliver(std::uint64_t{0});
+      return;
+    }
+    auto& e = st.entries[name];
+    e.actor = cfg.spawn(self, name);
+    self->monitor(e.actor);
+    auto target = e.actor;
+    rp.delegate(target, std::move(to_actor));
+  };
+  // Hands what was held during a stop or move to whatever serves `name` now.
+  auto release = [](const std::string&, std::vector<std::function<void()>> held) {
     for (auto& fn : held)
-      fn(e.actor);
+      fn();
   };
-  // Runs `fn` with the actor for `name` now, or once a pending stop resolves.
-  auto route = [get_or_spawn](const std::string& name,
-                              std::function<void(const caf::actor&)> fn) {
-    auto& e = get_or_spawn(name);
-    if (e.stopping)
-      e.held.push_back(std::move(fn));
-    else
-      fn(e.actor);
-  };
-  self->set_down_handler([self, release, kind = cfg.kind](caf::down_msg& dm) {
+  self->set_down_handler([self, release, kind_name = cfg.kind](caf::down_msg& dm) {
     for (auto it = self->state.entries.begin(); it != self->state.entries.end(); ++it) {
       if (it->second.actor.address() != dm.source)
         continue;
       if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
-        spdlog::warn("{}: actor for '{}' failed: {}", kind, it->first, caf::to_string(dm.reason));
+        spdlog::warn("{}: actor for '{}' failed: {}", kind_name, it->first,
+                     caf::to_string(dm.reason));
       auto held = std::move(it->second.held);
       auto name = it->first;
       self->state.entries.erase(it);
@@ -55,50 +94,101 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       return;
     }
   });
+  // Asks the actor of `name` to stop (idle) or move (handoff); requests wait
+  // meanwhile. `done(true)` erases the entry, `done(false)` keeps it.
+  auto pause = [self, release](const std::string& name, caf::message ask) {
+    auto it = self->state.entries.find(name);
+    auto actor = it->second.actor;
+    it->second.stopping = true;
+    self->request(actor, caf::infinite, std::move(ask))
+      .then(
+        [self, release, name, actor](caf::message& reply) {
+          auto it = self->state.entries.find(name);
+          if (it == self->state.entries.end() || it->second.actor != actor)
+            return;
+          // stop answers true/false; handoff answers ok.
+          bool gone = reply.match_element<bool>(0) ? reply.get_as<bool>(0) : true;
+          auto held = std::move(it->second.held);
+          it->second.stopping = false;
+          if (gone) {
+            self->demonitor(actor);
+            self->state.entries.erase(it);
+          }
+          release(name, std::move(held));
+        },
+        [self, release, name, actor](caf::error&) {
+          // Moving failed (or the actor died: then the down handler runs).
+          auto it = self->state.entries.find(name);
+          if (it == self->state.entries.end() || it->second.actor != actor)
+            return;
+          auto held = std::move(it->second.held);
+          it->second.stopping = false;
+          release(name, std::move(held));
+        });
+  };
+  auto spawn_on_publish = cfg.spawn_on_publish;
   return {
-    [self, route](caf::join_atom, const std::string& name, member_ref& m) {
+    [self, route](caf::join_atom, const std::string& name, member_ref& m, std::string& id) {
       auto rp = self->make_response_promise();
-      route(name, [rp, m](const caf::actor& a) mutable {
-        rp.delegate(a, caf::join_atom::value, std::move(m));
-      });
+      auto to_actor = caf::make_message(caf::join_atom::value, m, id);
+      auto to_dir = caf::make_message(caf::join_atom::value, name, std::move(m), std::move(id));
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
       return rp;
     },
-    [self, route, cfg](caf::publish_atom, const std::string& name, envelope& env) {
+    [self, route](attach_atom, const std::string& name, relay_members& rm) {
       auto rp = self->make_response_promise();
-      if (!cfg.spawn_on_publish && self->state.entries.count(name) == 0) {
-        rp.deliver(std::uint64_t{0});
-        return rp;
-      }
-      route(name, [rp, env](const caf::actor& a) mutable {
-        rp.delegate(a, caf::publish_atom::value, std::move(env));
-      });
+      auto to_actor = caf::make_message(attach_atom::value, rm);
+      auto to_dir = caf::make_message(attach_atom::value, name, std::move(rm));
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
       return rp;
     },
-    [self, release](caf::idle_atom, const std::string& name) {
+    [self, route](attach_atom, const std::string& name, caf::actor& node) {
+      auto rp = self->make_response_promise();
+      auto to_actor = caf::make_message(attach_atom::value, node);
+      auto to_dir = caf::make_message(attach_atom::value, name, std::move(node));
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
+      return rp;
+    },
+    [self, route, spawn_on_publish](caf::publish_atom, const std::string& name, envelope& env) {
+      auto rp = self->make_response_promise();
+      auto to_actor = caf::make_message(caf::publish_atom::value, env);
+      auto to_dir = caf::make_message(caf::publish_atom::value, name, std::move(env));
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, spawn_on_publish);
+      return rp;
+    },
+    [self, route](adopt_atom, const std::string& name, room_snapshot& snap) {
+      auto rp = self->make_response_promise();
+      auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
+      (*route)(name, msg, msg, rp, true);
+      return rp;
+    },
+    [self, route](adopt_atom, const std::string& name, user_snapshot& snap) {
+      auto rp = self->make_response_promise();
+      auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
+      (*route)(name, msg, msg, rp, true);
+      return rp;
+    },
+    [self, pause](caf::idle_atom, const std::string& name) {
       auto it = self->state.entries.find(name);
       if (it == self->state.entries.end() || it->second.stopping
           || it->second.actor.address() != self->current_sender())
         return;
-      it->second.stopping = true;
-      auto actor = it->second.actor;
-      self->request(actor, caf::infinite, stop_atom::value)
-        .then(
-          [self, release, name, actor](bool stopped) {
-            auto it = self->state.entries.find(name);
-            if (it == self->state.entries.end() || it->second.actor != actor)
-              return;
-            auto held = std::move(it->second.held);
-            it->second.stopping = false;
-            if (stopped) {
-              // Erase now (not on the DOWN) so held requests get a fresh actor.
-              self->demonitor(actor);
-              self->state.entries.erase(it);
-            }
-            release(name, std::move(held));
-          },
-          [](caf::error&) {
-            // The actor died first; the down handler re-routes what is held.
-          });
+      pause(name, caf::make_message(stop_atom::value));
+    },
+    [self, pause, kind_name = cfg.kind](view_atom, std::map<std::string, caf::actor>& peers, std::string& me) {
+      auto& st = self->state;
+      st.peers = std::move(peers);
+      st.self_name = std::move(me);
+      // Hand every actor whose name now belongs elsewhere to its new owner.
+      std::vector<std::pair<std::string, caf::actor>> moves;
+      for (auto& [name, e] : st.entries)
+        if (!e.stopping)
+          if (auto owner = owner_directory(self, name))
+            moves.emplace_back(name, owner);
+      for (auto& [name, owner] : moves)
+        pause(name, caf::make_message(handoff_atom::value, owner));
+      if (!moves.empty())
+        spdlog::info("{}: handing {} to their new owners", kind_name, moves.size());
     },
     [self](caf::get_atom) { return static_cast<std::uint64_t>(self->state.entries.size()); },
   };

@@ -3,6 +3,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -11,7 +12,7 @@
 
 namespace rc {
 
-/// How a directory creates the actor for a name (a room or a user).
+/// How a directory creates the actor for a name (a room, a user, a relay).
 struct directory_config {
   /// Spawns the actor for `name`; the actor sends `(idle_atom, name)` to
   /// `directory` when it has nothing left to do and answers `stop_atom`
@@ -26,28 +27,36 @@ struct directory_config {
 struct directory_state {
   struct entry {
     caf::actor actor;
-    bool stopping = false;
-    /// Requests that arrived while the actor was being asked to stop.
-    std::vector<std::function<void(const caf::actor&)>> held;
+    bool stopping = false; ///< asked to stop (idle) or to move (handoff)
+    /// Requests that arrived meanwhile, oldest first.
+    std::vector<std::function<void()>> held;
   };
   std::unordered_map<std::string, entry> entries;
+  /// The cluster's directories of this kind by node name, and ours; empty on
+  /// a single node (then this directory owns every name).
+  std::map<std::string, caf::actor> peers;
+  std::string self_name;
   ~directory_state(); // stops every actor it spawned
   static inline const char* name = "directory";
 };
 
 /// Owns the actors of one kind on this node by name, spawning them on demand
-/// and routing requests for a name to its actor.
+/// and routing requests for a name to its actor. In a cluster it owns only
+/// the names placement gives this node: it forwards requests for other names
+/// to their owner's directory, and hands its actors to their new owners when
+/// the membership changes.
 ///
-/// Messages:
-/// - `(join_atom, name, member_ref)`: delegated as `(join_atom, member_ref)`.
-/// - `(publish_atom, name, envelope)`: delegated as `(publish_atom, envelope)`;
-///   answers `uint64_t{0}` itself when the actor is absent and not spawned.
-/// - `(idle_atom, name)` from an actor: starts the stop handshake.
-/// - `(get_atom)`: number of live actors.
+/// Requests (each delegated to the name's actor without the name):
+/// `(join_atom, name, member_ref, id)`, `(attach_atom, name, relay_members)`,
+/// `(attach_atom, name, caf::actor)`, `(publish_atom, name, envelope)`
+/// (answers `uint64_t{0}` itself when the actor is absent and
+/// `spawn_on_publish` is off), `(adopt_atom, name, snapshot)`.
+/// Others: `(idle_atom, name)` from an actor; `(view_atom, peers, self name)`
+/// from the membership; `(get_atom)` -> number of actors here.
 ///
-/// Guarantee: a request is never delegated to an actor that has stopped; while
-/// an idle actor is being stopped, requests for its name are held and then
-/// go to it (if it stayed) or to a fresh actor.
+/// Guarantee: a request is never delegated to an actor that has stopped or
+/// moved; requests that arrive while it stops or moves wait, then go to it
+/// (if it stayed), to a fresh actor, or to the new owner.
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg);
 
 } // namespace rc

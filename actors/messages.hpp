@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/client_link.hpp"
 #include "common/error_code.hpp"
@@ -35,6 +36,16 @@ using room_atom = caf::atom_constant<caf::atom("room")>;
 using user_atom = caf::atom_constant<caf::atom("user")>;
 using all_atom = caf::atom_constant<caf::atom("all")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using fanout_atom = caf::atom_constant<caf::atom("fanout")>;
+using locate_atom = caf::atom_constant<caf::atom("locate")>;
+using view_atom = caf::atom_constant<caf::atom("view")>;
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
+using moved_atom = caf::atom_constant<caf::atom("moved")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 // -- message types --------------------------------------------------------------
 
@@ -63,6 +74,55 @@ typename Inspector::result_type inspect(Inspector& f, envelope& x) {
   return f(caf::meta::type_name("rc::envelope"), x.from, x.data, x.echo, x.sender);
 }
 
+/// One member of a room as the room's owner sees it: the connection's actor
+/// id on the relay's node, and its user.
+struct member_info {
+  std::uint64_t conn = 0;
+  std::string user;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("rc::member_info"), x.conn, x.user);
+}
+
+/// A node's relay for a room with its local members.
+struct relay_members {
+  caf::actor relay;
+  std::vector<member_info> members;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, relay_members& x) {
+  return f(caf::meta::type_name("rc::relay_members"), x.relay, x.members);
+}
+
+/// Everything a room is, for moving it to another node with its state.
+struct room_snapshot {
+  std::string name;
+  std::string epoch;
+  std::uint64_t seq = 0;
+  std::vector<relay_members> relays;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, room_snapshot& x) {
+  return f(caf::meta::type_name("rc::room_snapshot"), x.name, x.epoch, x.seq, x.relays);
+}
+
+/// Everything a user actor is, for moving it: undelivered private frames and
+/// the per-node registries that hold connections of the user.
+struct user_snapshot {
+  std::string name;
+  std::vector<std::string> inbox;
+  std::vector<caf::actor> nodes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_snapshot& x) {
+  return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes);
+}
+
 // -- errors between actors ------------------------------------------------------
 
 /// Category of `caf::error`s that carry one of our client-visible codes.
@@ -83,3 +143,18 @@ inline error_code to_error_code(const caf::error& err) {
 } // namespace rc
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rc::member_ref)
+
+namespace rc {
+
+/// Registers every type that crosses nodes, under the names the wire uses.
+/// Every node must call this on its actor_system_config.
+template <class Config>
+void add_wire_types(Config& cfg) {
+  cfg.template add_message_type<envelope>("rc::envelope");
+  cfg.template add_message_type<member_info>("rc::member_info");
+  cfg.template add_message_type<relay_members>("rc::relay_members");
+  cfg.template add_message_type<room_snapshot>("rc::room_snapshot");
+  cfg.template add_message_type<user_snapshot>("rc::user_snapshot");
+}
+
+} // namespace rc

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "actors/hardening.hpp"
+#include "actors/locator.hpp"
 #include "actors/protocol.hpp"
 #include "common/metrics.hpp"
 
@@ -12,24 +13,67 @@ namespace rc {
 
 namespace {
 
-void arm_idle_timer(caf::stateful_actor<user_state>* self) {
+using self_ptr = caf::stateful_actor<user_state>*;
+using phase = user_state::phase;
+using kind = metrics::cluster_kind;
+
+constexpr auto deliver_timeout = std::chrono::seconds{5};
+
+void arm_idle_timer(self_ptr self) {
   auto& st = self->state;
   ++st.idle_generation;
-  if (st.connections.empty() && st.inbox.empty())
+  if (st.nodes.empty() && st.inbox.empty())
     self->delayed_send(self, st.idle_timeout, caf::idle_atom::value, st.idle_generation);
 }
 
-void remove_connection(caf::stateful_actor<user_state>* self, const caf::actor_addr& conn) {
-  auto& conns = self->state.connections;
-  auto it = std::find_if(conns.begin(), conns.end(),
-                         [&](const member_ref& m) { return m.conn.address() == conn; });
-  if (it == conns.end())
+void remove_node(self_ptr self, const caf::actor_addr& node) {
+  auto& nodes = self->state.nodes;
+  auto it = std::find_if(nodes.begin(), nodes.end(),
+                         [&](const caf::actor& n) { return n.address() == node; });
+  if (it == nodes.end())
     return;
-  conns.erase(it);
-  if (conns.empty()) {
-    metrics::global().users--;
-    arm_idle_timer(self);
+  nodes.erase(it);
+  arm_idle_timer(self);
+}
+
+void keep(self_ptr self, std::string text) {
+  self->state.inbox.push_back(std::move(text));
+  ++self->state.idle_generation;
+}
+
+/// Sends one private frame to every node in `nodes`. If no node had a
+/// connection of the user any more (it left meanwhile), the frame goes back
+/// to the inbox rather than being lost.
+void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::string& text) {
+  struct tally {
+    std::size_t pending;
+    std::uint64_t written = 0;
+  };
+  auto t = std::make_shared<tally>(tally{nodes.size()});
+  auto settle = [self, t, text](std::uint64_t written) {
+    t->written += written;
+    if (--t->pending == 0 && t->written == 0)
+      keep(self, text);
+  };
+  for (auto& node : nodes) {
+    count_if_remote(self, node, kind::user);
+    self->request(node, deliver_timeout, deliver_atom::value, self->state.user, text)
+      .then([settle](std::uint64_t written) { settle(written); },
+            [settle](caf::error&) { settle(0); });
   }
+}
+
+bool divert(self_ptr self) {
+  auto& st = self->state;
+  if (st.state == phase::serving)
+    return false;
+  auto msg = self->current_mailbox_element()->move_content_to_message();
+  auto rp = self->make_response_promise();
+  if (st.state == phase::moving)
+    st.held.push_back([self, msg, rp]() mutable { rp.delegate(self->state.successor, msg); });
+  else
+    rp.delegate(st.successor, msg);
+  return true;
 }
 
 } // namespace
@@ -43,52 +87,113 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   st.idle_timeout = idle_timeout;
   st.inbox_limit = inbox_limit;
   arm_idle_timer(self);
-  self->set_down_handler([self](caf::down_msg& dm) { remove_connection(self, dm.source); });
-  self->attach_functor([self] {
-    if (!self->state.connections.empty())
-      metrics::global().users--;
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { remove_node(self, dm.source); });
   return {
-    [self](caf::join_atom, member_ref& m) {
+    [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
+      if (divert(self))
+        return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      auto& mx = metrics::global();
-      for (auto& frame : st.inbox)
-        m.link->deliver(frame);
-      mx.messages_delivered += st.inbox.size();
+      if (std::find(st.nodes.begin(), st.nodes.end(), node) == st.nodes.end()) {
+        self->monitor(node);
+        st.nodes.push_back(node);
+      }
+      auto inbox = std::move(st.inbox);
       st.inbox.clear();
-      self->monitor(m.conn);
-      if (st.connections.empty())
-        mx.users++;
-      st.connections.push_back(std::move(m));
+      for (auto& text : inbox)
+        deliver_to(self, {node}, text);
       ++st.idle_generation;
-      return caf::ok_atom::value;
+      return caf::actor_cast<caf::actor>(self);
+    },
+    [self](detach_atom, const caf::actor& node) {
+      if (divert(self))
+        return;
+      self->demonitor(node);
+      remove_node(self, node.address());
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
+      if (divert(self))
+        return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
-      auto frame = make_frame(encode_private(env.from, env.data));
-      if (st.connections.empty()) {
+      auto text = encode_private(env.from, env.data);
+      if (st.nodes.empty()) {
         if (st.inbox.size() >= st.inbox_limit)
           return make_error(error_code::unavailable);
-        st.inbox.push_back(std::move(frame));
-        ++st.idle_generation;
+        keep(self, std::move(text));
         return std::uint64_t{0};
       }
-      for (auto& m : st.connections)
-        m.link->deliver(frame);
-      metrics::global().messages_delivered += st.connections.size();
-      return static_cast<std::uint64_t>(st.connections.size());
+      deliver_to(self, st.nodes, text);
+      return static_cast<std::uint64_t>(st.nodes.size());
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.connections.empty() && st.inbox.empty();
+      bool idle = st.nodes.empty() && st.inbox.empty() && st.state == phase::serving;
       if (idle)
         self->quit();
       return idle;
     },
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
-      if (generation == st.idle_generation && st.connections.empty() && st.inbox.empty())
+      if (generation == st.idle_generation && st.nodes.empty() && st.inbox.empty()
+          && st.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.user);
+    },
+    [self](handoff_atom, const caf::actor& target) {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      if (st.state != phase::serving) {
+        rp.deliver(caf::ok_atom::value);
+        return rp;
+      }
+      st.state = phase::moving;
+      user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
+      count_if_remote(self, target, kind::control);
+      self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
+        .then(
+          [self, rp](caf::actor successor) mutable {
+            auto& st = self->state;
+            st.successor = std::move(successor);
+            st.state = phase::forwarding;
+            auto held = std::move(st.held);
+            for (auto& fn : held)
+              fn();
+            rp.deliver(caf::ok_atom::value);
+            // Nodes re-attach when they see this actor go; until then (and
+            // for messages still in flight to us) we forward.
+            self->delayed_send(self, std::chrono::seconds{2}, caf::close_atom::value);
+          },
+          [self, rp](caf::error& err) mutable {
+            auto& st = self->state;
+            st.state = phase::serving;
+            auto held = std::move(st.held);
+            for (auto& fn : held)
+              fn();
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [self](caf::close_atom) {
+      if (self->state.state == phase::forwarding)
+        self->quit();
+    },
+    [self](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
+      if (divert(self))
+        return caf::delegated<caf::actor>{};
+      auto& st = self->state;
+      // Messages kept by the old owner come before any kept here.
+      st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
+      for (auto& node : snap.nodes)
+        if (std::find(st.nodes.begin(), st.nodes.end(), node) == st.nodes.end()) {
+          self->monitor(node);
+          st.nodes.push_back(node);
+        }
+      if (!st.nodes.empty() && !st.inbox.empty()) {
+        auto inbox = std::move(st.inbox);
+        st.inbox.clear();
+        for (auto& text : inbox)
+          deliver_to(self, st.nodes, text);
+      }
+      ++st.idle_generation;
+      return caf::actor_cast<caf::actor>(self);
     },
   };
 }

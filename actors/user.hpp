@@ -3,6 +3,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,31 +13,38 @@
 namespace rc {
 
 struct user_state {
+  enum class phase { serving, moving, forwarding };
   std::string user;
-  std::vector<member_ref> connections;
-  /// Private frames for a user with no open connection, oldest first.
-  std::deque<frame_ptr> inbox;
+  /// The `local_users` registries of the nodes with connections of this user.
+  std::vector<caf::actor> nodes;
+  /// Private frames (JSON text) for a user with no connection, oldest first.
+  std::deque<std::string> inbox;
   std::uint64_t inbox_limit = 0;
   caf::actor directory;
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
+  phase state = phase::serving;
+  caf::actor successor;
+  std::vector<std::function<void()>> held;
   static inline const char* name = "user";
 };
 
-/// One user: every open connection of that user on this node, and an inbox
-/// for private messages while the user has none. Spawned by the user
-/// directory; tells it when it has no connections and an empty inbox.
+/// One user, on the user's owner node: the nodes that have connections of
+/// the user, and an inbox for private messages while there are none.
+/// Spawned by the user directory.
 ///
 /// Messages:
-/// - `(join_atom, member_ref)` -> `ok_atom`; the inbox is written to the new
-///   connection first, in order, and emptied.
-/// - `(publish_atom, envelope)` -> number of connections the `private` frame
-///   went to; `0` means it was kept in the inbox; `unavailable` when the
-///   inbox is full (nothing accepted is dropped).
-/// - `(stop_atom)` -> `true` and quits if idle, else `false`.
+/// - `(attach_atom, local_users)` -> this actor; the inbox is sent to that
+///   node first, in order, and emptied. `(detach_atom, local_users)`.
+/// - `(publish_atom, envelope)` -> number of nodes the `private` frame went
+///   to (once per node); `0` means it was kept in the inbox; `unavailable`
+///   when the inbox is full (nothing accepted is dropped).
+/// - `(stop_atom)`, `(handoff_atom, directory)`, `(adopt_atom, name, user_snapshot)`:
+///   idle stop and moves, as for rooms.
 ///
 /// Guarantee: private messages reach every connection in the order they
-/// were accepted, inbox first; the inbox is memory only (lost on restart).
+/// were accepted, inbox first. The inbox is memory only: it survives a
+/// planned move, not the crash of the owner node.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit);
 

@@ -95,6 +95,14 @@ std::string metrics::render() const {
     out += to_string(static_cast<error_code>(i));
     out += "\"} " + std::to_string(errors_[i].load()) + "\n";
   }
+  scalar(out, "roomcast_cluster_members", "gauge", "Live members of the cluster, this node included.",
+         cluster_members.load());
+  static const char* kinds[] = {"room", "user", "broadcast", "request", "control"};
+  out += "# HELP roomcast_cluster_messages_total Messages sent to other nodes by kind.\n"
+         "# TYPE roomcast_cluster_messages_total counter\n";
+  for (size_t i = 0; i < cluster_kind_count; ++i)
+    out += std::string{"roomcast_cluster_messages_total{kind=\""} + kinds[i] + "\"} "
+           + std::to_string(cluster_[i].load()) + "\n";
   return out;
 }
 

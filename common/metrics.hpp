@@ -45,6 +45,16 @@ public:
   histogram connection_duration;
   histogram fanout_latency;
 
+  /// Kinds of messages one node sends another, for
+  /// `roomcast_cluster_messages_total{kind}`.
+  enum class cluster_kind : std::uint8_t { room, user, broadcast, request, control };
+  static constexpr std::size_t cluster_kind_count = 5;
+  void count_cluster(cluster_kind k, std::uint64_t n = 1) {
+    cluster_[static_cast<size_t>(k)] += n;
+  }
+  std::uint64_t cluster_messages(cluster_kind k) const { return cluster_[static_cast<size_t>(k)]; }
+  std::atomic<std::int64_t> cluster_members{0};
+
   void count_close(close_reason r) { closes_[static_cast<size_t>(r)]++; }
   void count_error(error_code c) { errors_[static_cast<size_t>(c)]++; }
   std::uint64_t closes(close_reason r) const { return closes_[static_cast<size_t>(r)]; }
@@ -55,6 +65,7 @@ public:
 private:
   std::array<std::atomic<std::uint64_t>, close_reason_count> closes_{};
   std::array<std::atomic<std::uint64_t>, error_code_count> errors_{};
+  std::array<std::atomic<std::uint64_t>, cluster_kind_count> cluster_{};
 };
 
 /// Seconds since `t0` on the steady clock, for histogram observations.

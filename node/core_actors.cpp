@@ -7,6 +7,9 @@
 #include "actors/broadcaster.hpp"
 #include "actors/directory.hpp"
 #include "actors/hardening.hpp"
+#include "actors/local_users.hpp"
+#include "actors/locator.hpp"
+#include "actors/relay.hpp"
 #include "actors/room.hpp"
 #include "actors/router.hpp"
 #include "actors/user.hpp"
@@ -27,7 +30,8 @@ caf::behavior supervisor(caf::event_based_actor* self) {
 
 } // namespace
 
-core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg) {
+core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
+                              locator_factory make_locator) {
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
   core_actors core;
@@ -43,13 +47,22 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg) {
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);
-  core.router = sys.spawn(rc::router, core.rooms, core.users, core.everyone);
+  core.locator = make_locator ? make_locator(core)
+                              : sys.spawn(local_locator, core.rooms, core.users, core.everyone);
+  auto locator = core.locator;
+  core.relays = sys.spawn(directory, directory_config{
+    [idle, locator](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(relay, name, caf::actor_cast<caf::actor>(dir), locator, idle);
+    },
+    false, "relays"});
+  core.local_users = sys.spawn(rc::local_users, core.locator);
+  core.router = sys.spawn(rc::router, core.locator);
   return core;
 }
 
 connection_context core_actors::context_for(std::string node, const settings& cfg) const {
-  return connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, rooms, users,
-                            everyone,        router,     supervisor};
+  return connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays,
+                            local_users,     everyone,   router,              supervisor};
 }
 
 void core_actors::close_connections() const {
@@ -57,7 +70,7 @@ void core_actors::close_connections() const {
 }
 
 void core_actors::stop() const {
-  for (auto& a : {router, everyone, users, rooms, supervisor})
+  for (auto& a : {router, local_users, relays, locator, everyone, users, rooms, supervisor})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }

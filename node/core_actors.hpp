@@ -3,6 +3,8 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <functional>
+
 #include "actors/connection.hpp"
 #include "config/settings.hpp"
 
@@ -10,10 +12,13 @@ namespace rc {
 
 /// The long-lived actors of one node. Spawned together, stopped together.
 struct core_actors {
-  caf::actor supervisor; ///< linked to every connection actor
-  caf::actor rooms;      ///< room directory
-  caf::actor users;      ///< user directory
-  caf::actor everyone;   ///< broadcaster
+  caf::actor supervisor;  ///< linked to every connection actor
+  caf::actor rooms;       ///< directory of the rooms this node owns
+  caf::actor users;       ///< directory of the users this node owns
+  caf::actor relays;      ///< directory of this node's relays (one per room with local members)
+  caf::actor local_users; ///< this node's registry of user connections
+  caf::actor everyone;    ///< this node's broadcaster
+  caf::actor locator;     ///< where rooms and users live (local, or the cluster membership)
   caf::actor router;
 
   /// What each connection actor of this node needs.
@@ -22,10 +27,15 @@ struct core_actors {
   /// Closes every connection with 1001 (the supervisor's exit reaches them).
   void close_connections() const;
 
-  /// Stops all of them (rooms and users die with their directories).
+  /// Stops all of them (rooms, users and relays die with their directories).
   void stop() const;
 };
 
-core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg);
+/// Builds the locator once the directories and the broadcaster exist. The
+/// default answers with this node's own actors (a single node).
+using locator_factory = std::function<caf::actor(const core_actors&)>;
+
+core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
+                              locator_factory make_locator = {});
 
 } // namespace rc

@@ -37,7 +37,7 @@ std::unique_ptr<caf::actor_system_config> make_caf_config(const settings& cfg) {
   // Measured in the feasibility study: work-sharing fans out ~2x faster than
   // the default work-stealing on two cores.
   caf_cfg->set("scheduler.policy", caf::atom("sharing"));
-  caf_cfg->add_message_type<envelope>("rc::envelope");
+  add_wire_types(*caf_cfg);
   return caf_cfg;
 }
 

@@ -48,7 +48,7 @@ public:
 };
 
 struct test_config : caf::actor_system_config {
-  test_config() { add_message_type<envelope>("rc::envelope"); }
+  test_config() { add_wire_types(*this); }
 };
 
 /// Core actors plus helpers to open connections and feed them frames.

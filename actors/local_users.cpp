@@ -1,0 +1,117 @@
+#include "actors/local_users.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include <algorithm>
+
+#include "actors/hardening.hpp"
+#include "actors/locator.hpp"
+#include "common/metrics.hpp"
+
+namespace rc {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<local_users_state>*;
+using kind = metrics::cluster_kind;
+
+void attach(self_ptr self, const std::string& user) {
+  auto& e = self->state.users[user];
+  if (e.attaching)
+    return;
+  e.attaching = true;
+  auto retry = [self, user](caf::error&) {
+    auto it = self->state.users.find(user);
+    if (it != self->state.users.end())
+      it->second.attaching = false;
+    self->delayed_send(self, std::chrono::milliseconds{200}, retry_atom::value, user);
+  };
+  self->request(self->state.locator, std::chrono::seconds{5}, locate_atom::value,
+                user_atom::value, user)
+    .then(
+      [self, user, retry](caf::actor dir) {
+        count_if_remote(self, dir, kind::control);
+        self->request(dir, std::chrono::seconds{5}, attach_atom::value, user,
+                      caf::actor_cast<caf::actor>(self))
+          .then(
+            [self, user](caf::actor owner) {
+              auto it = self->state.users.find(user);
+              if (it == self->state.users.end()) {
+                // Everyone left while attaching.
+                self->send(owner, detach_atom::value, caf::actor_cast<caf::actor>(self));
+                return;
+              }
+              it->second.attaching = false;
+              if (it->second.owner != owner) {
+                if (it->second.owner)
+                  self->demonitor(it->second.owner);
+                it->second.owner = owner;
+                self->monitor(owner);
+              }
+            },
+            retry);
+      },
+      retry);
+}
+
+} // namespace
+
+caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::actor locator) {
+  harden(self, "local_users");
+  self->state.locator = std::move(locator);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& users = self->state.users;
+    for (auto it = users.begin(); it != users.end(); ++it) {
+      auto& e = it->second;
+      if (e.owner && e.owner.address() == dm.source) {
+        // The user's owner moved or failed: attach to whoever owns it now.
+        e.owner = nullptr;
+        attach(self, it->first);
+        return;
+      }
+      auto& conns = e.connections;
+      auto c = std::find_if(conns.begin(), conns.end(),
+                            [&](const member_ref& m) { return m.conn.address() == dm.source; });
+      if (c == conns.end())
+        continue;
+      conns.erase(c);
+      if (conns.empty()) {
+        metrics::global().users--;
+        if (e.owner)
+          self->send(e.owner, detach_atom::value, caf::actor_cast<caf::actor>(self));
+        users.erase(it);
+      }
+      return;
+    }
+  });
+  return {
+    [self](caf::join_atom, member_ref& m) {
+      auto user = m.user;
+      auto& e = self->state.users[user];
+      self->monitor(m.conn);
+      e.connections.push_back(std::move(m));
+      if (e.connections.size() == 1) {
+        metrics::global().users++;
+        attach(self, user);
+      }
+    },
+    [self](deliver_atom, const std::string& user, const std::string& text) {
+      auto it = self->state.users.find(user);
+      if (it == self->state.users.end())
+        return std::uint64_t{0};
+      auto frame = make_frame(text);
+      for (auto& m : it->second.connections)
+        m.link->deliver(frame);
+      auto n = static_cast<std::uint64_t>(it->second.connections.size());
+      metrics::global().messages_delivered += n;
+      return n;
+    },
+    [self](retry_atom, const std::string& user) {
+      auto it = self->state.users.find(user);
+      if (it != self->state.users.end() && !it->second.owner)
+        attach(self, user);
+    },
+  };
+}
+
+} // namespace rc

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <caf/stateful_actor.hpp>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/messages.hpp"
+
+namespace rc {
+
+struct local_users_state {
+  struct entry {
+    std::vector<member_ref> connections;
+    caf::actor owner; ///< the user actor this node is attached to
+    bool attaching = false;
+  };
+  std::unordered_map<std::string, entry> users;
+  caf::actor locator;
+  static inline const char* name = "local_users";
+};
+
+/// This node's registry of user connections: for each user with a
+/// connection here, those connections, and the user actor (on the user's
+/// owner node) it is attached to. A private message reaches this node once
+/// and is written to every local connection of the user.
+///
+/// Messages:
+/// - `(join_atom, member_ref)` from a connection; removed when it exits.
+/// - `(deliver_atom, user, frame text)` -> number of local connections written to.
+///
+/// Guarantee: while a user has connections here, this node is attached to
+/// the user's current owner (re-attached when the owner changes or fails).
+caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::actor locator);
+
+} // namespace rc

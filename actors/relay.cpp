@@ -1,0 +1,283 @@
+#include "actors/relay.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+
+#include <algorithm>
+
+#include "actors/hardening.hpp"
+#include "actors/locator.hpp"
+#include "actors/protocol.hpp"
+#include "common/metrics.hpp"
+
+namespace rc {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<relay_state>*;
+using phase = relay_state::phase;
+using kind = metrics::cluster_kind;
+
+constexpr auto hold_limit = std::chrono::seconds{5};
+constexpr auto request_timeout = std::chrono::seconds{5};
+
+void arm_idle_timer(self_ptr self) {
+  auto& st = self->state;
+  ++st.idle_generation;
+  if (st.members.empty())
+    self->delayed_send(self, st.idle_timeout, caf::idle_atom::value, st.idle_generation);
+}
+
+relay_members snapshot_members(self_ptr self) {
+  relay_members out{self, {}};
+  for (auto& [addr, m] : self->state.members)
+    out.members.push_back(member_info{addr.id(), m.user});
+  return out;
+}
+
+/// Tells every member the room's new incarnation.
+void announce_epoch(self_ptr self) {
+  auto& st = self->state;
+  auto frame = make_frame(encode_joined(st.room, st.last_seq, st.epoch, ""));
+  for (auto& [_, m] : st.members)
+    m.link->deliver(frame);
+}
+
+void run_held(self_ptr self) {
+  auto held = std::move(self->state.held);
+  self->state.held.clear();
+  for (auto& h : held)
+    h.resume();
+}
+
+void hold(self_ptr self, std::function<void()> resume, std::function<void()> expire) {
+  auto& st = self->state;
+  st.held.push_back({std::chrono::steady_clock::now(), std::move(resume), std::move(expire)});
+  if (st.held.size() == 1)
+    self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+}
+
+void attach(self_ptr self);
+
+void schedule_attach(self_ptr self) {
+  auto& st = self->state;
+  st.state = phase::detached;
+  // Backoff 50 ms, 100 ms, ... up to 1 s: the membership may need a moment
+  // to learn that the old owner is gone.
+  auto delay = std::chrono::milliseconds{std::min(1000, 50 << std::min(st.attach_failures, 5))};
+  ++st.attach_failures;
+  self->delayed_send(self, delay, retry_atom::value);
+}
+
+void on_attached(self_ptr self, std::uint64_t seq, const std::string& epoch, caf::actor room) {
+  auto& st = self->state;
+  if (st.room_actor && st.room_actor != room)
+    self->demonitor(st.room_actor);
+  st.room_actor = std::move(room);
+  self->monitor(st.room_actor);
+  st.attach_failures = 0;
+  bool fresh_epoch = !st.epoch.empty() && st.epoch != epoch;
+  st.epoch = epoch;
+  st.last_seq = seq;
+  st.state = phase::attached;
+  if (fresh_epoch)
+    announce_epoch(self);
+  run_held(self);
+}
+
+void attach(self_ptr self) {
+  auto& st = self->state;
+  st.state = phase::attaching;
+  self->request(st.locator, request_timeout, locate_atom::value, room_atom::value, st.room)
+    .then(
+      [self](caf::actor dir) {
+        auto& st = self->state;
+        count_if_remote(self, dir, kind::control);
+        self->request(dir, request_timeout, attach_atom::value, st.room, snapshot_members(self))
+          .then([self](std::uint64_t seq, std::string& epoch,
+                       caf::actor& room) { on_attached(self, seq, epoch, std::move(room)); },
+                [self](caf::error&) { schedule_attach(self); });
+      },
+      [self](caf::error&) { schedule_attach(self); });
+}
+
+// -- requests from connections ---------------------------------------------------
+
+void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise rp) {
+  auto& st = self->state;
+  if (st.state != phase::attached) {
+    hold(self, [self, m, id, rp]() mutable { do_join(self, std::move(m), std::move(id), rp); },
+         [rp]() mutable { rp.deliver(make_error(error_code::unavailable)); });
+    return;
+  }
+  auto key = m.conn.address();
+  if (st.members.count(key) > 0) {
+    m.link->deliver(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
+    rp.deliver(caf::actor_cast<caf::actor>(self));
+    return;
+  }
+  count_if_remote(self, st.room_actor, kind::control);
+  self->request(st.room_actor, request_timeout, caf::join_atom::value,
+                caf::actor_cast<caf::actor>(self), member_info{key.id(), m.user})
+    .then(
+      [self, m, id, rp](caf::ok_atom) mutable {
+        auto& st = self->state;
+        // Added only now: the room's messages after its ok come after `joined`.
+        self->monitor(m.conn);
+        m.link->deliver(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
+        st.members.emplace(m.conn.address(), std::move(m));
+        ++st.idle_generation;
+        rp.deliver(caf::actor_cast<caf::actor>(self));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
+void remove_member(self_ptr self, const caf::actor_addr& conn) {
+  auto& st = self->state;
+  if (st.members.erase(conn) == 0)
+    return;
+  if (st.room_actor && st.state == phase::attached) {
+    count_if_remote(self, st.room_actor, kind::control);
+    self->send(st.room_actor, caf::leave_atom::value, caf::actor_cast<caf::actor>(self),
+               conn.id());
+  }
+  arm_idle_timer(self);
+}
+
+void do_publish(self_ptr self, envelope env, caf::response_promise rp) {
+  auto& st = self->state;
+  if (st.members.count(env.sender) == 0 && env.sender) {
+    rp.deliver(make_error(error_code::not_member));
+    return;
+  }
+  if (st.state != phase::attached) {
+    hold(self, [self, env, rp]() mutable { do_publish(self, std::move(env), rp); },
+         [rp]() mutable { rp.deliver(make_error(error_code::unavailable)); });
+    return;
+  }
+  count_if_remote(self, st.room_actor, kind::request);
+  rp.delegate(st.room_actor, caf::publish_atom::value, std::move(env));
+}
+
+} // namespace
+
+caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
+                    caf::actor directory, caf::actor locator, duration idle_timeout) {
+  harden(self, "relay");
+  auto& st = self->state;
+  st.room = std::move(room);
+  st.directory = std::move(directory);
+  st.locator = std::move(locator);
+  st.idle_timeout = idle_timeout;
+  arm_idle_timer(self);
+  attach(self);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (st.room_actor && dm.source == st.room_actor.address()) {
+      // The room's node failed (or the room crashed): find its new owner.
+      st.room_actor = nullptr;
+      schedule_attach(self);
+      return;
+    }
+    remove_member(self, dm.source);
+  });
+  self->attach_functor([self] {
+    auto& st = self->state;
+    if (st.room_actor)
+      self->send(st.room_actor, detach_atom::value, caf::actor_cast<caf::actor>(self));
+  });
+  return {
+    [self](caf::join_atom, member_ref& m, std::string& id) {
+      auto rp = self->make_response_promise();
+      do_join(self, std::move(m), std::move(id), rp);
+      return rp;
+    },
+    [self](caf::leave_atom, const caf::actor& conn, const std::string& id) {
+      auto& st = self->state;
+      auto it = st.members.find(conn.address());
+      if (it != st.members.end()) {
+        self->demonitor(conn);
+        it->second.link->deliver(make_frame(encode_left(st.room, id)));
+        remove_member(self, conn.address());
+      }
+      return caf::ok_atom::value;
+    },
+    [self](caf::publish_atom, envelope& env) {
+      auto rp = self->make_response_promise();
+      do_publish(self, std::move(env), rp);
+      return rp;
+    },
+    [self](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
+           bool echo) {
+      auto& st = self->state;
+      auto t0 = std::chrono::steady_clock::now();
+      st.last_seq = seq;
+      auto frame = make_frame(text);
+      std::uint64_t delivered = 0;
+      for (auto& [addr, m] : st.members) {
+        if (addr == sender && !echo)
+          continue;
+        m.link->deliver(frame);
+        ++delivered;
+      }
+      auto& mx = metrics::global();
+      mx.messages_delivered += delivered;
+      mx.fanout_latency.observe(seconds_since(t0));
+    },
+    [self](moved_atom, caf::actor& successor) {
+      // The room moves to another node: hold requests until the new room
+      // has everything the old one forwarded, so nothing is reordered.
+      auto& st = self->state;
+      auto old = st.room_actor;
+      if (old)
+        self->demonitor(old);
+      st.room_actor = std::move(successor);
+      self->monitor(st.room_actor);
+      st.state = phase::releasing;
+      if (old)
+        self->send(old, release_atom::value, caf::actor_cast<caf::actor>(self));
+    },
+    [self](release_atom, const std::string& epoch, std::uint64_t seq) {
+      auto& st = self->state;
+      if (st.state != phase::releasing)
+        return;
+      st.state = phase::attached;
+      if (epoch != st.epoch) {
+        st.epoch = epoch;
+        st.last_seq = seq;
+        announce_epoch(self);
+      }
+      run_held(self);
+    },
+    [self](retry_atom) {
+      if (self->state.state == phase::detached)
+        attach(self);
+    },
+    [self](caf::tick_atom) {
+      // Answer requests that waited too long for a room with `unavailable`.
+      auto& st = self->state;
+      auto now = std::chrono::steady_clock::now();
+      auto expired = std::stable_partition(st.held.begin(), st.held.end(), [&](auto& h) {
+        return now - h.since < hold_limit;
+      });
+      std::for_each(expired, st.held.end(), [](auto& h) { h.expire(); });
+      st.held.erase(expired, st.held.end());
+      if (!st.held.empty())
+        self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    },
+    [self](stop_atom) {
+      auto& st = self->state;
+      bool idle = st.members.empty() && st.held.empty();
+      if (idle)
+        self->quit();
+      return idle;
+    },
+    [self](caf::idle_atom, std::uint64_t generation) {
+      auto& st = self->state;
+      if (generation == st.idle_generation && st.members.empty())
+        self->send(st.directory, caf::idle_atom::value, st.room);
+    },
+  };
+}
+
+} // namespace rc

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/messages.hpp"
+#include "config/settings.hpp"
+
+namespace rc {
+
+struct relay_state {
+  enum class phase {
+    detached,  ///< no room handle; attaching is scheduled
+    attaching, ///< asked the owner for the room
+    attached,  ///< serving
+    releasing, ///< the room moved; waiting for the new room's go-ahead
+  };
+  std::string room;
+  caf::actor locator;
+  caf::actor directory; ///< the local relay directory (idle stop)
+  caf::actor room_actor;
+  std::string epoch;
+  std::uint64_t last_seq = 0;
+  phase state = phase::detached;
+  std::unordered_map<caf::actor_addr, member_ref> members;
+  /// Requests waiting for the room (while not attached), oldest first.
+  struct held_request {
+    std::chrono::steady_clock::time_point since;
+    std::function<void()> resume;
+    std::function<void()> expire;
+  };
+  std::vector<held_request> held;
+  duration idle_timeout{};
+  std::uint64_t idle_generation = 0;
+  int attach_failures = 0;
+  static inline const char* name = "relay";
+};
+
+/// This node's part of one room: the room's local members and the sockets
+/// they write to. Every member of a room on this node joins, leaves and
+/// publishes through the node's relay for that room, and the room (which
+/// lives on its owner node, maybe this one) sends each message once to each
+/// relay, which writes the shared frame to every local member.
+///
+/// From connections (the relay writes `joined`/`left` frames itself so they
+/// are ordered with the room's messages on the socket):
+/// - `(join_atom, member_ref, std::string id)` -> `caf::actor` (this relay)
+/// - `(leave_atom, caf::actor conn, std::string id)` -> `ok_atom`
+/// - `(publish_atom, envelope)` -> the message's `seq`; `not_member` if the
+///   sender has not joined
+/// From the room: `(fanout_atom, seq, frame text, sender, echo)`,
+/// `(moved_atom, new room)`, `(release_atom, epoch, seq)`.
+///
+/// Guarantees: frames of one room reach each local member in `seq` order,
+/// once per epoch. When the room fails, the relay re-attaches to the new
+/// owner with its members, and each member gets a fresh `joined` with the new
+/// epoch. While it has no room, requests wait (up to 5 s, then
+/// `unavailable`); a room's planned move loses and reorders nothing.
+caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
+                    caf::actor directory, caf::actor locator, duration idle_timeout);
+
+} // namespace rc
