@@ -40,19 +40,22 @@ caf::actor owner_directory(self_ptr self, const std::string& name) {
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg) {
   harden(self, cfg.kind);
   // Routes one request for `name`: `to_actor` is the message for the name's
-  // actor, `to_dir` the same request for another directory.
-  std::shared_ptr<std::function<void(const std::string&, caf::message, caf::message,
-                                     caf::response_promise, bool)>>
-    route = std::make_shared<std::function<void(const std::string&, caf::message, caf::message,
-                                                 caf::response_promise, bool)>>();
+  // actor, `to_dir` the same request for another directory. `spawn` says
+  // whether an absent actor is created here; `here` skips placement: an
+  // adopted actor stays where its old owner sent it (our view may lag behind
+  // the sender's), and is handed on if our view disagrees.
+  enum class mode { existing_only, spawn, here };
+  using route_fn = std::function<void(const std::string&, caf::message, caf::message,
+                                      caf::response_promise, mode)>;
+  auto route = std::make_shared<route_fn>();
   *route = [self, cfg, route](const std::string& name, caf::message to_actor,
-                              caf::message to_dir, caf::response_promise rp, bool spawn) {
+                              caf::message to_dir, caf::response_promise rp, mode how) {
     auto& st = self->state;
     auto it = st.entries.find(name);
     if (it != st.entries.end()) {
       if (it->second.stopping) {
-        it->second.held.push_back([route, name, to_actor, to_dir, rp, spawn]() {
-          (*route)(name, to_actor, to_dir, rp, spawn);
+        it->second.held.push_back([route, name, to_actor, to_dir, rp, how]() {
+          (*route)(name, to_actor, to_dir, rp, how);
         });
         return;
       }
@@ -60,12 +63,14 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       rp.delegate(target, std::move(to_actor));
       return;
     }
-    if (auto owner = owner_directory(self, name)) {
-      count_if_remote(self, owner, kind::request);
-      rp.delegate(owner, std::move(to_dir));
-      return;
+    if (how != mode::here) {
+      if (auto owner = owner_directory(self, name)) {
+        count_if_remote(self, owner, kind::request);
+        rp.delegate(owner, std::move(to_dir));
+        return;
+      }
     }
-    if (!spawn) {
+    if (how == mode::existing_only) {
       rp.deliver(std::uint64_t{0});
       return;
     }
@@ -74,6 +79,11 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
     self->monitor(e.actor);
     auto target = e.actor;
     rp.delegate(target, std::move(to_actor));
+    if (how == mode::here && owner_directory(self, name)) {
+      // Our view says someone else owns it: views converge within moments,
+      // so look again shortly rather than bouncing the actor right back.
+      self->delayed_send(self, std::chrono::milliseconds{500}, view_atom::value);
+    }
   };
   // Hands what was held during a stop or move to whatever serves `name` now.
   auto release = [](const std::string&, std::vector<std::function<void()>> held) {
@@ -132,40 +142,41 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       auto rp = self->make_response_promise();
       auto to_actor = caf::make_message(caf::join_atom::value, m, id);
       auto to_dir = caf::make_message(caf::join_atom::value, name, std::move(m), std::move(id));
-      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, mode::spawn);
       return rp;
     },
     [self, route](attach_atom, const std::string& name, relay_members& rm) {
       auto rp = self->make_response_promise();
       auto to_actor = caf::make_message(attach_atom::value, rm);
       auto to_dir = caf::make_message(attach_atom::value, name, std::move(rm));
-      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, mode::spawn);
       return rp;
     },
     [self, route](attach_atom, const std::string& name, caf::actor& node) {
       auto rp = self->make_response_promise();
       auto to_actor = caf::make_message(attach_atom::value, node);
       auto to_dir = caf::make_message(attach_atom::value, name, std::move(node));
-      (*route)(name, std::move(to_actor), std::move(to_dir), rp, true);
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp, mode::spawn);
       return rp;
     },
     [self, route, spawn_on_publish](caf::publish_atom, const std::string& name, envelope& env) {
       auto rp = self->make_response_promise();
       auto to_actor = caf::make_message(caf::publish_atom::value, env);
       auto to_dir = caf::make_message(caf::publish_atom::value, name, std::move(env));
-      (*route)(name, std::move(to_actor), std::move(to_dir), rp, spawn_on_publish);
+      (*route)(name, std::move(to_actor), std::move(to_dir), rp,
+                spawn_on_publish ? mode::spawn : mode::existing_only);
       return rp;
     },
     [self, route](adopt_atom, const std::string& name, room_snapshot& snap) {
       auto rp = self->make_response_promise();
       auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
-      (*route)(name, msg, msg, rp, true);
+      (*route)(name, msg, msg, rp, mode::here);
       return rp;
     },
     [self, route](adopt_atom, const std::string& name, user_snapshot& snap) {
       auto rp = self->make_response_promise();
       auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
-      (*route)(name, msg, msg, rp, true);
+      (*route)(name, msg, msg, rp, mode::here);
       return rp;
     },
     [self, pause](caf::idle_atom, const std::string& name) {
@@ -179,6 +190,10 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       auto& st = self->state;
       st.peers = std::move(peers);
       st.self_name = std::move(me);
+      self->send(self, view_atom::value);
+    },
+    [self, pause, kind_name = cfg.kind](view_atom) {
+      auto& st = self->state;
       // Hand every actor whose name now belongs elsewhere to its new owner.
       std::vector<std::pair<std::string, caf::actor>> moves;
       for (auto& [name, e] : st.entries)

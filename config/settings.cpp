@@ -29,6 +29,17 @@ std::string settings::validate() const {
     return "drain-timeout must not be negative";
   if (room_idle_timeout.count() <= 0)
     return "room-idle-timeout must be positive";
+  if (failure_timeout.count() < 200)
+    return "failure-timeout must be at least 200ms";
+  for (auto& seed : seeds) {
+    auto colon = seed.rfind(':');
+    auto port = colon == std::string::npos ? std::string{} : seed.substr(colon + 1);
+    if (colon == 0 || port.empty() || port.find_first_not_of("0123456789") != std::string::npos
+        || std::stoul(port) == 0 || std::stoul(port) > 65535)
+      return "seeds must be host:port entries, got '" + seed + "'";
+  }
+  if (!seeds.empty() && cluster_port == 0)
+    return "seeds need a cluster-port";
   if (!node_name.empty() && !valid_name(node_name))
     return "node-name must be 1 to 128 characters of [A-Za-z0-9_.:@-]";
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -38,6 +49,18 @@ std::string settings::validate() const {
   if (!known)
     return "log-level must be one of trace, debug, info, warn, error, critical, off";
   return {};
+}
+
+std::string settings::effective_cluster_advertise() const {
+  if (!cluster_advertise.empty())
+    return cluster_advertise;
+  auto b = cluster_bind.empty() ? bind : cluster_bind;
+  if (b != "0.0.0.0" && b != "::")
+    return b;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+    return "localhost";
+  return host;
 }
 
 std::string settings::effective_node_name() const {

@@ -61,6 +61,17 @@ struct settings {
   duration room_idle_timeout{30000};
   /// How long a graceful stop may take to flush and close connections.
   duration drain_timeout{10000};
+  /// CAF remoting port of the cluster; 0 = a single node, no clustering.
+  std::uint16_t cluster_port = 0;
+  /// Address the cluster port binds to; empty = the `bind` address.
+  std::string cluster_bind;
+  /// Host other nodes use to reach this one; empty = `cluster-bind` (or the
+  /// host name when that is 0.0.0.0).
+  std::string cluster_advertise;
+  /// Cluster members to contact first, as host:port of their cluster port.
+  std::vector<std::string> seeds;
+  /// A frozen or unreachable node is declared down after this long.
+  duration failure_timeout{3000};
   /// spdlog level: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
   limits_settings limits;
@@ -68,6 +79,9 @@ struct settings {
   /// Checks values that parse but make no sense together; returns a message
   /// naming the option, or an empty string when everything is fine.
   std::string validate() const;
+
+  /// The host other nodes use to reach this one's cluster port.
+  std::string effective_cluster_advertise() const;
 
   /// node_name, or the host name when it is empty.
   std::string effective_node_name() const;

@@ -135,6 +135,16 @@ void http_session::route(request req) {
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     return send(std::move(res));
   }
+  if (path == "/api/cluster") {
+    if (method != http::verb::get)
+      return send(make_error(405, "method_not_allowed", "use GET"));
+    ctx_->hooks.cluster_info([self = shared_from_this()](unsigned status, std::string body) {
+      boost::asio::post(self->stream_.get_executor(), [self, status, body] {
+        self->send(self->make_json(status, body));
+      });
+    });
+    return;
+  }
   if (path == "/api/publish") {
     if (method != http::verb::post)
       return send(make_error(405, "method_not_allowed", "use POST"));

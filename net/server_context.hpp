@@ -20,6 +20,8 @@ struct server_hooks {
   /// `POST /api/publish` with an authorised body; `reply` may be called from
   /// any thread, once, with an HTTP status and a JSON body.
   std::function<void(std::string body, std::function<void(unsigned, std::string)> reply)> publish;
+  /// `GET /api/cluster`: the cluster as JSON; `reply` may come from any thread.
+  std::function<void(std::function<void(unsigned, std::string)> reply)> cluster_info;
   /// Why the node is not ready (empty = ready), for `/readyz`.
   std::function<std::string()> not_ready_reason;
 };

@@ -1,6 +1,9 @@
 #include "node/node.hpp"
 
 #include <caf/atom.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <nlohmann/json.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
@@ -9,6 +12,8 @@
 #include <thread>
 
 #include "actors/connection.hpp"
+#include "cluster/membership.hpp"
+#include "common/metrics.hpp"
 #include "net/server.hpp"
 #include "node/publish_api.hpp"
 
@@ -31,6 +36,14 @@ private:
 
 std::unique_ptr<caf::actor_system_config> make_caf_config(const settings& cfg) {
   auto caf_cfg = std::make_unique<caf::actor_system_config>();
+  if (cfg.cluster_port != 0) {
+    caf_cfg->load<caf::io::middleman>();
+    add_cluster_types(*caf_cfg);
+    // Both on every node (a timeout without peers' heartbeats would cut
+    // healthy nodes): a frozen node is dropped after failure-timeout.
+    caf_cfg->set("middleman.heartbeat-interval", caf::timespan{cfg.failure_timeout / 4});
+    caf_cfg->set("middleman.connection-timeout", caf::timespan{cfg.failure_timeout});
+  }
   auto threads = cfg.actor_threads != 0 ? cfg.actor_threads
                                         : std::max(1u, std::thread::hardware_concurrency());
   caf_cfg->set("scheduler.max-threads", static_cast<size_t>(threads));
@@ -53,8 +66,41 @@ node::~node() {
   shutdown();
 }
 
+static std::vector<std::pair<std::string, std::uint16_t>> parse_seeds(const std::vector<std::string>& seeds) {
+  std::vector<std::pair<std::string, std::uint16_t>> out;
+  for (auto& s : seeds) {
+    auto colon = s.rfind(':');
+    out.emplace_back(s.substr(0, colon), static_cast<std::uint16_t>(std::stoul(s.substr(colon + 1))));
+  }
+  return out;
+}
+
 std::uint16_t node::start() {
-  core_ = spawn_core_actors(*system_, cfg_);
+  joined_ = std::make_shared<std::atomic<bool>>(cfg_.cluster_port == 0);
+  locator_factory make_locator;
+  if (cfg_.cluster_port != 0) {
+    make_locator = [this](const core_actors& core) {
+      membership_config mc;
+      mc.self = node_info{node_name_,       make_incarnation(), cfg_.effective_cluster_advertise(),
+                          cfg_.cluster_port, nullptr,           core.rooms,
+                          core.users,        core.everyone};
+      mc.seeds = parse_seeds(cfg_.seeds);
+      mc.failure_timeout = cfg_.failure_timeout;
+      mc.joined = joined_;
+      return system_->spawn(membership, std::move(mc));
+    };
+  }
+  core_ = spawn_core_actors(*system_, cfg_, make_locator);
+  if (cfg_.cluster_port != 0) {
+    auto bind = cfg_.cluster_bind.empty() ? cfg_.bind : cfg_.cluster_bind;
+    auto port = system_->middleman().publish(core_.locator, cfg_.cluster_port, bind.c_str(), true);
+    if (!port)
+      throw std::runtime_error("cannot listen on cluster port " + bind + ":"
+                               + std::to_string(cfg_.cluster_port) + ": "
+                               + system_->render(port.error()));
+    spdlog::info("cluster port {}:{} (advertised as {}), seeds: {}", bind, *port,
+                 cfg_.effective_cluster_advertise(), cfg_.seeds.empty() ? "none" : "");
+  }
   auto ctx = core_.context_for(node_name_, cfg_);
   net::server_hooks hooks;
   hooks.open = [this, ctx](client_link_ptr link, const identity& who) {
@@ -65,12 +111,55 @@ std::uint16_t node::start() {
     handle_publish(*system_, core_.router, body, std::move(reply));
   };
   hooks.not_ready_reason = [this]() -> std::string {
-    return started_ ? "" : "starting";
+    if (!started_)
+      return "starting";
+    return joined_->load() ? "" : "joining the cluster";
+  };
+  hooks.cluster_info = [this](std::function<void(unsigned, std::string)> reply) {
+    if (cfg_.cluster_port == 0) {
+      auto& mx = metrics::global();
+      nlohmann::json doc{{"node", node_name_},
+                         {"members",
+                          {{{"name", node_name_},
+                            {"state", "up"},
+                            {"connections", mx.connections.load()},
+                            {"rooms", mx.rooms.load()},
+                            {"users", mx.users.load()}}}}};
+      return reply(200, doc.dump());
+    }
+    auto locator = core_.locator;
+    system_->spawn([locator, reply](caf::event_based_actor* self) {
+      self->request(locator, std::chrono::seconds{3}, caf::get_atom::value)
+        .then([reply](const std::string& json) { reply(200, json); },
+              [reply](caf::error&) {
+                reply(503, R"({"error":{"code":"unavailable","message":"membership did not answer"}})");
+              });
+    });
   };
   server_ = std::make_unique<net::server>(cfg_, std::move(hooks));
   auto port = server_->start();
   started_ = true;
   return port;
+}
+
+void node::leave_cluster() {
+  // Tell the others, then wait (bounded) until this node's rooms and users
+  // live elsewhere, so nothing published meanwhile is lost.
+  caf::anon_send(core_.locator, caf::leave_atom::value);
+  auto deadline = std::chrono::steady_clock::now() + std::min<duration>(cfg_.drain_timeout / 2, duration{5000});
+  caf::scoped_actor self{*system_};
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::uint64_t left = 0;
+    for (auto& dir : {core_.rooms, core_.users})
+      self->request(dir, std::chrono::milliseconds{500}, caf::get_atom::value)
+        .receive([&](std::uint64_t n) { left += n; }, [&](caf::error&) {});
+    if (left == 0) {
+      spdlog::info("cluster: rooms and users handed over");
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  spdlog::warn("cluster: leaving before every room and user was handed over");
 }
 
 void node::shutdown() {
@@ -79,6 +168,8 @@ void node::shutdown() {
   stopped_ = true;
   if (server_) {
     server_->stop_accepting();
+    if (cfg_.cluster_port != 0)
+      leave_cluster();
     core_.close_connections();
     auto deadline = std::chrono::steady_clock::now() + cfg_.drain_timeout;
     while (server_->websockets() > 0 && std::chrono::steady_clock::now() < deadline)

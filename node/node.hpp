@@ -47,6 +47,9 @@ private:
   std::unique_ptr<net::server> server_;
   core_actors core_;
   std::atomic<bool> started_{false};
+  std::shared_ptr<std::atomic<bool>> joined_;
+
+  void leave_cluster();
   bool stopped_ = false;
 };
 

@@ -1,0 +1,265 @@
+#include "cluster/membership.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/node_id.hpp>
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "actors/hardening.hpp"
+#include "actors/room.hpp"
+#include "cluster/placement.hpp"
+#include "common/metrics.hpp"
+
+namespace rc {
+
+std::string make_incarnation() {
+  return make_epoch();
+}
+
+namespace {
+
+using self_ptr = caf::stateful_actor<membership_state>*;
+using kind = metrics::cluster_kind;
+
+constexpr auto request_timeout = std::chrono::seconds{5};
+
+/// The members that own names: the others, plus this node unless leaving.
+std::vector<const node_info*> owners(self_ptr self) {
+  auto& st = self->state;
+  std::vector<const node_info*> out;
+  if (!st.leaving)
+    out.push_back(&st.cfg.self);
+  for (auto& [_, m] : st.members)
+    out.push_back(&m);
+  return out;
+}
+
+const node_info* owner_node(self_ptr self, const std::string& name) {
+  auto nodes = owners(self);
+  std::vector<std::string> names;
+  for (auto n : nodes)
+    names.push_back(n->name);
+  auto owner = owner_of(name, names);
+  for (auto n : nodes)
+    if (n->name == owner)
+      return n;
+  return &self->state.cfg.self; // no owner at all: keep it here
+}
+
+void update_joined(self_ptr self) {
+  auto& st = self->state;
+  if (st.cfg.joined->load())
+    return;
+  bool alone_long_enough = std::chrono::steady_clock::now() - st.started
+                           > 2 * st.cfg.failure_timeout;
+  if (st.cfg.seeds.empty() || !st.members.empty() || alone_long_enough) {
+    st.cfg.joined->store(true);
+    spdlog::info("cluster: node {} joined ({} other members)", st.cfg.self.name,
+                 st.members.size());
+  }
+}
+
+void view_changed(self_ptr self) {
+  auto& st = self->state;
+  std::map<std::string, caf::actor> rooms, users;
+  for (auto n : owners(self)) {
+    rooms.emplace(n->name, n->rooms);
+    users.emplace(n->name, n->users);
+  }
+  self->send(st.cfg.self.rooms, view_atom::value, rooms, st.cfg.self.name);
+  self->send(st.cfg.self.users, view_atom::value, users, st.cfg.self.name);
+  metrics::global().cluster_members = static_cast<std::int64_t>(st.members.size() + 1);
+  std::string names = st.cfg.self.name;
+  for (auto& [name, _] : st.members)
+    names += "," + name;
+  spdlog::info("cluster: members are now {}{}", names, st.leaving ? " (this node leaving)" : "");
+  update_joined(self);
+}
+
+void say_hello(self_ptr self, const caf::actor& peer);
+
+/// Adds or refreshes a member; returns true when the view changed.
+bool merge(self_ptr self, const node_info& info) {
+  auto& st = self->state;
+  if (!info.membership || info.name == st.cfg.self.name)
+    return false;
+  auto it = st.members.find(info.name);
+  if (it != st.members.end()) {
+    if (it->second.incarnation == info.incarnation)
+      return false;
+    // A restarted node under the same name: a new member.
+    self->demonitor(it->second.membership);
+    st.members.erase(it);
+  }
+  self->monitor(info.membership);
+  st.members.emplace(info.name, info);
+  spdlog::info("cluster: node {} ({}:{}) is up", info.name, info.host, info.port);
+  say_hello(self, info.membership);
+  return true;
+}
+
+void merge_all(self_ptr self, const std::vector<node_info>& infos) {
+  bool changed = false;
+  for (auto& info : infos)
+    changed = merge(self, info) || changed;
+  if (changed)
+    view_changed(self);
+}
+
+void say_hello(self_ptr self, const caf::actor& peer) {
+  metrics::global().count_cluster(kind::control);
+  self->request(peer, request_timeout, hello_atom::value, self->state.cfg.self)
+    .then([self](std::vector<node_info>& infos) { merge_all(self, infos); },
+          [](caf::error&) {
+            // It went away; its DOWN (if it was a member) updates the view.
+          });
+}
+
+void connect_seed(self_ptr self, const std::string& host, std::uint16_t port) {
+  auto mm = self->home_system().middleman().actor_handle();
+  self->request(mm, request_timeout, caf::connect_atom::value, host, port)
+    .then(
+      [self](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+        auto peer = caf::actor_cast<caf::actor>(ptr);
+        if (peer && peer != self->state.cfg.self.membership)
+          say_hello(self, peer);
+      },
+      [host, port](caf::error& err) {
+        spdlog::debug("cluster: seed {}:{} not reachable: {}", host, port, caf::to_string(err));
+      });
+}
+
+/// Contacts every seed that is not a known member (again and again, so a
+/// node that starts before its seeds, or a healed partition, finds them).
+void contact_seeds(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [host, port] : st.cfg.seeds) {
+    if (host == st.cfg.self.host && port == st.cfg.self.port)
+      continue;
+    bool known = false;
+    for (auto& [_, m] : st.members)
+      known = known || (m.host == host && m.port == port);
+    if (!known)
+      connect_seed(self, host, port);
+  }
+}
+
+} // namespace
+
+caf::behavior membership(caf::stateful_actor<membership_state>* self, membership_config cfg) {
+  harden(self, "membership");
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.cfg.self.membership = caf::actor_cast<caf::actor>(self);
+  st.started = std::chrono::steady_clock::now();
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& members = self->state.members;
+    for (auto it = members.begin(); it != members.end(); ++it) {
+      if (it->second.membership.address() == dm.source) {
+        spdlog::warn("cluster: node {} is down ({})", it->first, caf::to_string(dm.reason));
+        members.erase(it);
+        view_changed(self);
+        return;
+      }
+    }
+  });
+  view_changed(self);
+  self->send(self, caf::tick_atom::value);
+  return {
+    [self](caf::tick_atom) {
+      contact_seeds(self);
+      update_joined(self);
+      self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    },
+    [self](hello_atom, node_info& peer) {
+      if (merge(self, peer))
+        view_changed(self);
+      std::vector<node_info> all{self->state.cfg.self};
+      for (auto& [_, m] : self->state.members)
+        all.push_back(m);
+      return all;
+    },
+    [self](leaving_atom, const std::string& name) {
+      auto& members = self->state.members;
+      auto it = members.find(name);
+      if (it == members.end())
+        return;
+      // Keep the connection (its rooms are being handed to us); just stop
+      // placing names on it.
+      self->demonitor(it->second.membership);
+      members.erase(it);
+      spdlog::info("cluster: node {} is leaving", name);
+      view_changed(self);
+    },
+    [self](caf::leave_atom) {
+      auto& st = self->state;
+      if (st.leaving)
+        return;
+      st.leaving = true;
+      for (auto& [_, m] : st.members) {
+        metrics::global().count_cluster(kind::control);
+        self->send(m.membership, leaving_atom::value, st.cfg.self.name);
+      }
+      view_changed(self);
+    },
+    [self](locate_atom, room_atom, const std::string& name) {
+      return owner_node(self, name)->rooms;
+    },
+    [self](locate_atom, user_atom, const std::string& name) {
+      return owner_node(self, name)->users;
+    },
+    [self](locate_atom, all_atom) {
+      std::vector<caf::actor> out{self->state.cfg.self.everyone};
+      for (auto& [_, m] : self->state.members)
+        out.push_back(m.everyone);
+      return out;
+    },
+    [](stats_atom) {
+      auto& mx = metrics::global();
+      return caf::make_message(mx.connections.load(), mx.rooms.load(), mx.users.load());
+    },
+    [self](caf::get_atom) {
+      // Ask every node for its counts; answer when all replied or timed out.
+      auto rp = self->make_response_promise<std::string>();
+      auto& st = self->state;
+      struct pending {
+        nlohmann::json doc;
+        std::size_t left;
+      };
+      auto nodes = std::vector<node_info>{st.cfg.self};
+      for (auto& [_, m] : st.members)
+        nodes.push_back(m);
+      auto acc = std::make_shared<pending>();
+      acc->doc = {{"node", st.cfg.self.name}, {"members", nlohmann::json::array()}};
+      acc->left = nodes.size();
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        auto& n = nodes[i];
+        acc->doc["members"].push_back({{"name", n.name},
+                                       {"incarnation", n.incarnation},
+                                       {"address", n.host + ":" + std::to_string(n.port)},
+                                       {"state", i == 0 && st.leaving ? "leaving" : "up"}});
+        auto finish = [acc, rp]() mutable {
+          if (--acc->left == 0)
+            rp.deliver(acc->doc.dump());
+        };
+        self->request(n.membership, std::chrono::seconds{1}, stats_atom::value)
+          .then(
+            [acc, i, finish](std::int64_t conns, std::int64_t rooms, std::int64_t users) mutable {
+              auto& m = acc->doc["members"][i];
+              m["connections"] = conns;
+              m["rooms"] = rooms;
+              m["users"] = users;
+              finish();
+            },
+            [finish](caf::error&) mutable { finish(); });
+      }
+      return rp;
+    },
+  };
+}
+
+} // namespace rc

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <caf/stateful_actor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/messages.hpp"
+
+namespace rc {
+
+/// What a node tells the others about itself.
+struct node_info {
+  std::string name;
+  std::string incarnation; ///< new on every start: a restarted node is a new member
+  std::string host;        ///< advertised cluster address
+  std::uint16_t port = 0;
+  caf::actor membership;
+  caf::actor rooms;    ///< its room directory
+  caf::actor users;    ///< its user directory
+  caf::actor everyone; ///< its broadcaster
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("rc::node_info"), x.name, x.incarnation, x.host, x.port,
+           x.membership, x.rooms, x.users, x.everyone);
+}
+
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using leaving_atom = caf::atom_constant<caf::atom("leaving")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+
+struct membership_config {
+  node_info self;
+  std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  std::chrono::milliseconds failure_timeout{3000};
+  /// Set once the node has joined a cluster (or found itself alone long
+  /// enough to form one): what `/readyz` reports.
+  std::shared_ptr<std::atomic<bool>> joined;
+};
+
+struct membership_state {
+  membership_config cfg;
+  std::map<std::string, node_info> members; ///< the others that are up, by name
+  bool leaving = false;
+  std::chrono::steady_clock::time_point started;
+  static inline const char* name = "membership";
+};
+
+/// The cluster membership of one node, and the cluster's locator. Published
+/// on the cluster port (CAF remoting). It connects to the seeds (retrying
+/// every second while they are absent), exchanges member lists so every node
+/// knows every other (a full mesh), and declares a node down when its
+/// membership actor goes down: at once for a killed process, after the CAF
+/// connection timeout (`failure-timeout`) for a frozen one.
+///
+/// On every change it tells the local room and user directories which
+/// directory owns what (rendezvous placement over the live members), so
+/// rooms and users move to their new owners.
+///
+/// Messages: `(hello_atom, node_info)` -> all known members;
+/// `(leaving_atom, name)` from a peer stopping gracefully;
+/// `(caf::leave_atom)` locally: leave gracefully (this node's rooms and users
+/// move to the others); `(locate_atom, ...)` as in actors/locator.hpp;
+/// `(stats_atom)` -> connections, rooms, users of this node;
+/// `(caf::get_atom)` -> the cluster as JSON (for `/api/cluster`).
+caf::behavior membership(caf::stateful_actor<membership_state>* self, membership_config cfg);
+
+/// Registers node_info for remoting (on top of add_wire_types).
+template <class Config>
+void add_cluster_types(Config& cfg) {
+  cfg.template add_message_type<node_info>("rc::node_info");
+}
+
+/// A random incarnation id.
+std::string make_incarnation();
+
+} // namespace rc
