@@ -1,0 +1,428 @@
+"""Cluster behaviour with real roomcastd processes on 127.0.0.1.
+
+Three (or four) nodes form a cluster over CAF remoting; real WebSocket
+clients connect to different nodes. Covers: fan-out to members on every
+node exactly once and in order, private messages and broadcast across
+nodes, one inter-node message per other node per publish, kill -9 of a
+room's owner, a frozen node, a node joining and one leaving under traffic.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+import unittest
+
+import harness
+from harness import Server, expect, next_of_type, recv_json
+
+
+MASK = (1 << 64) - 1
+
+
+def placement_score(name, member):
+    """The server's rendezvous score (cluster/placement.cpp), as a test oracle."""
+    h = 0xcbf29ce484222325
+    for c in member.encode():
+        h = ((h ^ c) * 0x100000001b3) & MASK
+    h ^= 0xff
+    for c in name.encode():
+        h = ((h ^ c) * 0x100000001b3) & MASK
+    z = (h + 0x9e3779b97f4a7c15) & MASK
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
+    return z ^ (z >> 31)
+
+
+def owner_of(name, members):
+    return max(sorted(members), key=lambda m: placement_score(name, m))
+
+
+def room_owned_by(owner, members, before=None, prefix="room"):
+    """A room name `owner` owns among `members` (and, if given, another node
+    owned among `before`)."""
+    for i in range(10000):
+        name = f"{prefix}-{i}"
+        if owner_of(name, members) == owner and (
+                before is None or owner_of(name, before) != owner):
+            return name
+    raise AssertionError("no such room name")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((harness.HOST, 0))
+        return s.getsockname()[1]
+
+
+async def send(ws, obj):
+    await ws.send(json.dumps(obj, separators=(",", ":")))
+
+
+class Cluster:
+    """N roomcastd nodes that know each other through their cluster ports."""
+
+    def __init__(self, n, *extra):
+        self.cluster_ports = [free_port() for _ in range(n)]
+        self.extra = extra
+        self.nodes = [self._node(i) for i in range(n)]
+
+    def _node(self, i, seeds=None):
+        seeds = seeds or self.cluster_ports[:2]
+        port = self.cluster_ports[i]
+        return Server("--cluster-port", port, "--seeds",
+                      ",".join(f"{harness.HOST}:{p}" for p in seeds),
+                      "--failure-timeout", "2s", *self.extra, node_name=f"n{i + 1}")
+
+    def start(self):
+        for node in self.nodes:
+            node.start()
+        self.wait_members(len(self.nodes))
+        return self
+
+    def add_node(self):
+        self.cluster_ports.append(free_port())
+        node = self._node(len(self.nodes))
+        self.nodes.append(node)
+        node.start()
+        return node
+
+    def live(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def wait_members(self, count, timeout=10.0, nodes=None):
+        """Waits until every given node sees `count` members and is ready."""
+        deadline = time.monotonic() + timeout
+        nodes = nodes or self.live()
+        while True:
+            try:
+                ok = all(len(n.http_json("GET", "/api/cluster")[1]["members"]) == count
+                         and n.http("GET", "/readyz")[0] == 200 for n in nodes)
+            except OSError:
+                ok = False
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                views = {n.node: n.http_json("GET", "/api/cluster")[1] for n in nodes}
+                raise AssertionError(f"cluster did not converge to {count} members: {views}")
+            time.sleep(0.1)
+
+    def owner_of_room(self):
+        """The node holding the only room actor (tests use one room at a time)."""
+        owners = [n for n in self.live() if n.metric("roomcast_rooms") == 1]
+        if len(owners) != 1:
+            raise AssertionError(f"expected one room owner, got {[n.node for n in owners]}")
+        return owners[0]
+
+    def room_messages_between_nodes(self):
+        return sum(n.metric("roomcast_cluster_messages_total", kind="room") or 0
+                   for n in self.live())
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+
+class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
+    nodes = 3
+    extra_args = ()
+
+    def setUp(self):
+        self.cluster = Cluster(self.nodes, *self.extra_args).start()
+
+    def tearDown(self):
+        self.cluster.stop()
+
+    async def asyncSetUp(self):
+        self.clients = []
+
+    async def asyncTearDown(self):
+        for ws in self.clients:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except Exception:
+                pass
+
+    async def join(self, node, user, room):
+        ws = await node.connect(user=user)
+        self.clients.append(ws)
+        await send(ws, {"type": "join", "room": room, "id": "j"})
+        joined = await expect(ws, "joined")
+        return ws, joined
+
+    async def collect(self, ws, count, timeout=10.0):
+        """`count` message frames from `ws`, failing on duplicates of a seq."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            frame = await recv_json(ws, max(0.1, deadline - time.monotonic()))
+            if frame["type"] == "message":
+                got.append(frame)
+        return got
+
+
+class RoomsAcrossNodes(ClusterTestCase):
+    extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
+
+    async def test_members_on_three_nodes_get_each_publish_once_in_order(self):
+        room = "across"
+        members = []
+        for i, node in enumerate(self.cluster.nodes):
+            for k in range(3):
+                ws, joined = await self.join(node, f"m{i}{k}", room)
+                members.append(ws)
+        epochs = set()
+        # Three publishers on three nodes, 30 messages each, interleaved.
+        publishers = [members[0], members[3], members[6]]
+        per_publisher = 30
+        for n in range(per_publisher):
+            for p, ws in enumerate(publishers):
+                await send(ws, {"type": "publish", "room": room, "data": {"p": p, "n": n},
+                                "echo": True})
+        total = per_publisher * len(publishers)
+        orders = []
+        for ws in members:
+            got = await self.collect(ws, total)
+            seqs = [f["seq"] for f in got]
+            self.assertEqual(len(set(seqs)), total, "a message arrived twice")
+            self.assertEqual(seqs, sorted(seqs), "seq order broken")
+            for p in range(len(publishers)):
+                mine = [f["data"]["n"] for f in got if f["data"]["p"] == p]
+                self.assertEqual(mine, list(range(per_publisher)), "publisher order broken")
+            orders.append([(f["data"]["p"], f["data"]["n"]) for f in got])
+            await harness.expect_silence(ws, 0.2)
+        self.assertTrue(all(o == orders[0] for o in orders),
+                        "members saw the room's messages in different orders")
+
+    async def test_a_publish_to_900_members_on_3_nodes_costs_2_inter_node_messages(self):
+        room = "big"
+        clients = []
+        for i, node in enumerate(self.cluster.nodes):
+            batch = await asyncio.gather(*[node.connect(user=f"b{i}-{k}") for k in range(300)])
+            clients += batch
+        self.clients += clients
+        for ws in clients:
+            await send(ws, {"type": "join", "room": room})
+        for ws in clients:
+            await expect(ws, "joined", timeout=20)
+        before = self.cluster.room_messages_between_nodes()
+        await send(clients[0], {"type": "publish", "room": room, "data": "to all", "id": 1})
+        ack, _ = await next_of_type(clients[0], "ack")
+        received = 0
+        for ws in clients[1:]:
+            frame = await expect(ws, "message", timeout=10)
+            self.assertEqual(frame["seq"], ack["seq"])
+            received += 1
+        self.assertEqual(received, 899)
+        after = self.cluster.room_messages_between_nodes()
+        self.assertEqual(after - before, 2)
+
+    async def test_private_messages_reach_users_on_other_and_on_two_nodes(self):
+        n1, n2, n3 = self.cluster.nodes
+        alice = await n1.connect(user="alice")
+        bob_a = await n2.connect(user="bob")
+        bob_b = await n3.connect(user="bob")
+        self.clients += [alice, bob_a, bob_b]
+        await asyncio.sleep(0.3)  # bob's nodes attach to bob's owner
+        await send(alice, {"type": "send", "to": "bob", "data": {"k": 1}, "id": 1})
+        await expect(alice, "ack")
+        for ws in (bob_a, bob_b):
+            frame = await expect(ws, "private")
+            self.assertEqual(frame, {"type": "private", "from": "alice", "data": {"k": 1}})
+        await send(bob_b, {"type": "send", "to": "alice", "data": "back", "id": 2})
+        await expect(bob_b, "ack")
+        self.assertEqual((await expect(alice, "private"))["data"], "back")
+
+    async def test_private_messages_for_an_offline_user_wait_for_any_node(self):
+        n1, n2, _ = self.cluster.nodes
+        alice = await n1.connect(user="alice")
+        self.clients.append(alice)
+        for i in range(5):
+            await send(alice, {"type": "send", "to": "carol", "data": i, "id": i})
+            await expect(alice, "ack")
+        carol = await n2.connect(user="carol")
+        self.clients.append(carol)
+        for i in range(5):
+            self.assertEqual((await expect(carol, "private"))["data"], i)
+
+    async def test_broadcast_reaches_every_connection_on_every_node(self):
+        clients = []
+        for i, node in enumerate(self.cluster.nodes):
+            for k in range(2):
+                clients.append(await node.connect(user=f"c{i}{k}"))
+        self.clients += clients
+        before = sum(n.metric("roomcast_cluster_messages_total", kind="broadcast") or 0
+                     for n in self.cluster.nodes)
+        await send(clients[2], {"type": "broadcast", "data": "everyone", "id": 1})
+        for ws in clients:
+            frame, _ = await next_of_type(ws, "broadcast")
+            self.assertEqual(frame, {"type": "broadcast", "from": "c10", "data": "everyone"})
+        after = sum(n.metric("roomcast_cluster_messages_total", kind="broadcast") or 0
+                    for n in self.cluster.nodes)
+        self.assertEqual(after - before, 2)
+
+    async def test_api_cluster_lists_members_with_counts(self):
+        ws = await self.cluster.nodes[1].connect(user="counted")
+        self.clients.append(ws)
+        status, doc = self.cluster.nodes[0].http_json("GET", "/api/cluster")
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["node"], "n1")
+        by_name = {m["name"]: m for m in doc["members"]}
+        self.assertEqual(set(by_name), {"n1", "n2", "n3"})
+        self.assertTrue(all(m["state"] == "up" for m in by_name.values()))
+        self.assertEqual(by_name["n2"]["connections"], 1)
+        self.assertEqual(by_name["n1"]["connections"], 0)
+
+
+class Failover(ClusterTestCase):
+    extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
+
+    async def test_kill_9_of_the_room_owner_while_survivors_publish(self):
+        room = "busy"
+        clients = {}
+        for i, node in enumerate(self.cluster.nodes):
+            clients[node.node], joined = await self.join(node, f"k{i}", room)
+        epoch = joined["epoch"]
+        owner = self.cluster.owner_of_room()
+        self.assertEqual(owner.node, owner_of(room, ["n1", "n2", "n3"]))
+        survivors = [n for n in self.cluster.nodes if n is not owner]
+        a, b = clients[survivors[0].node], clients[survivors[1].node]
+        # Traffic before the kill.
+        for i in range(20):
+            await send(a, {"type": "publish", "room": room, "data": i})
+        before = await self.collect(b, 20)
+        owner.kill()
+        t0 = time.monotonic()
+        for ws in (a, b):
+            fresh, skipped = await next_of_type(ws, "joined", timeout=5)
+            self.assertNotEqual(fresh["epoch"], epoch)
+            self.assertFalse([f for f in skipped if f["type"] == "message"
+                              and f["seq"] in {m["seq"] for m in before}],
+                             "a message was delivered twice in one epoch")
+        # Publishing works again within 5 s.
+        while True:
+            await send(a, {"type": "publish", "room": room, "data": "again", "id": "x"})
+            frame = await recv_json(a, 5)
+            if frame["type"] == "ack":
+                break
+            self.assertLess(time.monotonic() - t0, 5, f"still failing: {frame}")
+            await asyncio.sleep(0.1)
+        self.assertLess(time.monotonic() - t0, 5)
+        msg = await expect(b, "message")
+        self.assertEqual((msg["data"], msg["seq"]), ("again", frame["seq"]))
+        # No duplicates within the new epoch either.
+        for i in range(20):
+            await send(a, {"type": "publish", "room": room, "data": i})
+        got = await self.collect(b, 20)
+        seqs = [f["seq"] for f in got]
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 20)))
+        self.cluster.wait_members(2, nodes=survivors)
+
+    async def test_a_frozen_node_is_declared_down_within_5_seconds(self):
+        frozen = self.cluster.nodes[2]
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            self.cluster.wait_members(2, timeout=5.0, nodes=self.cluster.nodes[:2])
+            self.assertLess(time.monotonic() - t0, 5.0)
+        finally:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
+
+    async def test_a_restarted_node_with_the_same_name_is_a_new_incarnation(self):
+        n3 = self.cluster.nodes[2]
+        _, doc = self.cluster.nodes[0].http_json("GET", "/api/cluster")
+        old = {m["name"]: m["incarnation"] for m in doc["members"]}["n3"]
+        n3.kill()
+        self.cluster.wait_members(2, nodes=self.cluster.nodes[:2])
+        self.cluster.nodes[2] = self.cluster._node(2)
+        self.cluster.nodes[2].start()
+        self.cluster.wait_members(3)
+        _, doc = self.cluster.nodes[0].http_json("GET", "/api/cluster")
+        new = {m["name"]: m["incarnation"] for m in doc["members"]}["n3"]
+        self.assertNotEqual(old, new)
+
+
+class MembershipChangesUnderTraffic(ClusterTestCase):
+    extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
+
+    async def publish_while(self, publisher, room, action, duration=2.5):
+        """Publishes every 10 ms for `duration` seconds, running `action` midway."""
+        sent = 0
+        done = False
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end:
+            sent += 1
+            await send(publisher, {"type": "publish", "room": room, "data": sent})
+            if not done and time.monotonic() > t_end - duration / 2:
+                await asyncio.get_running_loop().run_in_executor(None, action)
+                done = True
+            await asyncio.sleep(0.01)
+        return sent
+
+    async def assert_all_in_order(self, ws, room, sent, epoch):
+        got = await self.collect(ws, sent, timeout=15)
+        self.assertEqual([f["data"] for f in got], list(range(1, sent + 1)))
+        seqs = [f["seq"] for f in got]
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + sent)), "seq has a gap")
+        await send(ws, {"type": "join", "room": room, "id": "again"})
+        joined, skipped = await next_of_type(ws, "joined")
+        self.assertFalse([f for f in skipped if f["type"] == "joined"], "epoch changed")
+        self.assertEqual(joined["epoch"], epoch, "the room did not keep its epoch")
+        self.assertEqual(joined["seq"], seqs[-1])
+
+    async def test_a_fourth_node_joins_and_rooms_move_to_it_without_loss(self):
+        n1, n2, _ = self.cluster.nodes
+        room = room_owned_by("n4", ["n1", "n2", "n3", "n4"], before=["n1", "n2", "n3"])
+        a, joined = await self.join(n1, "pa", room)
+        b, _ = await self.join(n2, "pb", room)
+        sent = await self.publish_while(a, room, self.cluster.add_node)
+        await self.assert_all_in_order(b, room, sent, joined["epoch"])
+        self.cluster.wait_members(4)
+        # The room now lives on the newcomer.
+        self.assertEqual(self.cluster.owner_of_room().node, "n4")
+
+    async def test_a_node_stops_gracefully_under_traffic_without_loss(self):
+        n1, n2, n3 = self.cluster.nodes
+        room = room_owned_by("n3", ["n1", "n2", "n3"])
+        a, joined = await self.join(n1, "ga", room)
+        b, _ = await self.join(n2, "gb", room)
+        self.assertIs(self.cluster.owner_of_room(), n3)
+
+        def stop_owner():
+            self.assertEqual(n3.terminate(timeout=15), 0)
+
+        sent = await self.publish_while(a, room, stop_owner)
+        await self.assert_all_in_order(b, room, sent, joined["epoch"])
+        self.assertIn(self.cluster.owner_of_room(), (n1, n2))
+
+
+class Readiness(unittest.TestCase):
+    def test_readyz_waits_for_the_cluster_then_forms_one_alone(self):
+        absent = free_port()
+        node = Server("--cluster-port", free_port(), "--seeds", f"{harness.HOST}:{absent}",
+                      "--failure-timeout", "1s", node_name="lonely")
+        node.start()
+        try:
+            status, body = node.http_json("GET", "/readyz")
+            self.assertEqual(status, 503)
+            self.assertEqual(body["reason"], "joining the cluster")
+            deadline = time.monotonic() + 5
+            while node.http("GET", "/readyz")[0] != 200:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.1)
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+    def test_bad_cluster_options_exit_2(self):
+        r = harness.run_roomcastd(["--seeds", "127.0.0.1:1"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("seeds need a cluster-port", r.stderr)
+        r = harness.run_roomcastd(["--cluster-port", "1", "--seeds", "nohost"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("host:port", r.stderr)
+
+
+if __name__ == "__main__":
+    harness.main()
