@@ -104,37 +104,36 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       return;
     }
   });
-  // Asks the actor of `name` to stop (idle) or move (handoff); requests wait
-  // meanwhile. `done(true)` erases the entry, `done(false)` keeps it.
-  auto pause = [self, release](const std::string& name, caf::message ask) {
+  // Asks the actor of `name` to stop (idle: `to == nullptr`) or to move to
+  // the directory `to` (handoff); requests for it wait meanwhile.
+  auto pause = [self, release](const std::string& name, caf::actor to) {
     auto it = self->state.entries.find(name);
     auto actor = it->second.actor;
     it->second.stopping = true;
-    self->request(actor, caf::infinite, std::move(ask))
-      .then(
-        [self, release, name, actor](caf::message& reply) {
-          auto it = self->state.entries.find(name);
-          if (it == self->state.entries.end() || it->second.actor != actor)
-            return;
-          // stop answers true/false; handoff answers ok.
-          bool gone = reply.match_element<bool>(0) ? reply.get_as<bool>(0) : true;
-          auto held = std::move(it->second.held);
-          it->second.stopping = false;
-          if (gone) {
-            self->demonitor(actor);
-            self->state.entries.erase(it);
-          }
-          release(name, std::move(held));
-        },
-        [self, release, name, actor](caf::error&) {
-          // Moving failed (or the actor died: then the down handler runs).
-          auto it = self->state.entries.find(name);
-          if (it == self->state.entries.end() || it->second.actor != actor)
-            return;
-          auto held = std::move(it->second.held);
-          it->second.stopping = false;
-          release(name, std::move(held));
-        });
+    // `gone`: the entry goes (stopped or moved); otherwise the actor stays.
+    auto finish = [self, release, name, actor](bool gone) {
+      auto it = self->state.entries.find(name);
+      if (it == self->state.entries.end() || it->second.actor != actor)
+        return;
+      auto held = std::move(it->second.held);
+      it->second.stopping = false;
+      if (gone) {
+        // Erase now (not on the DOWN) so held requests go to a fresh actor
+        // or to the new owner, never to this one.
+        self->demonitor(actor);
+        self->state.entries.erase(it);
+      }
+      release(name, std::move(held));
+    };
+    // A failed move keeps the actor here (the next view retries); if the
+    // actor died instead, the down handler has already cleaned up.
+    auto failed = [finish](caf::error&) { finish(false); };
+    if (!to)
+      self->request(actor, caf::infinite, stop_atom::value)
+        .then([finish](bool stopped) { finish(stopped); }, failed);
+    else
+      self->request(actor, caf::infinite, handoff_atom::value, std::move(to))
+        .then([finish](caf::ok_atom) { finish(true); }, failed);
   };
   auto spawn_on_publish = cfg.spawn_on_publish;
   return {
@@ -184,7 +183,7 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       if (it == self->state.entries.end() || it->second.stopping
           || it->second.actor.address() != self->current_sender())
         return;
-      pause(name, caf::make_message(stop_atom::value));
+      pause(name, nullptr);
     },
     [self, pause, kind_name = cfg.kind](view_atom, std::map<std::string, caf::actor>& peers, std::string& me) {
       auto& st = self->state;
@@ -201,7 +200,7 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
           if (auto owner = owner_directory(self, name))
             moves.emplace_back(name, owner);
       for (auto& [name, owner] : moves)
-        pause(name, caf::make_message(handoff_atom::value, owner));
+        pause(name, owner);
       if (!moves.empty())
         spdlog::info("{}: handing {} to their new owners", kind_name, moves.size());
     },

@@ -1,0 +1,242 @@
+#define CAF_SUITE cluster
+
+// Membership changes, handoff and re-registration on two simulated nodes in
+// one deterministic actor system: each "node" has its own core actors and a
+// locator that places names over a shared member list, as the membership
+// actor does over the network.
+
+#include "fixture.hpp"
+
+#include "cluster/placement.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+
+namespace {
+
+/// The shared member list both simulated nodes place names over.
+struct fake_view {
+  std::map<std::string, const core_actors*> nodes;
+  std::set<std::string> live;
+};
+
+caf::behavior fake_locator(caf::event_based_actor* self, std::shared_ptr<fake_view> v) {
+  auto owner = [v](const std::string& name) {
+    std::vector<std::string> members{v->live.begin(), v->live.end()};
+    return v->nodes.at(owner_of(name, members));
+  };
+  return {
+    [owner](locate_atom, room_atom, const std::string& name) { return owner(name)->rooms; },
+    [owner](locate_atom, user_atom, const std::string& name) { return owner(name)->users; },
+    [v](locate_atom, all_atom) {
+      std::vector<caf::actor> out;
+      for (auto& n : v->live)
+        out.push_back(v->nodes.at(n)->everyone);
+      return out;
+    },
+  };
+  (void) self;
+}
+
+struct two_nodes : test_coordinator_fixture<test_config> {
+  settings cfg;
+  std::shared_ptr<fake_view> view = std::make_shared<fake_view>();
+  core_actors a, b;
+
+  two_nodes() {
+    auto factory = [this](const core_actors&) { return sys.spawn(fake_locator, view); };
+    a = spawn_core_actors(sys, cfg, factory);
+    b = spawn_core_actors(sys, cfg, factory);
+    view->nodes = {{"a", &a}, {"b", &b}};
+    set_live({"a"});
+  }
+
+  ~two_nodes() {
+    a.stop();
+    b.stop();
+    sched.run();
+  }
+
+  /// What the membership does on a change: new placement, then new views.
+  void set_live(std::set<std::string> live) {
+    view->live = std::move(live);
+    std::map<std::string, caf::actor> rooms, users;
+    for (auto& n : view->live) {
+      rooms.emplace(n, view->nodes.at(n)->rooms);
+      users.emplace(n, view->nodes.at(n)->users);
+    }
+    for (auto& [name, core] : view->nodes) {
+      caf::anon_send(core->rooms, view_atom::value, rooms, name);
+      caf::anon_send(core->users, view_atom::value, users, name);
+    }
+    sched.run();
+  }
+
+  std::uint64_t count(const caf::actor& dir) {
+    self->send(dir, caf::get_atom::value);
+    sched.run();
+    std::uint64_t n = 0;
+    self->receive([&](std::uint64_t x) { n = x; });
+    return n;
+  }
+
+  node_fixture::client connect(const core_actors& node, const std::string& user) {
+    identity who;
+    who.user = user;
+    auto link = std::make_shared<recording_link>();
+    auto conn = sys.spawn(connection, client_link_ptr{link}, who, node.context_for("n", cfg));
+    sched.run();
+    link->pop(); // welcome
+    return {conn, link};
+  }
+
+  void frame(const node_fixture::client& c, const json& j) {
+    caf::anon_send(c.conn, ws_frame_atom::value, j.dump());
+    sched.run();
+  }
+};
+
+/// A name that `b` owns once both nodes are live.
+std::string name_owned_by_b() {
+  for (int i = 0;; ++i) {
+    auto name = "room-" + std::to_string(i);
+    if (owner_of(name, {"a", "b"}) == "b")
+      return name;
+  }
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(cluster_tests, two_nodes)
+
+CAF_TEST(a room moves to a joining owner with its members seq and epoch) {
+  auto room = name_owned_by_b();
+  auto x = connect(a, "x");
+  auto y = connect(a, "y");
+  frame(x, {{"type", "join"}, {"room", room}});
+  frame(y, {{"type", "join"}, {"room", room}});
+  auto epoch = x.link->pop()["epoch"];
+  for (int i = 1; i <= 3; ++i)
+    frame(x, {{"type", "publish"}, {"room", room}, {"data", i}});
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  set_live({"a", "b"}); // b joins: the room belongs to b now
+  CAF_CHECK_EQUAL(count(a.rooms), 0u);
+  CAF_CHECK_EQUAL(count(b.rooms), 1u);
+  y.link->frames.clear();
+  frame(x, {{"type", "publish"}, {"room", room}, {"data", 4}, {"id", 1}});
+  auto msgs = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 4);
+  CAF_CHECK(y.link->of_type("joined").empty()); // same epoch: no fresh joined
+  frame(y, {{"type", "join"}, {"room", room}, {"id", 2}});
+  auto again = y.link->of_type("joined");
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0]["epoch"], epoch);
+  CAF_CHECK_EQUAL(again[0]["seq"], 4);
+}
+
+CAF_TEST(publishes sent during a move keep their order) {
+  auto room = name_owned_by_b();
+  auto x = connect(a, "x");
+  auto y = connect(a, "y");
+  frame(x, {{"type", "join"}, {"room", room}});
+  frame(y, {{"type", "join"}, {"room", room}});
+  y.link->frames.clear();
+  // Queue publishes, then the view change, then more publishes, all before
+  // any of them runs.
+  for (int i = 1; i <= 5; ++i)
+    caf::anon_send(x.conn, ws_frame_atom::value,
+                   json{{"type", "publish"}, {"room", room}, {"data", i}}.dump());
+  view->live = {"a", "b"};
+  std::map<std::string, caf::actor> rooms{{"a", a.rooms}, {"b", b.rooms}};
+  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+  caf::anon_send(b.rooms, view_atom::value, rooms, std::string{"b"});
+  for (int i = 6; i <= 10; ++i)
+    caf::anon_send(x.conn, ws_frame_atom::value,
+                   json{{"type", "publish"}, {"room", room}, {"data", i}}.dump());
+  sched.run();
+  auto msgs = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    auto& m = msgs[static_cast<size_t>(i)];
+    CAF_CHECK_EQUAL(m["data"], i + 1);
+    CAF_CHECK_EQUAL(m["seq"], i + 1);
+  }
+  CAF_CHECK_EQUAL(count(b.rooms), 1u);
+}
+
+CAF_TEST(relays re-register their members when the owner dies) {
+  auto room = name_owned_by_b();
+  set_live({"a", "b"});
+  auto x = connect(a, "x");
+  auto y = connect(a, "y");
+  frame(x, {{"type", "join"}, {"room", room}});
+  frame(y, {{"type", "join"}, {"room", room}});
+  auto epoch = x.link->pop()["epoch"];
+  y.link->frames.clear();
+  CAF_CHECK_EQUAL(count(b.rooms), 1u);
+  // Node b fails: its directory and rooms die; the membership drops it.
+  view->live = {"a"};
+  caf::anon_send_exit(b.rooms, caf::exit_reason::kill);
+  sched.run();
+  std::map<std::string, caf::actor> rooms{{"a", a.rooms}};
+  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+  sched.run();
+  sched.trigger_timeouts(); // the relay's re-attach backoff
+  sched.run();
+  for (auto* c : {&x, &y}) {
+    auto fresh = c->link->of_type("joined");
+    CAF_REQUIRE_EQUAL(fresh.size(), 1u);
+    CAF_CHECK_NOT_EQUAL(fresh[0]["epoch"], epoch);
+    CAF_CHECK_EQUAL(fresh[0]["seq"], 0);
+  }
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  y.link->frames.clear();
+  frame(x, {{"type", "publish"}, {"room", room}, {"data", "after"}});
+  auto msgs = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
+}
+
+CAF_TEST(a directory forwards requests for names another node owns) {
+  auto room = name_owned_by_b();
+  set_live({"a", "b"});
+  // Ask a's room directory directly, as a stale router might.
+  self->send(a.rooms, caf::publish_atom::value, room, envelope{"api", "1", false, {}});
+  sched.run();
+  self->receive([](std::uint64_t seq) { CAF_CHECK_EQUAL(seq, 0u); }); // no room anywhere yet
+  auto x = connect(a, "x");
+  frame(x, {{"type", "join"}, {"room", room}});
+  CAF_CHECK_EQUAL(count(a.rooms), 0u);
+  CAF_CHECK_EQUAL(count(b.rooms), 1u);
+  self->send(a.rooms, caf::publish_atom::value, room, envelope{"api", "1", false, {}});
+  sched.run();
+  self->receive([](std::uint64_t seq) { CAF_CHECK_EQUAL(seq, 1u); });
+  CAF_CHECK_EQUAL(x.link->of_type("message").size(), 1u);
+}
+
+CAF_TEST(a user moves with its inbox and privates reach it on any node) {
+  std::string name;
+  for (int i = 0;; ++i) {
+    name = "user-" + std::to_string(i);
+    if (owner_of(name, {"a", "b"}) == "b")
+      break;
+  }
+  auto x = connect(a, "x");
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 1}});
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 2}});
+  CAF_CHECK_EQUAL(count(a.users), 2u); // x and the offline user
+  set_live({"a", "b"}); // the offline user's inbox moves to b (x may too)
+  auto x_moves = owner_of("x", {"a", "b"}) == "b";
+  CAF_CHECK_EQUAL(count(b.users), x_moves ? 2u : 1u);
+  CAF_CHECK_EQUAL(count(a.users), x_moves ? 0u : 1u);
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 3}});
+  auto u = connect(a, name);
+  auto got = u.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 3u);
+  for (int i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
