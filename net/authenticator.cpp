@@ -2,7 +2,6 @@
 
 #include <jwt.h>
 
-#include <cerrno>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -52,10 +51,16 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
   if (sub == nullptr || !valid_name(sub))
     return refuse("token claim 'sub' is missing or not a valid user name");
   who.user = sub;
-  errno = 0;
-  long exp = jwt_get_grant_int(jwt.get(), "exp");
-  if (errno == 0) {
-    auto expires = std::chrono::system_clock::time_point{std::chrono::seconds{exp}};
+  // `exp` is a NumericDate and may have a fraction (RFC 7519), which
+  // jwt_get_grant_int would read as 0: read it as JSON instead.
+  if (char* exp_json = jwt_get_grants_json(jwt.get(), "exp")) {
+    std::unique_ptr<char, decltype(&free)> owned{exp_json, &free};
+    auto exp = nlohmann::json::parse(exp_json, nullptr, false);
+    if (!exp.is_number())
+      return refuse("token claim 'exp' must be a number");
+    auto expires = std::chrono::system_clock::time_point{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+        std::chrono::duration<double>{exp.get<double>()})};
     if (expires <= std::chrono::system_clock::now())
       return refuse("token has expired");
     who.expires = expires;

@@ -1,0 +1,211 @@
+"""HTTP endpoints: /healthz, /readyz, /metrics, POST /api/publish (rooms,
+users, broadcast, errors, API key), 404/405/413."""
+
+import asyncio
+import json
+import unittest
+
+import harness
+from harness import expect, recv_json, request, send_json
+
+
+def error_code(test, status_body, status):
+    got_status, body = status_body
+    test.assertEqual(got_status, status, body)
+    test.assertEqual(set(body), {"error"})
+    test.assertEqual(set(body["error"]), {"code", "message"})
+    test.assertTrue(body["error"]["message"])
+    return body["error"]["code"]
+
+
+class EndpointsTest(harness.ServerTestCase):
+    server_args = ("--max-frame-bytes", "4096", "--max-queue-bytes", "65536",
+                   "--inbox-limit", "2")
+
+    def test_healthz(self):
+        status, headers, body = self.server.http("GET", "/healthz")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(json.loads(body), {"status": "ok"})
+        status, _, body = self.server.http("HEAD", "/healthz")
+        self.assertEqual((status, body), (200, ""))
+        self.assertEqual(error_code(self, self.server.http_json("POST", "/healthz", {}), 405),
+                         "method_not_allowed")
+
+    def test_readyz(self):
+        self.assertEqual(self.server.http_json("GET", "/readyz"), (200, {"ready": True}))
+        self.assertEqual(error_code(self, self.server.http_json("DELETE", "/readyz"), 405),
+                         "method_not_allowed")
+
+    def test_metrics_exposition(self):
+        status, headers, body = self.server.http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain"), headers)
+        families = {f.name: f for f in harness.text_string_to_metric_families(body)}
+        expected = {
+            "roomcast_connections": "gauge", "roomcast_rooms": "gauge", "roomcast_users": "gauge",
+            "roomcast_frames_received": "counter", "roomcast_messages_delivered": "counter",
+            "roomcast_upgrades_refused": "counter", "roomcast_closes": "counter",
+            "roomcast_errors": "counter", "roomcast_connection_duration_seconds": "histogram",
+            "roomcast_fanout_latency_seconds": "histogram",
+        }
+        for name, kind in expected.items():
+            self.assertIn(name, families)
+            self.assertEqual(families[name].type, kind, name)
+        reasons = {s.labels["reason"] for s in families["roomcast_closes"].samples}
+        self.assertEqual(reasons, {"client_closed", "shutdown", "binary_frame", "invalid_utf8",
+                                   "too_large", "slow_consumer", "auth_expired", "ping_timeout",
+                                   "network_error", "server_error"})
+        codes = {s.labels["code"] for s in families["roomcast_errors"].samples}
+        self.assertEqual(codes, {"bad_json", "bad_request", "unknown_type", "bad_name",
+                                 "not_member", "forbidden", "rate_limited", "unavailable",
+                                 "internal"})
+        # Histograms: cumulative buckets ending in +Inf == _count.
+        for name in ("roomcast_connection_duration_seconds", "roomcast_fanout_latency_seconds"):
+            buckets = [s for s in families[name].samples if s.name == name + "_bucket"]
+            values = [s.value for s in buckets]
+            self.assertEqual(values, sorted(values))
+            self.assertEqual(buckets[-1].labels["le"], "+Inf")
+            count = [s for s in families[name].samples if s.name == name + "_count"][0]
+            self.assertEqual(buckets[-1].value, count.value)
+        self.assertEqual(error_code(self, self.server.http_json("POST", "/metrics", {}), 405),
+                         "method_not_allowed")
+
+    def test_unknown_path_and_method(self):
+        for path in ("/", "/nope", "/api", "/api/publish/x", "/healthz/x"):
+            with self.subTest(path=path):
+                self.assertEqual(error_code(self, self.server.http_json("GET", path), 404),
+                                 "not_found")
+        for method in ("GET", "PUT", "DELETE"):
+            self.assertEqual(
+                error_code(self, self.server.http_json(method, "/api/publish"), 405),
+                "method_not_allowed")
+
+    async def test_publish_to_room(self):
+        room = self.unique("r")
+        a = await self.client("hr1")
+        b = await self.client("hr2")
+        for ws in (a, b):
+            await request(ws, {"type": "join", "room": room}, "joined")
+        self.assertEqual(self.server.publish_api({"room": room, "data": {"x": [1, 2]}}),
+                         (202, {"ok": True}))
+        for ws in (a, b):
+            self.assertEqual(await expect(ws, "message"),
+                             {"type": "message", "room": room, "from": "api", "seq": 1,
+                              "data": {"x": [1, 2]}})
+        self.assertEqual(self.server.publish_api({"room": room, "data": "hi", "from": "billing"}),
+                         (202, {"ok": True}))
+        for ws in (a, b):
+            self.assertEqual(await expect(ws, "message"),
+                             {"type": "message", "room": room, "from": "billing", "seq": 2,
+                              "data": "hi"})
+        # A client publish continues the same sequence.
+        await send_json(a, {"type": "publish", "room": room, "data": 3})
+        self.assertEqual((await expect(b, "message"))["seq"], 3)
+
+    def test_publish_to_empty_room_accepted(self):
+        self.assertEqual(self.server.publish_api({"room": self.unique("nobody"), "data": 1}),
+                         (202, {"ok": True}))
+
+    async def test_publish_to_user(self):
+        user = self.unique("u")
+        c1 = await self.client(user)
+        c2 = await self.client(user)
+        self.assertEqual(self.server.publish_api({"user": user, "data": [True]}), (202, {"ok": True}))
+        for ws in (c1, c2):
+            self.assertEqual(await expect(ws, "private"),
+                             {"type": "private", "from": "api", "data": [True]})
+
+    async def test_publish_to_offline_user_inbox(self):
+        user = self.unique("off")
+        for i in range(2):
+            self.assertEqual(self.server.publish_api({"user": user, "data": i, "from": "svc"}),
+                             (202, {"ok": True}))
+        # --inbox-limit 2: the third is refused with 503 unavailable.
+        self.assertEqual(error_code(self, self.server.publish_api({"user": user, "data": 2}), 503),
+                         "unavailable")
+        ws = await self.client(user)
+        for i in range(2):
+            self.assertEqual(await expect(ws, "private"),
+                             {"type": "private", "from": "svc", "data": i})
+
+    async def test_publish_broadcast(self):
+        clients = [await self.client(f"hb{i}") for i in range(3)]
+        self.assertEqual(self.server.publish_api({"broadcast": True, "data": {"b": 1}}),
+                         (202, {"ok": True}))
+        for ws in clients:
+            frame, skipped = await harness.next_of_type(ws, "broadcast")
+            self.assertEqual(frame, {"type": "broadcast", "from": "api", "data": {"b": 1}})
+            self.assertEqual(skipped, [])
+
+    def test_publish_bad_input(self):
+        cases = [
+            ("not json", "bad_json"),
+            ('{"room":"r","data":1', "bad_json"),
+            ("[1,2]", "bad_json"),
+            ('"str"', "bad_json"),
+            ("{}", "bad_request"),
+            ({"room": "r"}, "bad_request"),                              # no data
+            ({"data": 1}, "bad_request"),                                # no target
+            ({"room": "r", "user": "u", "data": 1}, "bad_request"),      # two targets
+            ({"room": "r", "broadcast": True, "data": 1}, "bad_request"),
+            ({"user": "u", "broadcast": True, "data": 1}, "bad_request"),
+            ({"room": 5, "data": 1}, "bad_request"),
+            ({"user": None, "data": 1}, "bad_request"),
+            ({"broadcast": False, "data": 1}, "bad_request"),
+            ({"broadcast": "yes", "data": 1}, "bad_request"),
+            ({"room": "bad name", "data": 1}, "bad_name"),
+            ({"room": "", "data": 1}, "bad_name"),
+            ({"user": "x" * 129, "data": 1}, "bad_name"),
+            ({"room": "r", "data": 1, "from": "not valid"}, "bad_name"),
+            ({"room": "r", "data": 1, "from": 7}, "bad_name"),
+            ('{"room":"r","data":' + "[" * 70 + "]" * 70 + "}", "bad_json"),  # too deep
+        ]
+        before = self.server.metrics()
+        counts = {}
+        for body, code in cases:
+            with self.subTest(body=str(body)[:50]):
+                self.assertEqual(error_code(self, self.server.publish_api(body), 400), code)
+                counts[code] = counts.get(code, 0) + 1
+        after = self.server.metrics()
+        for code, n in counts.items():
+            key = ("roomcast_errors_total", frozenset({("code", code)}))
+            self.assertEqual(after[key] - before[key], n, code)
+
+    def test_publish_body_too_large_is_413(self):
+        # --max-frame-bytes 4096
+        body = json.dumps({"room": "r", "data": "x" * 5000})
+        status, payload = self.server.http_json("POST", "/api/publish", body)
+        self.assertEqual(error_code(self, (status, payload), 413), "too_large")
+        # Just under the limit is fine.
+        body = json.dumps({"room": "r", "data": "x" * 4000})
+        self.assertLessEqual(len(body), 4096)
+        self.assertEqual(self.server.http_json("POST", "/api/publish", body), (202, {"ok": True}))
+
+
+class ApiKeyTest(harness.ServerTestCase):
+    server_args = ("--api-key", "k3y")
+
+    async def test_api_key_required(self):
+        room = self.unique("r")
+        ws = await self.client("keyed")
+        await request(ws, {"type": "join", "room": room}, "joined")
+        msg = {"room": room, "data": 1}
+        self.assertEqual(error_code(self, self.server.publish_api(msg), 401), "unauthorized")
+        self.assertEqual(error_code(self, self.server.publish_api(msg, api_key="wrong"), 401),
+                         "unauthorized")
+        for header in ("Bearer k3y", "apikey  k3y", "APIKEY k3y", "k3y", "apikey k3y2"):
+            status = self.server.http_json("POST", "/api/publish", msg,
+                                           {"Authorization": header})
+            self.assertEqual(error_code(self, status, 401), "unauthorized", header)
+        await harness.expect_silence(ws, 0.2)  # nothing got through
+        self.assertEqual(self.server.publish_api(msg, api_key="k3y"), (202, {"ok": True}))
+        self.assertEqual((await expect(ws, "message"))["data"], 1)
+        # Health, readiness and metrics need no key.
+        self.assertEqual(self.server.http("GET", "/healthz")[0], 200)
+        self.assertEqual(self.server.http("GET", "/readyz")[0], 200)
+        self.assertEqual(self.server.http("GET", "/metrics")[0], 200)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,236 @@
+"""Identity and upgrade refusals: JWT (HS256) via ?token= and Bearer, `sub`,
+`exp` (refused and expiring while connected), `rooms` globs, ?user= in
+development mode, the Origin allow-list and the connection limit."""
+
+import asyncio
+import time
+import unittest
+
+import harness
+from harness import make_jwt, raw_upgrade, request, wait_closed
+
+SECRET = "it-secret-0123456789"
+
+
+def refused(test, server, status, code, path="/ws", headers=None):
+    """Asserts an upgrade is refused with `status` and a JSON error body."""
+    sock, res, _ = raw_upgrade(server.port, path, headers)
+    test.assertIsNone(sock, "the upgrade was accepted")
+    test.assertEqual(res.status, status, res.body)
+    test.assertTrue(res.headers.get("content-type", "").startswith("application/json"))
+    body = res.json()
+    test.assertEqual(set(body), {"error"})
+    test.assertEqual(set(body["error"]), {"code", "message"})
+    test.assertEqual(body["error"]["code"], code)
+    test.assertIsInstance(body["error"]["message"], str)
+    test.assertTrue(body["error"]["message"])
+    return body
+
+
+def accepted(test, server, path="/ws", headers=None):
+    sock, res, _ = raw_upgrade(server.port, path, headers)
+    test.assertEqual(res.status, 101)
+    sock.close()
+
+
+class JwtTest(harness.ServerTestCase):
+    server_args = ("--jwt-secret", SECRET)
+
+    def token(self, **claims):
+        claims.setdefault("exp", int(time.time()) + 300)
+        return make_jwt(SECRET, claims)
+
+    def test_refusals_are_401_with_json_body(self):
+        before = self.server.metric("roomcast_upgrades_refused_total")
+        now = int(time.time())
+        bad = [
+            "/ws",                                                        # no token
+            "/ws?user=alice",                                             # ?user= is no proof
+            "/ws?token=",                                                 # empty token
+            "/ws?token=not.a.jwt",                                        # garbage
+            "/ws?token=" + make_jwt("wrong-secret", {"sub": "alice", "exp": now + 300}),
+            "/ws?token=" + make_jwt(SECRET, {"sub": "alice", "exp": now - 10}),   # expired
+            "/ws?token=" + make_jwt(SECRET, {"exp": now + 300}),                  # no sub
+            "/ws?token=" + make_jwt(SECRET, {"sub": "bad name", "exp": now + 300}),
+            "/ws?token=" + make_jwt(SECRET, {"sub": "alice", "rooms": "chat:*"}),  # not a list
+        ]
+        for path in bad:
+            with self.subTest(path=path[:60]):
+                refused(self, self.server, 401, "unauthorized", path)
+        # A valid token with its signature cut off or altered.
+        tok = self.token(sub="alice")
+        head, payload, sig = tok.split(".")
+        refused(self, self.server, 401, "unauthorized", f"/ws?token={head}.{payload}.")
+        flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
+        refused(self, self.server, 401, "unauthorized", f"/ws?token={head}.{payload}.{flipped}")
+        # Bearer with a bad token, and a non-Bearer Authorization header.
+        refused(self, self.server, 401, "unauthorized", "/ws",
+                {"Authorization": "Bearer " + make_jwt("nope", {"sub": "a"})})
+        refused(self, self.server, 401, "unauthorized", "/ws", {"Authorization": "Basic " + tok})
+        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 13)
+
+    async def test_websockets_client_sees_401(self):
+        with self.assertRaises(harness.websockets.exceptions.InvalidStatusCode) as cm:
+            await harness.connect(self.server.ws_url())
+        self.assertEqual(cm.exception.status_code, 401)
+
+    async def test_token_in_query_names_user(self):
+        ws = await self.client(token=self.token(sub="alice"), expect_welcome=False)
+        self.assertEqual(await harness.recv_json(ws),
+                         {"type": "welcome", "user": "alice", "node": "it-node"})
+
+    async def test_token_wins_over_user_param(self):
+        url = self.server.ws_url(token=self.token(sub="alice"), query={"user": "mallory"})
+        ws = await harness.connect(url)
+        self._clients.append(ws)
+        self.assertEqual((await harness.recv_json(ws))["user"], "alice")
+
+    async def test_bearer_header(self):
+        ws = await harness.connect(self.server.ws_url(),
+                                   extra_headers={"Authorization": "Bearer " + self.token(sub="bob")})
+        self._clients.append(ws)
+        self.assertEqual(await harness.recv_json(ws),
+                         {"type": "welcome", "user": "bob", "node": "it-node"})
+
+    def test_fractional_exp_in_the_future_is_accepted(self):
+        # RFC 7519 NumericDate may be non-integer.
+        tok = make_jwt(SECRET, {"sub": "frac", "exp": time.time() + 300.5})
+        sock, res, _ = raw_upgrade(self.server.port, "/ws?token=" + tok)
+        if sock is not None:
+            sock.close()
+        self.assertEqual(res.status, 101, res.body)
+
+    def test_non_numeric_exp_refused(self):
+        for exp in ("9999999999", None, True, [1]):
+            with self.subTest(exp=exp):
+                refused(self, self.server, 401, "unauthorized",
+                        "/ws?token=" + make_jwt(SECRET, {"sub": "alice", "exp": exp}))
+
+    async def test_token_without_exp_is_accepted(self):
+        ws = await self.client(token=make_jwt(SECRET, {"sub": "noexp"}))
+        self.assertEqual(ws.welcome["user"], "noexp")
+
+    def test_other_algorithm_refused(self):
+        # Signed with the right secret but HS512: only HS256 is accepted.
+        import base64, hashlib, hmac, json
+        enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        signing = (enc(json.dumps({"alg": "HS512", "typ": "JWT"}).encode()) + "."
+                   + enc(json.dumps({"sub": "alice"}).encode()))
+        sig = enc(hmac.new(SECRET.encode(), signing.encode(), hashlib.sha512).digest())
+        refused(self, self.server, 401, "unauthorized", f"/ws?token={signing}.{sig}")
+        # alg "none" without a signature.
+        none = enc(json.dumps({"alg": "none"}).encode()) + "." + enc(b'{"sub":"alice"}') + "."
+        refused(self, self.server, 401, "unauthorized", f"/ws?token={none}")
+
+    async def test_rooms_claim_limits_joins(self):
+        ws = await self.client(token=self.token(sub="carol", rooms=["chat:*", "lobby"]))
+        for room in ("chat:1", "chat:general", "lobby"):
+            joined = await request(ws, {"type": "join", "room": room}, "joined")
+            self.assertEqual(joined["room"], room)
+        for room in ("lobby2", "other", "chat", "xchat:1"):
+            err = await request(ws, {"type": "join", "room": room, "id": room}, "error")
+            self.assertEqual((err["code"], err["id"]), ("forbidden", room))
+        # Without membership, publishing there is refused too.
+        err = await request(ws, {"type": "publish", "room": "other", "data": 1, "id": 1}, "error")
+        self.assertEqual(err["code"], "not_member")
+        # Allowed rooms work normally.
+        ack = await request(ws, {"type": "publish", "room": "chat:1", "data": 1, "id": 2}, "ack")
+        self.assertEqual(ack["id"], 2)
+
+    async def test_empty_rooms_claim_allows_nothing(self):
+        ws = await self.client(token=self.token(sub="dave", rooms=[]))
+        err = await request(ws, {"type": "join", "room": "any", "id": 1}, "error")
+        self.assertEqual(err["code"], "forbidden")
+
+    async def test_token_without_rooms_claim_allows_any_room(self):
+        ws = await self.client(token=self.token(sub="erin"))
+        await request(ws, {"type": "join", "room": "anything-at-all"}, "joined")
+
+    async def test_expiry_while_connected_closes_1008(self):
+        before = self.server.metric("roomcast_closes_total", reason="auth_expired")
+        exp = int(time.time()) + 2
+        ws = await self.client(token=make_jwt(SECRET, {"sub": "frank", "exp": exp}))
+        await request(ws, {"type": "ping"}, "pong")  # usable until exp
+        code, reason, frames = await wait_closed(ws, timeout=5)
+        self.assertEqual((code, reason), (1008, "auth_expired"))
+        self.assertEqual(frames, [])
+        self.assertGreaterEqual(time.time(), exp - 0.05)
+        self.assertEqual(await self.server.await_metric("roomcast_closes_total", before + 1,
+                                                        reason="auth_expired"), before + 1)
+
+
+class DevModeTest(harness.ServerTestCase):
+    """No secret: ?user= is taken as given; invalid names are 400."""
+
+    def test_invalid_user_is_400(self):
+        before = self.server.metric("roomcast_upgrades_refused_total")
+        for user in ("bad%20name!", "bad+name", "x" * 129, "caf%C3%A9", "a/b"):
+            with self.subTest(user=user):
+                refused(self, self.server, 400, "bad_name", "/ws?user=" + user)
+        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 5)
+
+    async def test_user_param_names_user(self):
+        ws = await self.client(user="x" * 128)
+        self.assertEqual(ws.welcome["user"], "x" * 128)
+        ws = await self.client(user="A-Za-z0-9_.:@-")
+        self.assertEqual(ws.welcome["user"], "A-Za-z0-9_.:@-")
+
+    def test_plain_get_on_ws_is_400(self):
+        status, _, body = self.server.http("GET", "/ws")
+        self.assertEqual(status, 400)
+        self.assertEqual(harness.json.loads(body)["error"]["code"], "bad_request")
+
+
+class OriginTest(harness.ServerTestCase):
+    server_args = ("--allowed-origins", "http://good,https://also.example")
+
+    def test_origins(self):
+        before = self.server.metric("roomcast_upgrades_refused_total")
+        refused(self, self.server, 403, "forbidden", "/ws?user=o1", {"Origin": "http://evil"})
+        refused(self, self.server, 403, "forbidden", "/ws?user=o1", {"Origin": "http://good.evil"})
+        refused(self, self.server, 403, "forbidden", "/ws?user=o1", {"Origin": "null"})
+        accepted(self, self.server, "/ws?user=o2", {"Origin": "http://good"})
+        accepted(self, self.server, "/ws?user=o3", {"Origin": "https://also.example"})
+        accepted(self, self.server, "/ws?user=o4")  # no Origin header: not a browser
+        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 3)
+
+    async def test_websockets_client_with_origin(self):
+        with self.assertRaises(harness.websockets.exceptions.InvalidStatusCode) as cm:
+            await harness.connect(self.server.ws_url(user="w"), origin="http://evil")
+        self.assertEqual(cm.exception.status_code, 403)
+        ws = await harness.connect(self.server.ws_url(user="w"), origin="http://good")
+        self._clients.append(ws)
+        self.assertEqual((await harness.recv_json(ws))["type"], "welcome")
+
+
+class MaxConnectionsTest(harness.ServerTestCase):
+    server_args = ("--max-connections", "2")
+
+    async def test_third_connection_is_503(self):
+        a = await self.client("m1")
+        b = await self.client("m2")
+        before = self.server.metric("roomcast_upgrades_refused_total")
+        refused(self, self.server, 503, "unavailable", "/ws?user=m3")
+        with self.assertRaises(harness.websockets.exceptions.InvalidStatusCode) as cm:
+            await harness.connect(self.server.ws_url(user="m3"))
+        self.assertEqual(cm.exception.status_code, 503)
+        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 2)
+        # The two open connections still work.
+        for ws in (a, b):
+            await request(ws, {"type": "ping"}, "pong")
+        # Once one closes, its slot is free again (bounded retries).
+        await a.close()
+        ws = None
+        deadline = time.monotonic() + 5
+        while ws is None and time.monotonic() < deadline:
+            try:
+                ws = await self.client("m4")
+            except harness.websockets.exceptions.InvalidStatusCode as e:
+                self.assertEqual(e.status_code, 503)
+                await asyncio.sleep(0.05)
+        self.assertIsNotNone(ws, "no slot freed within 5 s after a close")
+        self.assertEqual(ws.welcome["user"], "m4")
+
+
+if __name__ == "__main__":
+    harness.main()

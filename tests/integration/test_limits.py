@@ -1,0 +1,245 @@
+"""Limits and protocol violations: close codes 1003/1007/1009/1008 (slow
+consumer, ping timeout), the request rate limit and the per-connection room
+limit."""
+
+import asyncio
+import json
+import time
+import unittest
+
+import harness
+from harness import RawWebSocket, expect, recv_json, request, send_json, wait_closed
+
+
+def closes(server, reason):
+    return server.metric("roomcast_closes_total", reason=reason)
+
+
+class ViolationsTest(harness.ServerTestCase):
+    """Default limits (max-frame-bytes 64 KiB, rate 100/s, burst 200)."""
+
+    server_args = ("--max-rooms-per-connection", "2")
+
+    async def test_binary_frame_closes_1003(self):
+        before = closes(self.server, "binary_frame")
+        ws = await self.client("binary")
+        await ws.send(b'{"type":"ping"}')
+        code, reason, frames = await wait_closed(ws)
+        self.assertEqual((code, reason), (1003, "binary_frame"))
+        self.assertEqual(frames, [])
+        self.assertEqual(await self.server.await_metric("roomcast_closes_total", before + 1,
+                                                        reason="binary_frame"), before + 1)
+
+    def test_invalid_utf8_closes_1007(self):
+        before = closes(self.server, "invalid_utf8")
+        raw = RawWebSocket(self.server.port, "/ws?user=utf8")
+        try:
+            op, payload = raw.read_frame()
+            self.assertEqual(op, RawWebSocket.OP_TEXT)
+            self.assertEqual(json.loads(payload)["type"], "welcome")
+            # A valid frame first: the connection works.
+            raw.send_text(b'{"type":"ping","id":1}')
+            op, payload = raw.read_frame()
+            self.assertEqual(json.loads(payload), {"type": "pong", "id": 1})
+            # Then a text frame whose payload is not UTF-8 (0xff never occurs in UTF-8).
+            raw.send_text(b'{"type":"ping","id":"\xff\xfe"}')
+            code, reason, frames = raw.read_until_close()
+            self.assertEqual(code, 1007)
+            self.assertEqual(frames, [])
+        finally:
+            raw.close()
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
+                                                 reason="invalid_utf8"), before + 1)
+
+    def test_truncated_utf8_sequence_closes_1007(self):
+        raw = RawWebSocket(self.server.port, "/ws?user=utf8b")
+        try:
+            raw.read_frame()  # welcome
+            # A two-byte sequence cut after its lead byte, then a quote.
+            raw.send_text(b'{"type":"ping","id":"\xc3"}')
+            code, _, _ = raw.read_until_close()
+            self.assertEqual(code, 1007)
+        finally:
+            raw.close()
+
+    async def test_two_mib_frame_closes_1009(self):
+        before = closes(self.server, "too_large")
+        ws = await self.client("big", max_size=None)
+        big = json.dumps({"type": "ping", "data": "x" * (2 * 1024 * 1024)})
+        try:
+            await asyncio.wait_for(ws.send(big), 10)
+        except harness.websockets.exceptions.ConnectionClosed:
+            pass  # the server may close while the client is still writing
+        code, reason, frames = await wait_closed(ws, timeout=10)
+        self.assertEqual(code, 1009)
+        self.assertEqual(frames, [])
+        self.assertEqual(await self.server.await_metric("roomcast_closes_total", before + 1,
+                                                        reason="too_large"), before + 1)
+
+    async def test_frame_at_limit_is_accepted(self):
+        ws = await self.client("atlimit")
+        prefix = '{"type":"ping","id":"big","pad":"'
+        text = prefix + "y" * (65536 - len(prefix) - 2) + '"}'
+        self.assertEqual(len(text.encode()), 65536)
+        await ws.send(text)
+        self.assertEqual(await expect(ws, "pong"), {"type": "pong", "id": "big"})
+        await ws.send(text[:-2] + 'y"}')  # one byte over the limit
+        code, _, _ = await wait_closed(ws)
+        self.assertEqual(code, 1009)
+
+    async def test_rate_limited_burst_keeps_connection(self):
+        # 1000 publishes back to back with the default rate (100/s, burst 200):
+        # some are refused with rate_limited, each answer names its request,
+        # and the connection stays usable.
+        room = self.unique("r")
+        ws = await self.client("burst")
+        other = await self.client("burst-peer")
+        await request(ws, {"type": "join", "room": room}, "joined")
+        await request(other, {"type": "join", "room": room}, "joined")
+        n = 1000
+        before = self.server.metric("roomcast_errors_total", code="rate_limited")
+        start = time.monotonic()
+        for i in range(n):
+            await send_json(ws, {"type": "publish", "room": room, "data": i, "id": i})
+        acked, limited = [], []
+        for _ in range(n):
+            frame = await recv_json(ws, timeout=10)
+            if frame["type"] == "ack":
+                acked.append(frame["id"])
+            else:
+                self.assertEqual(frame["type"], "error", frame)
+                self.assertEqual(frame["code"], "rate_limited", frame)
+                limited.append(frame["id"])
+        elapsed = time.monotonic() - start
+        self.assertEqual(sorted(acked + limited), list(range(n)))
+        self.assertGreater(len(limited), 0)
+        # The join took one token of the burst of 200: at least the other 199
+        # pass; at most 199 + rate * elapsed (+1 for rounding).
+        self.assertGreaterEqual(len(acked), 199)
+        self.assertLessEqual(len(acked), 199 + 100 * elapsed + 1)
+        self.assertEqual(acked[:199], list(range(199)))  # the first 199 fit the burst
+        # The peer got exactly the accepted ones, in order, with seq 1..len(acked).
+        msgs = [await expect(other, "message", timeout=10) for _ in acked]
+        self.assertEqual([m["data"] for m in msgs], acked)
+        self.assertEqual([m["seq"] for m in msgs], list(range(1, len(acked) + 1)))
+        self.assertEqual(self.server.metric("roomcast_errors_total", code="rate_limited"),
+                         before + len(limited))
+        # Still open: after a short refill, a ping is answered.
+        await asyncio.sleep(0.1)
+        self.assertEqual(await request(ws, {"type": "ping", "id": "after"}, "pong"),
+                         {"type": "pong", "id": "after"})
+
+    async def test_rate_limited_error_for_bad_request_names_its_id(self):
+        ws = await self.client("burst-bad")
+        for i in range(300):
+            await send_json(ws, {"type": "nope", "id": i})
+        codes = {}
+        for i in range(300):
+            frame = await expect(ws, "error")
+            self.assertEqual(frame["id"], i)
+            codes[frame["code"]] = codes.get(frame["code"], 0) + 1
+        self.assertEqual(set(codes), {"unknown_type", "rate_limited"})
+        self.assertGreaterEqual(codes["unknown_type"], 200)
+
+    async def test_max_rooms_per_connection(self):
+        ws = await self.client("roomy")
+        r = [self.unique("r") for _ in range(3)]
+        await request(ws, {"type": "join", "room": r[0]}, "joined")
+        await request(ws, {"type": "join", "room": r[1]}, "joined")
+        err = await request(ws, {"type": "join", "room": r[2], "id": "third"}, "error")
+        self.assertEqual((err["code"], err["id"]), ("forbidden", "third"))
+        # Joining a room again is not a new room.
+        await request(ws, {"type": "join", "room": r[1]}, "joined")
+        # After leaving one, another may be joined.
+        await request(ws, {"type": "leave", "room": r[0]}, "left")
+        self.assertEqual((await request(ws, {"type": "join", "room": r[2]}, "joined"))["room"], r[2])
+        # The limit is per connection.
+        ws2 = await self.client("roomy")
+        await request(ws2, {"type": "join", "room": r[0]}, "joined")
+
+
+class SlowConsumerBytesTest(harness.ServerTestCase):
+    """The outgoing byte limit: 256 KiB queued (frame limit out of reach)."""
+
+    server_args = ("--max-queue-bytes", "262144", "--max-queue-frames", "100000",
+                   "--rate-limit", "100000", "--rate-burst", "100000")
+    payload_bytes = 60000
+    publishes = 250  # ~15 MB: far more than the kernel buffers hold
+
+    async def test_slow_consumer_closed_1008(self):
+        room = self.unique("r")
+        pub = await self.client("fast-pub")
+        # A member that stops reading: websockets reads at most one queued
+        # message ahead (max_queue=1) and we never call recv() until the end.
+        slow = await self.client("slow", max_queue=1, read_limit=16384)
+        await request(pub, {"type": "join", "room": room}, "joined")
+        await request(slow, {"type": "join", "room": room}, "joined")
+        before = closes(self.server, "slow_consumer")
+        blob = "z" * self.payload_bytes
+        # No ids (no acks) except on the last publish: the publisher's own
+        # queue stays at one frame, whatever the limits under test.
+        for i in range(self.publishes - 1):
+            await send_json(pub, {"type": "publish", "room": room, "data": [i, blob]})
+        await send_json(pub, {"type": "publish", "room": room, "data": ["last", blob], "id": "last"})
+        # The room handles publishes in order: the last ack means every frame
+        # has been handed to the slow member.
+        ack = await expect(pub, "ack", timeout=30)
+        self.assertEqual(ack, {"type": "ack", "id": "last", "seq": self.publishes})
+        # Now read: a prefix of the messages, then 1008 slow_consumer.
+        code, reason, frames = await wait_closed(slow, timeout=20)
+        self.assertEqual((code, reason), (1008, "slow_consumer"))
+        seqs = [json.loads(f)["seq"] for f in frames]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        self.assertLess(len(seqs), self.publishes)
+        self.assertEqual(await self.server.await_metric("roomcast_closes_total", before + 1,
+                                                        reason="slow_consumer"), before + 1)
+        # The publisher is unaffected.
+        self.assertEqual(await request(pub, {"type": "ping", "id": "ok"}, "pong"),
+                         {"type": "pong", "id": "ok"})
+
+
+class SlowConsumerFramesTest(SlowConsumerBytesTest):
+    """The outgoing frame limit: 4 frames queued (byte limit out of reach)."""
+
+    server_args = ("--max-queue-bytes", "1073741824", "--max-queue-frames", "4",
+                   "--rate-limit", "100000", "--rate-burst", "100000")
+
+
+class PingTimeoutTest(harness.ServerTestCase):
+    server_args = ("--ping-interval", "300ms", "--max-missed-pongs", "2",
+                   "--handshake-timeout", "1s")
+
+    def test_unanswered_pings_close_1008(self):
+        before = closes(self.server, "ping_timeout")
+        start = time.monotonic()
+        raw = RawWebSocket(self.server.port, "/ws?user=mute")
+        try:
+            op, payload = raw.read_frame()
+            self.assertEqual(json.loads(payload)["type"], "welcome")
+            # Read (never answering) until the server gives up on us.
+            code, reason, frames = raw.read_until_close(timeout=5)
+            elapsed = time.monotonic() - start
+            self.assertEqual((code, reason), (1008, "ping_timeout"))
+            pings = [f for f in frames if f[0] == RawWebSocket.OP_PING]
+            self.assertEqual(len(pings), len(frames))
+            self.assertGreaterEqual(len(pings), 1)
+            # Not before max-missed-pongs intervals have passed, and soon after.
+            self.assertGreaterEqual(elapsed, 0.6)
+            self.assertLess(elapsed, 3.0)
+        finally:
+            raw.close()
+        # Counted once the closing handshake times out (handshake-timeout 1s).
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
+                                                 reason="ping_timeout"), before + 1)
+
+    async def test_answering_client_stays_connected(self):
+        # websockets answers pings by itself: 6 intervals later, still open.
+        ws = await self.client("talker")
+        await asyncio.sleep(1.8)
+        self.assertEqual(await request(ws, {"type": "ping", "id": 1}, "pong"),
+                         {"type": "pong", "id": 1})
+        self.assertEqual(ws.close_code, None)
+
+
+if __name__ == "__main__":
+    harness.main()
