@@ -32,7 +32,9 @@ void send_error(self_ptr self, const std::string& id, error_code code,
 auto on_failure(self_ptr self, std::string id, const char* what) {
   return [self, id = std::move(id), what](caf::error& err) {
     auto code = to_error_code(err);
-    std::string message;
+    auto message = error_text(err);
+    if (!message.empty())
+      return send_error(self, id, code, message);
     switch (code) {
       case error_code::not_member: message = "not a member of this room"; break;
       case error_code::unavailable: message = std::string{what} + " is unavailable, try again"; break;

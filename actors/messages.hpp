@@ -9,6 +9,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
+#include <caf/make_message.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
@@ -46,6 +47,7 @@ using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
 using moved_atom = caf::atom_constant<caf::atom("moved")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
 
 // -- message types --------------------------------------------------------------
 
@@ -103,11 +105,13 @@ struct room_snapshot {
   std::string epoch;
   std::uint64_t seq = 0;
   std::vector<relay_members> relays;
+  std::string logic_state; ///< room_logic::snapshot()
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, room_snapshot& x) {
-  return f(caf::meta::type_name("rc::room_snapshot"), x.name, x.epoch, x.seq, x.relays);
+  return f(caf::meta::type_name("rc::room_snapshot"), x.name, x.epoch, x.seq, x.relays,
+           x.logic_state);
 }
 
 /// Everything a user actor is, for moving it: undelivered private frames and
@@ -130,6 +134,20 @@ inline constexpr caf::atom_value error_category = caf::atom("roomcast");
 
 inline caf::error make_error(error_code code) {
   return caf::error{static_cast<std::uint8_t>(code), error_category};
+}
+
+/// The same with a message for the client (e.g. a room logic's refusal).
+inline caf::error make_error(error_code code, std::string message) {
+  return caf::error{static_cast<std::uint8_t>(code), error_category,
+                    caf::make_message(std::move(message))};
+}
+
+/// The message carried by an error made with a message, or "".
+inline std::string error_text(const caf::error& err) {
+  auto& ctx = err.context();
+  if (err.category() == error_category && ctx.match_elements<std::string>())
+    return ctx.get_as<std::string>(0);
+  return {};
 }
 
 /// Maps any error from a request back to a client-visible code: ours pass

@@ -120,11 +120,15 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
   self->request(st.room_actor, request_timeout, caf::join_atom::value,
                 caf::actor_cast<caf::actor>(self), member_info{key.id(), m.user})
     .then(
-      [self, m, id, rp](caf::ok_atom) mutable {
+      [self, m, id, rp](std::vector<std::string>& to_joiner) mutable {
         auto& st = self->state;
-        // Added only now: the room's messages after its ok come after `joined`.
+        // Added only now: the room's messages after its answer come after
+        // `joined` and the logic's frames for the joiner.
         self->monitor(m.conn);
         m.link->deliver(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
+        for (auto& text : to_joiner)
+          m.link->deliver(make_frame(std::move(text)));
+        st.by_id.emplace(m.conn.id(), m.conn.address());
         st.members.emplace(m.conn.address(), std::move(m));
         ++st.idle_generation;
         rp.deliver(caf::actor_cast<caf::actor>(self));
@@ -136,6 +140,7 @@ void remove_member(self_ptr self, const caf::actor_addr& conn) {
   auto& st = self->state;
   if (st.members.erase(conn) == 0)
     return;
+  st.by_id.erase(conn.id());
   if (st.room_actor && st.state == phase::attached) {
     count_if_remote(self, st.room_actor, kind::control);
     self->send(st.room_actor, caf::leave_atom::value, caf::actor_cast<caf::actor>(self),
@@ -223,6 +228,23 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       auto& mx = metrics::global();
       mx.messages_delivered += delivered;
       mx.fanout_latency.observe(seconds_since(t0));
+    },
+    [self](deliver_atom, const std::string& text) {
+      auto frame = make_frame(text);
+      for (auto& [_, m] : self->state.members)
+        m.link->deliver(frame);
+    },
+    [self](deliver_atom, std::uint64_t conn, std::string& text) {
+      auto& st = self->state;
+      auto it = st.by_id.find(conn);
+      if (it != st.by_id.end())
+        st.members.at(it->second).link->deliver(make_frame(std::move(text)));
+    },
+    [self](restart_atom, const std::string& epoch, std::uint64_t seq) {
+      auto& st = self->state;
+      st.epoch = epoch;
+      st.last_seq = seq;
+      announce_epoch(self);
     },
     [self](moved_atom, caf::actor& successor) {
       // The room moves to another node: hold requests until the new room

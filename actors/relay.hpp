@@ -28,6 +28,7 @@ struct relay_state {
   std::uint64_t last_seq = 0;
   phase state = phase::detached;
   std::unordered_map<caf::actor_addr, member_ref> members;
+  std::unordered_map<std::uint64_t, caf::actor_addr> by_id; ///< connection id -> member
   /// Requests waiting for the room (while not attached), oldest first.
   struct held_request {
     std::chrono::steady_clock::time_point since;
@@ -54,7 +55,9 @@ struct relay_state {
 /// - `(publish_atom, envelope)` -> the message's `seq`; `not_member` if the
 ///   sender has not joined
 /// From the room: `(fanout_atom, seq, frame text, sender, echo)`,
-/// `(moved_atom, new room)`, `(release_atom, epoch, seq)`.
+/// `(deliver_atom, text)` (a logic's frame for all members),
+/// `(deliver_atom, conn id, text)` (for one), `(restart_atom, epoch, seq)`
+/// (the room restarted), `(moved_atom, new room)`, `(release_atom, epoch, seq)`.
 ///
 /// Guarantees: frames of one room reach each local member in `seq` order,
 /// once per epoch. When the room fails, the relay re-attaches to the new

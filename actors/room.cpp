@@ -73,33 +73,257 @@ void maybe_finish_move(self_ptr self) {
     self->quit();
 }
 
+/// room_context for the room's logic, valid during one callback.
+class context : public room_context {
+public:
+  explicit context(self_ptr self) : self_(self) {}
+
+  const std::string& room() const override { return self_->state.room; }
+
+  std::uint64_t seq() const override { return self_->state.seq; }
+
+  std::vector<member> members() const override {
+    std::vector<member> out;
+    for (auto& [_, m] : self_->state.members)
+      out.push_back(m.who);
+    return out;
+  }
+
+  void publish(const std::string& from, const nlohmann::json& data) override {
+    fan_out(self_, from, data.dump(), {}, false);
+  }
+
+  void send_all(const nlohmann::json& frame) override {
+    auto msg = caf::make_message(deliver_atom::value, frame.dump());
+    for (auto& [_, e] : self_->state.relays) {
+      count_if_remote(self_, e.relay, kind::room);
+      self_->send(e.relay, msg);
+    }
+  }
+
+  void send_to(const member& m, const nlohmann::json& frame) override {
+    auto& st = self_->state;
+    auto it = st.members.find(m.id);
+    if (it == st.members.end())
+      return;
+    auto r = st.relays.find(it->second.relay);
+    if (r == st.relays.end())
+      return;
+    count_if_remote(self_, r->second.relay, kind::room);
+    self_->send(r->second.relay, deliver_atom::value, it->second.conn, frame.dump());
+  }
+
+  void send_user(const std::string& user, const nlohmann::json& data) override {
+    auto& st = self_->state;
+    if (!st.locator || !*st.locator)
+      return;
+    envelope env{st.room, data.dump(), false, {}};
+    auto self = self_;
+    self->request(*st.locator, std::chrono::seconds{5}, locate_atom::value, user_atom::value, user)
+      .then(
+        [self, user, env](caf::actor dir) {
+          count_if_remote(self, dir, kind::request);
+          self->request(dir, std::chrono::seconds{5}, caf::publish_atom::value, user, env)
+            .then([](std::uint64_t) {},
+                  [self, user](caf::error& err) {
+                    spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
+                                 caf::to_string(err));
+                  });
+        },
+        [self, user](caf::error& err) {
+          spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
+                       caf::to_string(err));
+        });
+  }
+
+  void every(std::chrono::milliseconds interval) override {
+    auto& st = self_->state;
+    st.timer_interval = interval;
+    ++st.timer_generation;
+    if (interval.count() > 0)
+      self_->delayed_send(self_, interval, caf::tick_atom::value, st.timer_generation);
+  }
+
+  /// Encodes one `message` frame with the next seq and sends it once per relay.
+  static std::uint64_t fan_out(self_ptr self, const std::string& from, const std::string& data,
+                               const caf::actor_addr& sender, bool echo) {
+    auto& st = self->state;
+    auto seq = ++st.seq;
+    // Encoded once; one message (shared, copy-on-write) per node.
+    auto msg = caf::make_message(fanout_atom::value, seq,
+                                 encode_message(st.room, from, seq, data), sender, echo);
+    for (auto& [_, e] : st.relays) {
+      count_if_remote(self, e.relay, kind::room);
+      self->send(e.relay, msg);
+    }
+    return seq;
+  }
+
+private:
+  self_ptr self_;
+};
+
+void restart(self_ptr self, const std::string& why);
+
+/// Runs one logic callback; an exception restarts the room. Returns false
+/// when the callback failed.
+template <class F>
+bool guarded(self_ptr self, F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const std::exception& e) {
+    restart(self, e.what());
+  } catch (...) {
+    restart(self, "unknown exception");
+  }
+  return false;
+}
+
+/// Frames the logic wants the joiner to get, as text.
+std::vector<std::string> to_text(const std::vector<nlohmann::json>& frames) {
+  std::vector<std::string> out;
+  out.reserve(frames.size());
+  for (auto& f : frames)
+    out.push_back(f.dump());
+  return out;
+}
+
+member& add_member(self_ptr self, const caf::actor& relay, std::uint64_t conn, std::string user) {
+  auto& st = self->state;
+  auto id = ++st.next_member_id;
+  entry_for(self, relay).members[conn] = id;
+  auto& m = st.members[id];
+  m.who = member{id, std::move(user)};
+  m.relay = relay.address();
+  m.conn = conn;
+  return m.who;
+}
+
+void remove_member(self_ptr self, std::uint64_t id) {
+  auto& st = self->state;
+  auto it = st.members.find(id);
+  if (it == st.members.end())
+    return;
+  auto who = it->second.who;
+  st.members.erase(it);
+  if (!st.plain) {
+    context ctx{self};
+    guarded(self, [&] { st.logic->on_leave(ctx, who); });
+  }
+}
+
+/// Tells the logic about members it has not seen (after a restart or when
+/// a relay re-attaches to a new room); refusals are ignored, they are
+/// members already.
+void introduce(self_ptr self, const std::vector<std::uint64_t>& ids) {
+  auto& st = self->state;
+  if (st.plain)
+    return;
+  context ctx{self};
+  for (auto id : ids) {
+    auto it = st.members.find(id);
+    if (it == st.members.end())
+      continue;
+    auto who = it->second.who;
+    join_decision d;
+    if (!guarded(self, [&] { d = st.logic->on_join(ctx, who); }))
+      return;
+    for (auto& f : d.to_joiner)
+      ctx.send_to(who, f);
+  }
+}
+
+void start_logic(self_ptr self) {
+  auto& st = self->state;
+  st.timer_interval = duration{0};
+  ++st.timer_generation;
+  if (st.plain)
+    return;
+  context ctx{self};
+  guarded(self, [&] { st.logic->on_start(ctx); });
+}
+
+void restart(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  if (st.restarting) {
+    // The fresh logic failed too: fall back to the plain room.
+    spdlog::error("room {}: logic failed again ({}); running it as a plain room", st.room, why);
+    st.logic = std::make_unique<room_logic>();
+    st.plain = true;
+    return;
+  }
+  spdlog::warn("room {}: logic failed ({}); restarting the room", st.room, why);
+  st.restarting = true;
+  st.logic = st.kinds ? st.kinds->make(st.room) : std::make_unique<room_logic>();
+  st.epoch = make_epoch();
+  st.seq = 0;
+  for (auto& [_, e] : st.relays) {
+    count_if_remote(self, e.relay, kind::control);
+    self->send(e.relay, restart_atom::value, st.epoch, st.seq);
+  }
+  start_logic(self);
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, _] : st.members)
+    ids.push_back(id);
+  introduce(self, ids);
+  st.restarting = false;
+}
+
+/// The member behind a publish's sending connection, if any.
+const room_state::member_entry* find_sender(self_ptr self, const caf::actor_addr& sender) {
+  auto& st = self->state;
+  if (!sender)
+    return nullptr;
+  for (auto& [_, e] : st.relays) {
+    if (e.relay.node() != sender.node())
+      continue;
+    auto it = e.members.find(sender.id());
+    if (it != e.members.end())
+      return &st.members.at(it->second);
+  }
+  return nullptr;
+}
+
 room_snapshot snapshot(self_ptr self) {
   auto& st = self->state;
-  room_snapshot snap{st.room, st.epoch, st.seq, {}};
+  room_snapshot snap{st.room, st.epoch, st.seq, {}, {}};
   for (auto& [_, e] : st.relays) {
     relay_members rm{e.relay, {}};
-    for (auto& [conn, user] : e.members)
-      rm.members.push_back(member_info{conn, user});
+    for (auto& [conn, id] : e.members)
+      rm.members.push_back(member_info{conn, st.members.at(id).who.user});
     snap.relays.push_back(std::move(rm));
   }
+  if (!st.plain)
+    guarded(self, [&] { snap.logic_state = st.logic->snapshot(); });
   return snap;
 }
 
 } // namespace
 
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout) {
+                   caf::actor directory, room_setup setup) {
   harden(self, "room");
   auto& st = self->state;
   st.room = std::move(name);
   st.epoch = make_epoch();
   st.directory = std::move(directory);
-  st.idle_timeout = idle_timeout;
+  st.idle_timeout = setup.idle_timeout;
+  st.kinds = std::move(setup.kinds);
+  st.locator = std::move(setup.locator);
+  st.plain = !st.kinds || !st.kinds->matches(st.room);
+  st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
   arm_idle_timer(self);
+  start_logic(self);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.relays.erase(dm.source) == 0)
+    auto it = st.relays.find(dm.source);
+    if (it == st.relays.end())
       return;
+    auto ids = it->second.members;
+    st.relays.erase(it);
+    for (auto& [_, id] : ids)
+      remove_member(self, id);
     if (st.state == phase::forwarding && st.relays_to_release > 0) {
       --st.relays_to_release;
       maybe_finish_move(self);
@@ -112,47 +336,99 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       if (divert(self))
         return caf::delegated<std::uint64_t, std::string, caf::actor>{};
       auto& e = entry_for(self, rm.relay);
-      e.members.clear();
+      std::vector<std::uint64_t> fresh;
       for (auto& m : rm.members)
-        e.members.emplace(m.conn, std::move(m.user));
+        if (e.members.count(m.conn) == 0)
+          fresh.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
+      introduce(self, fresh);
       auto& st = self->state;
       return {st.seq, st.epoch, caf::actor_cast<caf::actor>(self)};
     },
-    [self](caf::join_atom, const caf::actor& relay, member_info& m) -> caf::result<caf::ok_atom> {
+    [self](caf::join_atom, const caf::actor& relay,
+           member_info& m) -> caf::result<std::vector<std::string>> {
       if (divert(self))
-        return caf::delegated<caf::ok_atom>{};
-      entry_for(self, relay).members.emplace(m.conn, std::move(m.user));
-      return caf::ok_atom::value;
+        return caf::delegated<std::vector<std::string>>{};
+      auto& st = self->state;
+      auto& e = entry_for(self, relay);
+      if (e.members.count(m.conn) > 0)
+        return std::vector<std::string>{};
+      if (st.plain) {
+        add_member(self, relay, m.conn, std::move(m.user));
+        return std::vector<std::string>{};
+      }
+      context ctx{self};
+      member candidate{st.next_member_id + 1, m.user};
+      join_decision d;
+      if (!guarded(self, [&] { d = st.logic->on_join(ctx, candidate); }))
+        return make_error(error_code::internal, "the room's logic failed; the room restarted");
+      if (d.refused)
+        return make_error(d.refused->code, d.refused->message);
+      add_member(self, relay, m.conn, std::move(m.user));
+      return to_text(d.to_joiner);
     },
     [self](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) {
       if (divert(self))
         return;
-      auto it = self->state.relays.find(relay.address());
-      if (it != self->state.relays.end())
-        it->second.members.erase(conn);
+      auto& st = self->state;
+      auto it = st.relays.find(relay.address());
+      if (it == st.relays.end())
+        return;
+      auto m = it->second.members.find(conn);
+      if (m == it->second.members.end())
+        return;
+      auto id = m->second;
+      it->second.members.erase(m);
+      remove_member(self, id);
     },
     [self](detach_atom, const caf::actor& relay) {
       if (divert(self))
         return;
-      if (self->state.relays.erase(relay.address()) > 0) {
-        self->demonitor(relay);
-        arm_idle_timer(self);
-      }
+      auto& st = self->state;
+      auto it = st.relays.find(relay.address());
+      if (it == st.relays.end())
+        return;
+      auto ids = it->second.members;
+      st.relays.erase(it);
+      self->demonitor(relay);
+      for (auto& [_, id] : ids)
+        remove_member(self, id);
+      arm_idle_timer(self);
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
       if (divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
-      // Encoded once; one message (shared, copy-on-write) per node.
-      auto seq = ++st.seq;
-      auto msg = caf::make_message(fanout_atom::value, seq,
-                                   encode_message(st.room, env.from, seq, env.data), env.sender,
-                                   env.echo);
-      for (auto& [_, e] : st.relays) {
-        count_if_remote(self, e.relay, kind::room);
-        self->send(e.relay, msg);
+      if (st.plain)
+        return context::fan_out(self, env.from, env.data, env.sender, env.echo);
+      auto sender = find_sender(self, env.sender);
+      member from = sender ? sender->who : member{0, env.from};
+      context ctx{self};
+      publish_decision d;
+      if (!guarded(self, [&] {
+            d = st.logic->on_publish(ctx, from, nlohmann::json::parse(env.data));
+          }))
+        return make_error(error_code::internal, "the room's logic failed; the room restarted");
+      switch (d.what) {
+        case publish_decision::kind::forward:
+          return context::fan_out(self, env.from, d.data.dump(), env.sender, env.echo);
+        case publish_decision::kind::reply:
+          if (sender)
+            ctx.send_to(from, d.frame);
+          return std::uint64_t{0};
+        case publish_decision::kind::refuse:
+          return make_error(d.why.code, d.why.message);
+        case publish_decision::kind::drop:
+          break;
       }
-      return st.seq;
+      return std::uint64_t{0};
+    },
+    [self](caf::tick_atom, std::uint64_t generation) {
+      auto& st = self->state;
+      if (generation != st.timer_generation || st.timer_interval.count() <= 0 || st.plain)
+        return;
+      context ctx{self};
+      if (guarded(self, [&] { st.logic->on_timer(ctx); }) && generation == st.timer_generation)
+        self->delayed_send(self, st.timer_interval, caf::tick_atom::value, generation);
     },
     [self](stop_atom) {
       auto& st = self->state;
@@ -181,6 +457,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
             auto& st = self->state;
             st.successor = successor;
             st.state = phase::forwarding;
+            ++st.timer_generation; // the logic runs on in the successor
             st.relays_to_release = st.relays.size();
             for (auto& [_, e] : st.relays)
               self->send(e.relay, moved_atom::value, successor);
@@ -227,15 +504,21 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       if (divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      if (st.seq == 0 && st.relays.empty()) {
-        // A fresh room taking over: same incarnation, seq continues.
+      bool fresh = st.seq == 0 && st.relays.empty();
+      if (fresh) {
+        // A fresh room taking over: same incarnation, seq and logic state.
         st.epoch = std::move(snap.epoch);
         st.seq = snap.seq;
       }
       for (auto& rm : snap.relays) {
         auto& e = entry_for(self, rm.relay);
         for (auto& m : rm.members)
-          e.members.emplace(m.conn, std::move(m.user));
+          if (e.members.count(m.conn) == 0)
+            add_member(self, rm.relay, m.conn, std::move(m.user));
+      }
+      if (fresh && !st.plain) {
+        context ctx{self};
+        guarded(self, [&] { st.logic->restore(ctx, snap.logic_state); });
       }
       return caf::actor_cast<caf::actor>(self);
     },

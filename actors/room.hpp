@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/room_logic.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
@@ -17,7 +18,12 @@ namespace rc {
 struct room_state {
   struct relay_entry {
     caf::actor relay;
-    std::map<std::uint64_t, std::string> members; ///< connection id -> user
+    std::map<std::uint64_t, std::uint64_t> members; ///< connection id -> member id
+  };
+  struct member_entry {
+    member who;
+    caf::actor_addr relay;
+    std::uint64_t conn = 0;
   };
   enum class phase {
     serving,    ///< the owner's room
@@ -30,6 +36,17 @@ struct room_state {
   /// Sequence number of the last message; the next one gets seq + 1.
   std::uint64_t seq = 0;
   std::unordered_map<caf::actor_addr, relay_entry> relays;
+  std::map<std::uint64_t, member_entry> members; ///< by member id, in joining order
+  std::uint64_t next_member_id = 0;
+  /// The room's logic; `plain` when no kind matched (fast path: data is
+  /// never parsed).
+  std::unique_ptr<room_logic> logic;
+  bool plain = true;
+  std::shared_ptr<const room_kinds> kinds;
+  std::shared_ptr<caf::actor> locator; ///< for room_context::send_user
+  duration timer_interval{0};
+  std::uint64_t timer_generation = 0;
+  bool restarting = false;
   caf::actor directory;
   duration idle_timeout{};
   /// Bumped on every membership change so a stale idle timer is ignored.
@@ -50,18 +67,29 @@ struct room_state {
 /// Messages:
 /// - `(attach_atom, relay_members)` -> `(seq, epoch, room)`: a relay (re)joins
 ///   with its members.
-/// - `(join_atom, relay, member_info)` -> `ok_atom`; `(leave_atom, relay, conn id)`;
-///   `(detach_atom, relay)`.
+/// - `(join_atom, relay, member_info)` -> frames for the joiner (the logic
+///   may refuse with an error); `(leave_atom, relay, conn id)`; `(detach_atom, relay)`.
 /// - `(publish_atom, envelope)` -> the message's `seq`.
 /// - `(stop_atom)` -> `true` and quits if no relay is attached, else `false`.
 /// - `(handoff_atom, directory)` -> `ok_atom` once the room lives on in the
 ///   target directory's node with the same epoch and seq (see relay.hpp).
 /// - `(adopt_atom, room_snapshot)` -> this room: takes over a moved room.
 ///
+/// The room runs the logic registered for its name (room_logic.hpp); an
+/// exception from the logic restarts the room (fresh logic, new epoch).
+///
 /// Guarantees: each relay receives every message in `seq` order exactly
 /// once; the frame text is encoded once per message.
+/// What a room needs from its node besides its name and directory.
+struct room_setup {
+  duration idle_timeout{30000};
+  std::shared_ptr<const room_kinds> kinds;
+  /// Set once the node's locator exists (rooms are spawned after that).
+  std::shared_ptr<caf::actor> locator;
+};
+
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout);
+                   caf::actor directory, room_setup setup);
 
 /// A fresh epoch name: random, so a re-created room never repeats one.
 std::string make_epoch();

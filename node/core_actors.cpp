@@ -31,14 +31,17 @@ caf::behavior supervisor(caf::event_based_actor* self) {
 } // namespace
 
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
-                              locator_factory make_locator) {
+                              locator_factory make_locator,
+                              std::shared_ptr<const room_kinds> kinds) {
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
   core_actors core;
+  // Rooms are spawned later, on demand, when the locator exists.
+  room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>()};
   core.supervisor = sys.spawn(supervisor);
   core.rooms = sys.spawn(directory, directory_config{
-    [idle](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), idle);
+    [setup](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
     },
     false, "rooms"});
   core.users = sys.spawn(directory, directory_config{
@@ -50,6 +53,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   core.locator = make_locator ? make_locator(core)
                               : sys.spawn(local_locator, core.rooms, core.users, core.everyone);
   auto locator = core.locator;
+  *setup.locator = locator;
   core.relays = sys.spawn(directory, directory_config{
     [idle, locator](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(relay, name, caf::actor_cast<caf::actor>(dir), locator, idle);

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "actors/connection.hpp"
+#include "actors/room_logic.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
@@ -35,7 +36,9 @@ struct core_actors {
 /// default answers with this node's own actors (a single node).
 using locator_factory = std::function<caf::actor(const core_actors&)>;
 
+/// Spawns a node's actors; rooms run the logic `kinds` registers for them.
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
-                              locator_factory make_locator = {});
+                              locator_factory make_locator = {},
+                              std::shared_ptr<const room_kinds> kinds = {});
 
 } // namespace rc

@@ -90,7 +90,7 @@ std::uint16_t node::start() {
       return system_->spawn(membership, std::move(mc));
     };
   }
-  core_ = spawn_core_actors(*system_, cfg_, make_locator);
+  core_ = spawn_core_actors(*system_, cfg_, make_locator, kinds_);
   if (cfg_.cluster_port != 0) {
     auto bind = cfg_.cluster_bind.empty() ? cfg_.bind : cfg_.cluster_bind;
     auto port = system_->middleman().publish(core_.locator, cfg_.cluster_port, bind.c_str(), true);

@@ -34,6 +34,9 @@ public:
   /// Idempotent.
   void shutdown();
 
+  /// The room kinds of this node; register them before `start`.
+  room_kinds& kinds() { return *kinds_; }
+
   caf::actor_system& system() { return *system_; }
   const settings& config() const { return cfg_; }
   /// The router: the one entry for delivering to rooms, users and everyone.
@@ -46,6 +49,7 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<net::server> server_;
   core_actors core_;
+  std::shared_ptr<room_kinds> kinds_ = std::make_shared<room_kinds>();
   std::atomic<bool> started_{false};
   std::shared_ptr<std::atomic<bool>> joined_;
 

@@ -7,95 +7,12 @@
 
 #include "fixture.hpp"
 
-#include "cluster/placement.hpp"
 
 using namespace rc;
 using namespace rc::test;
 using nlohmann::json;
 
 namespace {
-
-/// The shared member list both simulated nodes place names over.
-struct fake_view {
-  std::map<std::string, const core_actors*> nodes;
-  std::set<std::string> live;
-};
-
-caf::behavior fake_locator(caf::event_based_actor* self, std::shared_ptr<fake_view> v) {
-  auto owner = [v](const std::string& name) {
-    std::vector<std::string> members{v->live.begin(), v->live.end()};
-    return v->nodes.at(owner_of(name, members));
-  };
-  return {
-    [owner](locate_atom, room_atom, const std::string& name) { return owner(name)->rooms; },
-    [owner](locate_atom, user_atom, const std::string& name) { return owner(name)->users; },
-    [v](locate_atom, all_atom) {
-      std::vector<caf::actor> out;
-      for (auto& n : v->live)
-        out.push_back(v->nodes.at(n)->everyone);
-      return out;
-    },
-  };
-  (void) self;
-}
-
-struct two_nodes : test_coordinator_fixture<test_config> {
-  settings cfg;
-  std::shared_ptr<fake_view> view = std::make_shared<fake_view>();
-  core_actors a, b;
-
-  two_nodes() {
-    auto factory = [this](const core_actors&) { return sys.spawn(fake_locator, view); };
-    a = spawn_core_actors(sys, cfg, factory);
-    b = spawn_core_actors(sys, cfg, factory);
-    view->nodes = {{"a", &a}, {"b", &b}};
-    set_live({"a"});
-  }
-
-  ~two_nodes() {
-    a.stop();
-    b.stop();
-    sched.run();
-  }
-
-  /// What the membership does on a change: new placement, then new views.
-  void set_live(std::set<std::string> live) {
-    view->live = std::move(live);
-    std::map<std::string, caf::actor> rooms, users;
-    for (auto& n : view->live) {
-      rooms.emplace(n, view->nodes.at(n)->rooms);
-      users.emplace(n, view->nodes.at(n)->users);
-    }
-    for (auto& [name, core] : view->nodes) {
-      caf::anon_send(core->rooms, view_atom::value, rooms, name);
-      caf::anon_send(core->users, view_atom::value, users, name);
-    }
-    sched.run();
-  }
-
-  std::uint64_t count(const caf::actor& dir) {
-    self->send(dir, caf::get_atom::value);
-    sched.run();
-    std::uint64_t n = 0;
-    self->receive([&](std::uint64_t x) { n = x; });
-    return n;
-  }
-
-  node_fixture::client connect(const core_actors& node, const std::string& user) {
-    identity who;
-    who.user = user;
-    auto link = std::make_shared<recording_link>();
-    auto conn = sys.spawn(connection, client_link_ptr{link}, who, node.context_for("n", cfg));
-    sched.run();
-    link->pop(); // welcome
-    return {conn, link};
-  }
-
-  void frame(const node_fixture::client& c, const json& j) {
-    caf::anon_send(c.conn, ws_frame_atom::value, j.dump());
-    sched.run();
-  }
-};
 
 /// A name that `b` owns once both nodes are live.
 std::string name_owned_by_b() {

@@ -5,12 +5,15 @@
 
 #include <caf/actor_system_config.hpp>
 
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "actors/connection.hpp"
 #include "actors/messages.hpp"
+#include "cluster/placement.hpp"
 #include "node/core_actors.hpp"
 
 #include <caf/test/dsl.hpp> // last: defines lowercase macros
@@ -95,5 +98,104 @@ struct node_fixture : test_coordinator_fixture<test_config> {
     sched.run();
   }
 };
+
+// -- two simulated nodes ----------------------------------------------------------
+// Each "node" has its own core actors and a locator that places names over
+// a shared member list, as the membership actor does over the network.
+
+/// The shared member list both simulated nodes place names over.
+struct fake_view {
+  std::map<std::string, const core_actors*> nodes;
+  std::set<std::string> live;
+};
+
+inline caf::behavior fake_locator(caf::event_based_actor* self, std::shared_ptr<fake_view> v) {
+  auto owner = [v](const std::string& name) {
+    std::vector<std::string> members{v->live.begin(), v->live.end()};
+    return v->nodes.at(owner_of(name, members));
+  };
+  return {
+    [owner](locate_atom, room_atom, const std::string& name) { return owner(name)->rooms; },
+    [owner](locate_atom, user_atom, const std::string& name) { return owner(name)->users; },
+    [v](locate_atom, all_atom) {
+      std::vector<caf::actor> out;
+      for (auto& n : v->live)
+        out.push_back(v->nodes.at(n)->everyone);
+      return out;
+    },
+  };
+  (void) self;
+}
+
+struct two_nodes : test_coordinator_fixture<test_config> {
+  settings cfg;
+  std::shared_ptr<room_kinds> kinds = std::make_shared<room_kinds>();
+  std::shared_ptr<fake_view> view = std::make_shared<fake_view>();
+  core_actors a, b;
+
+  explicit two_nodes(std::function<void(room_kinds&)> register_kinds = {}) {
+    if (register_kinds)
+      register_kinds(*kinds);
+    auto factory = [this](const core_actors&) { return sys.spawn(fake_locator, view); };
+    a = spawn_core_actors(sys, cfg, factory, kinds);
+    b = spawn_core_actors(sys, cfg, factory, kinds);
+    view->nodes = {{"a", &a}, {"b", &b}};
+    set_live({"a"});
+  }
+
+  ~two_nodes() {
+    a.stop();
+    b.stop();
+    sched.run();
+  }
+
+  /// What the membership does on a change: new placement, then new views.
+  void set_live(std::set<std::string> live) {
+    view->live = std::move(live);
+    std::map<std::string, caf::actor> rooms, users;
+    for (auto& n : view->live) {
+      rooms.emplace(n, view->nodes.at(n)->rooms);
+      users.emplace(n, view->nodes.at(n)->users);
+    }
+    for (auto& [name, core] : view->nodes) {
+      caf::anon_send(core->rooms, view_atom::value, rooms, name);
+      caf::anon_send(core->users, view_atom::value, users, name);
+    }
+    sched.run();
+  }
+
+  std::uint64_t count(const caf::actor& dir) {
+    self->send(dir, caf::get_atom::value);
+    sched.run();
+    std::uint64_t n = 0;
+    self->receive([&](std::uint64_t x) { n = x; });
+    return n;
+  }
+
+  node_fixture::client connect(const core_actors& node, const std::string& user) {
+    identity who;
+    who.user = user;
+    auto link = std::make_shared<recording_link>();
+    auto conn = sys.spawn(connection, client_link_ptr{link}, who, node.context_for("n", cfg));
+    sched.run();
+    link->pop(); // welcome
+    return {conn, link};
+  }
+
+  void frame(const node_fixture::client& c, const nlohmann::json& j) {
+    caf::anon_send(c.conn, ws_frame_atom::value, j.dump());
+    sched.run();
+  }
+};
+
+
+/// A name that `owner` owns once nodes "a" and "b" are live.
+inline std::string name_owned_by(const std::string& owner, const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    auto name = prefix + std::to_string(i);
+    if (owner_of(name, {"a", "b"}) == owner)
+      return name;
+  }
+}
 
 } // namespace rc::test

@@ -1,0 +1,73 @@
+// roomcast-moderated: `moderated:*` rooms refuse messages by rule, with an
+// error frame to the sender (the message is not fanned out):
+//   - longer than 200 characters (text of a string, or of `data.text`): `bad_request`
+//   - containing a word of the word list (banned_words below):         `forbidden`
+//   - more than 5 messages from one member within 10 seconds:          `rate_limited`
+// Same command line as roomcastd (`roomcast-moderated --help`).
+
+#include <algorithm>
+#include <cctype>
+#include <deque>
+#include <map>
+
+#include "node/daemon.hpp"
+
+namespace {
+
+using nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+const std::vector<std::string> banned_words = {"spam", "scam", "darn"};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+class moderated_room : public rc::room_logic {
+public:
+  static constexpr std::size_t max_length = 200;
+  static constexpr std::size_t max_messages = 5;
+  static constexpr auto window = std::chrono::seconds{10};
+
+  rc::publish_decision on_publish(rc::room_context&, const rc::member& from,
+                                  const json& data) override {
+    std::string text;
+    if (data.is_string())
+      text = data.get<std::string>();
+    else if (data.is_object() && data.contains("text") && data["text"].is_string())
+      text = data["text"].get<std::string>();
+    if (text.size() > max_length)
+      return rc::publish_decision::refuse(rc::error_code::bad_request,
+                                          "messages are limited to 200 characters");
+    auto words = lower(text);
+    for (auto& w : banned_words)
+      if (words.find(w) != std::string::npos)
+        return rc::publish_decision::refuse(rc::error_code::forbidden,
+                                            "the message contains a banned word");
+    auto now = clock_type::now();
+    auto& sent = recent_[from.id];
+    while (!sent.empty() && now - sent.front() > window)
+      sent.pop_front();
+    if (from.id != 0 && sent.size() >= max_messages)
+      return rc::publish_decision::refuse(rc::error_code::rate_limited,
+                                          "at most 5 messages per 10 seconds in this room");
+    sent.push_back(now);
+    return rc::publish_decision::forward(data);
+  }
+
+  void on_leave(rc::room_context&, const rc::member& who) override { recent_.erase(who.id); }
+
+private:
+  std::map<std::uint64_t, std::deque<clock_type::time_point>> recent_;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  return rc::run_daemon(argc, argv, "roomcast-moderated", [](rc::node& n) {
+    n.kinds().add("moderated:*",
+                  [](const std::string&) { return std::make_unique<moderated_room>(); });
+  });
+}

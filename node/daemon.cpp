@@ -1,0 +1,57 @@
+#include "node/daemon.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include "config/loader.hpp"
+
+namespace rc {
+
+int run_daemon(int argc, char** argv, const char* program, std::function<void(node&)> setup) {
+  auto loaded = load_settings(argc, argv);
+  switch (loaded.what) {
+    case load_result::action::help:
+      std::fputs(loaded.message.c_str(), stdout);
+      return 0;
+    case load_result::action::version:
+      std::printf("%s 0.1.0\n", program);
+      return 0;
+    case load_result::action::fail:
+      std::fprintf(stderr, "%s: error: %s\n", program, loaded.message.c_str());
+      return 2;
+    case load_result::action::run:
+      break;
+  }
+  auto& cfg = loaded.cfg;
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Block the stop signals before any thread exists, so only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  spdlog::info("{} 0.1.0 starting: {}", program, describe(cfg));
+  node n{cfg};
+  if (setup)
+    setup(n);
+  try {
+    auto port = n.start();
+    spdlog::info("node {} listening on {}:{}", cfg.effective_node_name(), cfg.bind, port);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    n.shutdown();
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received {}, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  n.shutdown();
+  spdlog::info("stopped");
+  return 0;
+}
+
+} // namespace rc

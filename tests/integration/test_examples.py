@@ -1,0 +1,174 @@
+"""Each example program, started for real and driven by WebSocket clients.
+
+The example binaries live next to roomcastd in the build tree
+(build/examples/roomcast-<name>).
+"""
+
+import asyncio
+import json
+import os
+import unittest
+
+import harness
+from harness import Server, expect, next_of_type, recv_json
+
+
+def example(name):
+    path = os.path.join(os.path.dirname(harness.resolve_binary()), "examples", f"roomcast-{name}")
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"example binary missing: {path} (build the examples target)")
+    return path
+
+
+def example_server(name, *args):
+    server = Server(*args, node_name=f"{name}-node")
+    server.args[0] = example(name)
+    return server
+
+
+async def send(ws, obj):
+    await ws.send(json.dumps(obj, separators=(",", ":")))
+
+
+class ExampleCase(unittest.IsolatedAsyncioTestCase):
+    name = None
+    args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = example_server(cls.name, *cls.args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0, cls.server.log()[-2000:]
+
+    async def asyncSetUp(self):
+        self.clients = []
+
+    async def asyncTearDown(self):
+        for ws in self.clients:
+            await asyncio.wait_for(ws.close(), 5)
+
+    async def client(self, user):
+        ws = await self.server.connect(user=user)
+        self.clients.append(ws)
+        return ws
+
+    async def join(self, ws, room):
+        await send(ws, {"type": "join", "room": room, "id": "j"})
+        return await expect(ws, "joined")
+
+
+class Chat(ExampleCase):
+    name = "chat"
+
+    async def test_joiners_get_members_and_history_and_everyone_sees_presence(self):
+        alice = await self.client("alice")
+        await self.join(alice, "chat:lobby")
+        self.assertEqual(await expect(alice, "presence"),
+                         {"type": "presence", "room": "chat:lobby", "members": ["alice"]})
+        self.assertEqual(await expect(alice, "history"),
+                         {"type": "history", "room": "chat:lobby", "messages": []})
+        for i in range(3):
+            await send(alice, {"type": "publish", "room": "chat:lobby", "data": {"text": f"m{i}"}})
+        bob = await self.client("bob")
+        await self.join(bob, "chat:lobby")
+        members = await expect(bob, "presence")
+        self.assertEqual(sorted(members["members"]), ["alice", "bob"])
+        history = await expect(bob, "history")
+        self.assertEqual([m["data"]["text"] for m in history["messages"]], ["m0", "m1", "m2"])
+        self.assertEqual([m["seq"] for m in history["messages"]], [1, 2, 3])
+        self.assertTrue(all(m["from"] == "alice" for m in history["messages"]))
+        joined, _ = await next_of_type(alice, "presence")
+        self.assertEqual(joined, {"type": "presence", "room": "chat:lobby", "joined": "bob"})
+        await send(bob, {"type": "leave", "room": "chat:lobby"})
+        left, _ = await next_of_type(alice, "presence")
+        self.assertEqual(left, {"type": "presence", "room": "chat:lobby", "left": "bob"})
+
+    async def test_history_keeps_the_last_50(self):
+        alice = await self.client("writer")
+        await self.join(alice, "chat:long")
+        for i in range(60):
+            await send(alice, {"type": "publish", "room": "chat:long", "data": i})
+        await send(alice, {"type": "ping", "id": "sync"})
+        await next_of_type(alice, "pong")
+        reader = await self.client("reader")
+        await self.join(reader, "chat:long")
+        await expect(reader, "presence")
+        history = await expect(reader, "history")
+        self.assertEqual([m["data"] for m in history["messages"]], list(range(10, 60)))
+
+    async def test_other_rooms_are_plain(self):
+        ws = await self.client("plain")
+        await self.join(ws, "lobby")
+        await send(ws, {"type": "ping", "id": 1})
+        self.assertEqual((await recv_json(ws))["type"], "pong")
+
+
+class Game(ExampleCase):
+    name = "game"
+
+    async def test_inputs_are_aggregated_and_state_ticks_every_100ms(self):
+        p1 = await self.client("p1")
+        p2 = await self.client("p2")
+        await self.join(p1, "game:1")
+        await self.join(p2, "game:1")
+        for _ in range(3):
+            await send(p1, {"type": "publish", "room": "game:1", "data": {"move": [1, 0]}})
+        await send(p2, {"type": "publish", "room": "game:1", "data": {"move": [0, -5]}})
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        ticks = []
+        while loop.time() - t0 < 3:
+            frame, skipped = await next_of_type(p2, "state", timeout=2)
+            self.assertFalse([f for f in skipped if f["type"] == "message"], "inputs fanned out")
+            ticks.append((loop.time(), frame))
+            if frame["players"].get("p1") == {"x": 3, "y": 0} and \
+                    frame["players"].get("p2") == {"x": 0, "y": -1} and len(ticks) >= 5:
+                break
+        last = ticks[-1][1]
+        self.assertEqual(last["players"], {"p1": {"x": 3, "y": 0}, "p2": {"x": 0, "y": -1}})
+        span = ticks[-1][0] - ticks[0][0]
+        per_tick = span / (len(ticks) - 1)
+        self.assertGreater(per_tick, 0.05)  # about 100 ms, loosely: no timing flake
+        self.assertLess(per_tick, 0.5)
+        self.assertEqual([t[1]["tick"] for t in ticks],
+                         list(range(ticks[0][1]["tick"], ticks[0][1]["tick"] + len(ticks))))
+
+    async def test_bad_input_is_refused(self):
+        p = await self.client("p3")
+        await self.join(p, "game:2")
+        await send(p, {"type": "publish", "room": "game:2", "data": "jump", "id": 4})
+        err, _ = await next_of_type(p, "error")
+        self.assertEqual((err["id"], err["code"]), (4, "bad_request"))
+
+
+class Moderated(ExampleCase):
+    name = "moderated"
+
+    async def test_rules_refuse_with_errors_and_good_messages_pass(self):
+        a = await self.client("mod-a")
+        b = await self.client("mod-b")
+        await self.join(a, "moderated:1")
+        await self.join(b, "moderated:1")
+        await send(a, {"type": "publish", "room": "moderated:1", "data": "x" * 201, "id": 1})
+        err, _ = await next_of_type(a, "error")
+        self.assertEqual((err["id"], err["code"]), (1, "bad_request"))
+        await send(a, {"type": "publish", "room": "moderated:1",
+                       "data": {"text": "buy SPAM now"}, "id": 2})
+        err, _ = await next_of_type(a, "error")
+        self.assertEqual((err["id"], err["code"]), (2, "forbidden"))
+        for i in range(5):
+            await send(a, {"type": "publish", "room": "moderated:1", "data": f"ok {i}", "id": 10 + i})
+            ack, _ = await next_of_type(a, "ack")
+            self.assertEqual(ack["id"], 10 + i)
+        await send(a, {"type": "publish", "room": "moderated:1", "data": "one more", "id": 20})
+        err, _ = await next_of_type(a, "error")
+        self.assertEqual((err["id"], err["code"]), (20, "rate_limited"))
+        got = [(await expect(b, "message"))["data"] for _ in range(5)]
+        self.assertEqual(got, [f"ok {i}" for i in range(5)])
+        await harness.expect_silence(b, 0.3)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,189 @@
+#define CAF_SUITE logic
+
+// The room-logic API (actors/room_logic.hpp) on the deterministic
+// coordinator: join refusal, transform, reply to the sender, timers,
+// snapshot and restore across a move, and a throwing logic is contained.
+
+#include "fixture.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// One logic exercising every hook: refuses "mallory", greets joiners,
+/// upper-cases string data, answers "whoami" to the sender only, refuses
+/// "bad", throws on "boom", counts publishes (its state) and ticks.
+class test_logic : public room_logic {
+public:
+  void on_start(room_context& ctx) override { ctx.every(100ms); }
+
+  join_decision on_join(room_context& ctx, const member& who) override {
+    if (who.user == "mallory")
+      return join_decision::refuse(error_code::forbidden, "mallory may not join");
+    return join_decision::accept({{{"type", "welcome-room"}, {"room", ctx.room()}, {"count", count_}}});
+  }
+
+  publish_decision on_publish(room_context&, const member& from, const json& data) override {
+    if (data == "boom")
+      throw std::runtime_error("boom");
+    if (data == "bad")
+      return publish_decision::refuse(error_code::bad_request, "no bad words");
+    if (data == "whoami")
+      return publish_decision::reply({{"type", "you"}, {"user", from.user}});
+    ++count_;
+    if (data.is_string()) {
+      auto s = data.get<std::string>();
+      for (auto& c : s)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return publish_decision::forward(s);
+    }
+    return publish_decision::forward(data);
+  }
+
+  void on_timer(room_context& ctx) override {
+    ctx.send_all({{"type", "tick"}, {"count", count_}});
+  }
+
+  std::string snapshot() const override { return std::to_string(count_); }
+  void restore(room_context&, const std::string& state) override { count_ = std::stoi(state); }
+
+private:
+  int count_ = 0;
+};
+
+struct logic_fixture : two_nodes {
+  logic_fixture()
+    : two_nodes([](room_kinds& k) {
+        k.add("t:*", [](const std::string&) { return std::make_unique<test_logic>(); });
+      }) {
+  }
+
+  node_fixture::client joined(const std::string& user, const std::string& room) {
+    auto c = connect(a, user);
+    frame(c, {{"type", "join"}, {"room", room}, {"id", 1}});
+    return c;
+  }
+
+  void publish(const node_fixture::client& c, const std::string& room, json data, int id = 7) {
+    frame(c, {{"type", "publish"}, {"room", room}, {"data", data}, {"id", id}});
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(logic_tests, logic_fixture)
+
+CAF_TEST(a logic may refuse a join with its own code and message) {
+  auto m = joined("mallory", "t:1");
+  auto errors = m.link->of_type("error");
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0]["code"], "forbidden");
+  CAF_CHECK_EQUAL(errors[0]["message"], "mallory may not join");
+  CAF_CHECK_EQUAL(errors[0]["id"], 1);
+  CAF_CHECK(m.link->of_type("joined").empty());
+  publish(m, "t:1", "hi");
+  auto later = m.link->of_type("error");
+  CAF_CHECK_EQUAL(later.back()["code"], "not_member");
+}
+
+CAF_TEST(frames for the joiner come right after joined) {
+  auto x = joined("x", "t:1");
+  CAF_REQUIRE(x.link->frames.size() >= 2u);
+  auto first = x.link->pop();
+  auto second = x.link->pop();
+  CAF_CHECK_EQUAL(first["type"], "joined");
+  CAF_CHECK_EQUAL(second, json::parse(R"({"type":"welcome-room","room":"t:1","count":0})"));
+}
+
+CAF_TEST(a logic may transform a publish and the ack carries its seq) {
+  auto x = joined("x", "t:1");
+  auto y = joined("y", "t:1");
+  y.link->frames.clear();
+  x.link->frames.clear();
+  publish(x, "t:1", "shout");
+  auto msgs = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["data"], "SHOUT");
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
+  auto acks = x.link->of_type("ack");
+  CAF_REQUIRE_EQUAL(acks.size(), 1u);
+  CAF_CHECK_EQUAL(acks[0]["seq"], 1);
+}
+
+CAF_TEST(a logic may reply to the sender only or refuse a publish) {
+  auto x = joined("x", "t:1");
+  auto y = joined("y", "t:1");
+  x.link->frames.clear();
+  y.link->frames.clear();
+  publish(x, "t:1", "whoami");
+  auto you = x.link->of_type("you");
+  CAF_REQUIRE_EQUAL(you.size(), 1u);
+  CAF_CHECK_EQUAL(you[0]["user"], "x");
+  CAF_CHECK(y.link->of_type("you").empty());
+  CAF_CHECK(y.link->of_type("message").empty());
+  publish(x, "t:1", "bad", 8);
+  auto errors = x.link->of_type("error");
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0], json::parse(R"({"type":"error","id":8,"code":"bad_request","message":"no bad words"})"));
+  CAF_CHECK(y.link->of_type("message").empty());
+}
+
+CAF_TEST(timers tick while the room lives) {
+  auto x = joined("x", "t:1");
+  x.link->frames.clear();
+  publish(x, "t:1", "one");
+  for (int i = 0; i < 3; ++i) {
+    sched.trigger_timeouts();
+    sched.run();
+  }
+  auto ticks = x.link->of_type("tick");
+  CAF_CHECK_GREATER_OR_EQUAL(ticks.size(), 3u);
+  CAF_CHECK_EQUAL(ticks.back()["count"], 1);
+}
+
+CAF_TEST(the logic state moves with the room) {
+  auto room = name_owned_by("b", "t:");
+  auto x = joined("x", room);
+  for (int i = 0; i < 3; ++i)
+    publish(x, room, i);
+  set_live({"a", "b"}); // the room moves to b with its snapshot
+  CAF_CHECK_EQUAL(count(b.rooms), 1u);
+  auto y = joined("y", room);
+  auto greet = y.link->of_type("welcome-room");
+  CAF_REQUIRE_EQUAL(greet.size(), 1u);
+  CAF_CHECK_EQUAL(greet[0]["count"], 3); // restored, not fresh
+}
+
+CAF_TEST(a throwing logic restarts its room and not the node) {
+  auto x = joined("x", "t:1");
+  auto y = joined("y", "t:1");
+  auto first = x.link->of_type("joined");
+  auto epoch = first.at(0)["epoch"];
+  publish(x, "t:1", "two");
+  x.link->frames.clear();
+  y.link->frames.clear();
+  publish(x, "t:1", "boom", 9);
+  auto err = x.link->of_type("error");
+  CAF_REQUIRE_EQUAL(err.size(), 1u);
+  CAF_CHECK_EQUAL(err[0]["code"], "internal");
+  for (auto* c : {&x, &y}) {
+    auto fresh = c->link->of_type("joined");
+    CAF_REQUIRE_EQUAL(fresh.size(), 1u);
+    CAF_CHECK_NOT_EQUAL(fresh[0]["epoch"], epoch);
+    CAF_CHECK_EQUAL(fresh[0]["seq"], 0);
+  }
+  // The room works on with a fresh logic; other rooms never noticed.
+  y.link->frames.clear();
+  publish(x, "t:1", "again", 10);
+  auto msgs = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["data"], "AGAIN");
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
+  auto z = joined("z", "t:other");
+  CAF_CHECK_EQUAL(z.link->of_type("joined").size(), 1u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
