@@ -38,7 +38,8 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>()};
-  core.supervisor = sys.spawn(supervisor);
+  for (int i = 0; i < 64; ++i)
+    core.supervisors.push_back(sys.spawn(supervisor));
   core.rooms = sys.spawn(directory, directory_config{
     [setup](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
@@ -66,17 +67,20 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
 
 connection_context core_actors::context_for(std::string node, const settings& cfg) const {
   return connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays,
-                            local_users,     everyone,   router,              supervisor};
+                            local_users,     everyone,   router,              supervisors};
 }
 
 void core_actors::close_connections() const {
-  caf::anon_send(supervisor, stop_atom::value);
+  for (auto& s : supervisors)
+    caf::anon_send(s, stop_atom::value);
 }
 
 void core_actors::stop() const {
-  for (auto& a : {router, local_users, relays, locator, everyone, users, rooms, supervisor})
+  for (auto& a : {router, local_users, relays, locator, everyone, users, rooms})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& s : supervisors)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
 
 } // namespace rc

@@ -13,7 +13,7 @@ namespace rc {
 
 /// The long-lived actors of one node. Spawned together, stopped together.
 struct core_actors {
-  caf::actor supervisor;  ///< linked to every connection actor
+  std::vector<caf::actor> supervisors; ///< each connection actor is linked to one
   caf::actor rooms;       ///< directory of the rooms this node owns
   caf::actor users;       ///< directory of the users this node owns
   caf::actor relays;      ///< directory of this node's relays (one per room with local members)
@@ -25,7 +25,7 @@ struct core_actors {
   /// What each connection actor of this node needs.
   connection_context context_for(std::string node, const settings& cfg) const;
 
-  /// Closes every connection with 1001 (the supervisor's exit reaches them).
+  /// Closes every connection with 1001 (the supervisors' exit reaches them).
   void close_connections() const;
 
   /// Stops all of them (rooms, users and relays die with their directories).
