@@ -48,6 +48,7 @@ using moved_atom = caf::atom_constant<caf::atom("moved")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
+using introduce_atom = caf::atom_constant<caf::atom("introduce")>;
 
 // -- message types --------------------------------------------------------------
 

@@ -84,8 +84,9 @@ public:
 
   std::vector<member> members() const override {
     std::vector<member> out;
-    for (auto& [_, m] : self_->state.members)
-      out.push_back(m.who);
+    for (auto& [id, m] : self_->state.members)
+      if (self_->state.unintroduced.count(id) == 0)
+        out.push_back(m.who);
     return out;
   }
 
@@ -207,6 +208,8 @@ void remove_member(self_ptr self, std::uint64_t id) {
     return;
   auto who = it->second.who;
   st.members.erase(it);
+  if (st.unintroduced.erase(id) > 0)
+    return; // the logic never met it
   if (!st.plain) {
     context ctx{self};
     guarded(self, [&] { st.logic->on_leave(ctx, who); });
@@ -223,12 +226,14 @@ void introduce(self_ptr self, const std::vector<std::uint64_t>& ids) {
   context ctx{self};
   for (auto id : ids) {
     auto it = st.members.find(id);
-    if (it == st.members.end())
+    if (it == st.members.end() || st.unintroduced.count(id) == 0)
       continue;
     auto who = it->second.who;
     join_decision d;
+    // As on a normal join, the joiner is not among members() yet.
     if (!guarded(self, [&] { d = st.logic->on_join(ctx, who); }))
       return;
+    st.unintroduced.erase(id);
     for (auto& f : d.to_joiner)
       ctx.send_to(who, f);
   }
@@ -264,8 +269,10 @@ void restart(self_ptr self, const std::string& why) {
   }
   start_logic(self);
   std::vector<std::uint64_t> ids;
-  for (auto& [id, _] : st.members)
+  for (auto& [id, _] : st.members) {
     ids.push_back(id);
+    st.unintroduced.insert(id);
+  }
   introduce(self, ids);
   st.restarting = false;
 }
@@ -337,11 +344,16 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         return caf::delegated<std::uint64_t, std::string, caf::actor>{};
       auto& e = entry_for(self, rm.relay);
       std::vector<std::uint64_t> fresh;
+      auto& st = self->state;
       for (auto& m : rm.members)
         if (e.members.count(m.conn) == 0)
           fresh.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
-      introduce(self, fresh);
-      auto& st = self->state;
+      if (!st.plain && !fresh.empty()) {
+        // Introduce them after this reply, so the relay writes the fresh
+        // `joined` before anything the logic sends them.
+        st.unintroduced.insert(fresh.begin(), fresh.end());
+        self->send(self, introduce_atom::value, std::move(fresh));
+      }
       return {st.seq, st.epoch, caf::actor_cast<caf::actor>(self)};
     },
     [self](caf::join_atom, const caf::actor& relay,
@@ -422,6 +434,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       }
       return std::uint64_t{0};
     },
+    [self](introduce_atom, const std::vector<std::uint64_t>& ids) { introduce(self, ids); },
     [self](caf::tick_atom, std::uint64_t generation) {
       auto& st = self->state;
       if (generation != st.timer_generation || st.timer_interval.count() <= 0 || st.plain)

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -38,6 +39,9 @@ struct room_state {
   std::unordered_map<caf::actor_addr, relay_entry> relays;
   std::map<std::uint64_t, member_entry> members; ///< by member id, in joining order
   std::uint64_t next_member_id = 0;
+  /// Members the logic has not met yet (re-registered after a failover or a
+  /// restart); `room_context::members` leaves them out until their `on_join`.
+  std::set<std::uint64_t> unintroduced;
   /// The room's logic; `plain` when no kind matched (fast path: data is
   /// never parsed).
   std::unique_ptr<room_logic> logic;

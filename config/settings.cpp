@@ -63,6 +63,14 @@ std::string settings::effective_cluster_advertise() const {
   return host;
 }
 
+std::string settings::default_web_root() {
+#ifdef ROOMCAST_WEB_ROOT
+  return ROOMCAST_WEB_ROOT;
+#else
+  return {};
+#endif
+}
+
 std::string settings::effective_node_name() const {
   if (!node_name.empty())
     return node_name;

@@ -74,6 +74,10 @@ struct settings {
   duration failure_timeout{3000};
   /// spdlog level: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  /// Directory whose files are served over HTTP GET (`/` is its `index.html`:
+  /// the demo chat page); empty = serve no files. The default is the source
+  /// tree's `web/` (the build's ROOMCAST_WEB_ROOT).
+  std::string web_root = default_web_root();
   limits_settings limits;
 
   /// Checks values that parse but make no sense together; returns a message
@@ -85,6 +89,9 @@ struct settings {
 
   /// node_name, or the host name when it is empty.
   std::string effective_node_name() const;
+
+  /// The compiled-in default of `web_root` (ROOMCAST_WEB_ROOT, or empty).
+  static std::string default_web_root();
 };
 
 } // namespace rc

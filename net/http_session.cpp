@@ -7,6 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "common/metrics.hpp"
 #include "net/websocket_session.hpp"
@@ -15,13 +18,13 @@ namespace rc::net {
 
 namespace {
 
-/// Decodes `%XX` and `+` in a query component.
-std::string url_decode(std::string_view in) {
+/// Decodes `%XX` (and `+` as a space, as in a query component).
+std::string url_decode(std::string_view in, bool plus_is_space = true) {
   std::string out;
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     char c = in[i];
-    if (c == '+') {
+    if (c == '+' && plus_is_space) {
       out += ' ';
     } else if (c == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1]))
                && std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
@@ -47,6 +50,74 @@ std::string query_param(std::string_view query, std::string_view key) {
     query.remove_prefix(amp + 1);
   }
   return {};
+}
+
+// -- static files ---------------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+/// Content types of what a web root holds; anything else is served as bytes.
+std::string_view content_type_of(const fs::path& file) {
+  static const std::pair<std::string_view, std::string_view> types[] = {
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".json", "application/json"},
+    {".map", "application/json"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".ico", "image/x-icon"},
+    {".txt", "text/plain; charset=utf-8"},
+  };
+  auto ext = file.extension().string();
+  for (auto& [e, type] : types)
+    if (ext == e)
+      return type;
+  return "application/octet-stream";
+}
+
+/// The file under `root` that the URL path `target` names (`/` and paths
+/// ending in `/` mean `index.html`), or nullopt. Refuses what could leave
+/// the root or expose hidden files: `..` and dot-segments, NUL, and any file
+/// whose resolved path (symlinks followed) is outside the resolved root.
+std::optional<fs::path> static_file(const std::string& root, std::string_view target) {
+  auto decoded = url_decode(target, false);
+  if (decoded.empty() || decoded[0] != '/' || decoded.find('\0') != std::string::npos)
+    return std::nullopt;
+  fs::path rel;
+  std::string_view rest{decoded};
+  rest.remove_prefix(1);
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    auto segment = rest.substr(0, slash);
+    if (!segment.empty()) {
+      if (segment.front() == '.') // "..", ".", .git, .env
+        return std::nullopt;
+      rel /= std::string{segment};
+    }
+    if (slash == std::string_view::npos)
+      break;
+    rest.remove_prefix(slash + 1);
+  }
+  std::error_code ec;
+  auto base = fs::weakly_canonical(root, ec);
+  if (ec)
+    return std::nullopt;
+  auto inside = [&](const fs::path& p) {
+    return std::mismatch(base.begin(), base.end(), p.begin(), p.end()).first == base.end();
+  };
+  auto file = fs::weakly_canonical(base / rel, ec);
+  if (ec || !inside(file))
+    return std::nullopt;
+  if (decoded.back() == '/' || fs::is_directory(file, ec)) {
+    file = fs::weakly_canonical(file / "index.html", ec);
+    if (ec || !inside(file))
+      return std::nullopt;
+  }
+  if (!fs::is_regular_file(file, ec))
+    return std::nullopt;
+  return file;
 }
 
 } // namespace
@@ -162,6 +233,23 @@ void http_session::route(request req) {
                           });
                         });
     return;
+  }
+  if ((method == http::verb::get || method == http::verb::head)
+      && !ctx_->cfg.web_root.empty()) {
+    if (auto file = static_file(ctx_->cfg.web_root, path)) {
+      std::ifstream in{*file, std::ios::binary};
+      std::ostringstream body;
+      body << in.rdbuf();
+      if (in) {
+        auto res = make_json(200, std::move(body).str());
+        res.set(http::field::content_type, std::string{content_type_of(*file)});
+        res.set(http::field::cache_control, "no-cache");
+        res.set("X-Content-Type-Options", "nosniff");
+        if (method == http::verb::head)
+          res.body().clear(); // Content-Length stays that of the file
+        return send(std::move(res));
+      }
+    }
   }
   send(make_error(404, "not_found", "no such endpoint"));
 }

@@ -10,9 +10,10 @@
 
 namespace rc::net {
 
-/// One HTTP connection: serves `/healthz`, `/readyz`, `/metrics` and
-/// `POST /api/publish` (with keep-alive), and hands `/ws` upgrades that pass
-/// the checks (draining, capacity, Origin, identity) to a websocket_session.
+/// One HTTP connection: serves `/healthz`, `/readyz`, `/metrics`,
+/// `POST /api/publish` and `GET` of the files under `--web-root` (with
+/// keep-alive), and hands `/ws` upgrades that pass the checks (draining,
+/// capacity, Origin, identity) to a websocket_session.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(boost::asio::ip::tcp::socket&& socket, server_context_ptr ctx);

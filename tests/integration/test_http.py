@@ -72,7 +72,7 @@ class EndpointsTest(harness.ServerTestCase):
                          "method_not_allowed")
 
     def test_unknown_path_and_method(self):
-        for path in ("/", "/nope", "/api", "/api/publish/x", "/healthz/x"):
+        for path in ("/nope.html", "/nope", "/api", "/api/publish/x", "/healthz/x"):
             with self.subTest(path=path):
                 self.assertEqual(error_code(self, self.server.http_json("GET", path), 404),
                                  "not_found")

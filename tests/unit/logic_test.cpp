@@ -23,7 +23,10 @@ public:
   join_decision on_join(room_context& ctx, const member& who) override {
     if (who.user == "mallory")
       return join_decision::refuse(error_code::forbidden, "mallory may not join");
-    return join_decision::accept({{{"type", "welcome-room"}, {"room", ctx.room()}, {"count", count_}}});
+    return join_decision::accept({{{"type", "welcome-room"},
+                                   {"room", ctx.room()},
+                                   {"count", count_},
+                                   {"others", ctx.members().size()}}});
   }
 
   publish_decision on_publish(room_context&, const member& from, const json& data) override {
@@ -95,7 +98,8 @@ CAF_TEST(frames for the joiner come right after joined) {
   auto first = x.link->pop();
   auto second = x.link->pop();
   CAF_CHECK_EQUAL(first["type"], "joined");
-  CAF_CHECK_EQUAL(second, json::parse(R"({"type":"welcome-room","room":"t:1","count":0})"));
+  CAF_CHECK_EQUAL(second,
+                  json::parse(R"({"type":"welcome-room","room":"t:1","count":0,"others":0})"));
 }
 
 CAF_TEST(a logic may transform a publish and the ack carries its seq) {
@@ -184,6 +188,40 @@ CAF_TEST(a throwing logic restarts its room and not the node) {
   CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
   auto z = joined("z", "t:other");
   CAF_CHECK_EQUAL(z.link->of_type("joined").size(), 1u);
+}
+
+CAF_TEST(after a failover the logic meets each member once and after its fresh joined) {
+  auto room = name_owned_by("b", "t:");
+  set_live({"a", "b"});
+  auto x = joined("x", room);
+  auto y = joined("y", room);
+  x.link->frames.clear();
+  y.link->frames.clear();
+  // Node b dies with the room; a's relay re-registers x and y with a new room.
+  view->live = {"a"};
+  caf::anon_send_exit(b.rooms, caf::exit_reason::kill);
+  sched.run();
+  std::map<std::string, caf::actor> rooms{{"a", a.rooms}};
+  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+  sched.run();
+  sched.trigger_timeouts(); // the relay's re-attach backoff (and the tick)
+  sched.run();
+  std::vector<std::uint64_t> others;
+  for (auto* c : {&x, &y}) {
+    std::vector<std::string> types;
+    for (auto& f : c->link->frames) {
+      auto j = json::parse(f);
+      if (j["type"] != "tick")
+        types.push_back(j["type"]);
+    }
+    CAF_REQUIRE_EQUAL(types.size(), 2u);
+    CAF_CHECK_EQUAL(types[0], "joined");
+    CAF_CHECK_EQUAL(types[1], "welcome-room");
+    others.push_back(c->link->of_type("welcome-room").at(0)["others"].get<std::uint64_t>());
+  }
+  std::sort(others.begin(), others.end());
+  CAF_CHECK_EQUAL(others[0], 0u); // introduced one by one, nobody twice
+  CAF_CHECK_EQUAL(others[1], 1u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
