@@ -31,7 +31,7 @@ room_state::~room_state() {
 namespace {
 
 using self_ptr = caf::stateful_actor<room_state>*;
-using phase = room_state::phase;
+using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
 void arm_idle_timer(self_ptr self) {
@@ -52,24 +52,10 @@ room_state::relay_entry& entry_for(self_ptr self, const caf::actor& relay) {
   return it->second;
 }
 
-/// While moving, requests wait; once moved, they go to the successor. Returns
-/// true when the current message was taken care of that way.
-bool divert(self_ptr self) {
-  auto& st = self->state;
-  if (st.state == phase::serving)
-    return false;
-  auto msg = self->current_mailbox_element()->move_content_to_message();
-  auto rp = self->make_response_promise();
-  if (st.state == phase::moving)
-    st.held.push_back([self, msg, rp]() mutable { rp.delegate(self->state.successor, msg); });
-  else
-    rp.delegate(st.successor, msg);
-  return true;
-}
 
 void maybe_finish_move(self_ptr self) {
   auto& st = self->state;
-  if (st.state == phase::forwarding && st.relays_to_release == 0)
+  if (st.move.state == phase::forwarding && st.relays_to_release == 0)
     self->quit();
 }
 
@@ -331,7 +317,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
     st.relays.erase(it);
     for (auto& [_, id] : ids)
       remove_member(self, id);
-    if (st.state == phase::forwarding && st.relays_to_release > 0) {
+    if (st.move.state == phase::forwarding && st.relays_to_release > 0) {
       --st.relays_to_release;
       maybe_finish_move(self);
     } else {
@@ -340,7 +326,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   });
   return {
     [self](attach_atom, relay_members& rm) -> caf::result<std::uint64_t, std::string, caf::actor> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t, std::string, caf::actor>{};
       auto& e = entry_for(self, rm.relay);
       std::vector<std::uint64_t> fresh;
@@ -358,7 +344,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
     },
     [self](caf::join_atom, const caf::actor& relay,
            member_info& m) -> caf::result<std::vector<std::string>> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<std::vector<std::string>>{};
       auto& st = self->state;
       auto& e = entry_for(self, relay);
@@ -379,7 +365,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       return to_text(d.to_joiner);
     },
     [self](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return;
       auto& st = self->state;
       auto it = st.relays.find(relay.address());
@@ -393,7 +379,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       remove_member(self, id);
     },
     [self](detach_atom, const caf::actor& relay) {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return;
       auto& st = self->state;
       auto it = st.relays.find(relay.address());
@@ -407,7 +393,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       arm_idle_timer(self);
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
       if (st.plain)
@@ -445,38 +431,36 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.relays.empty() && st.state == phase::serving;
+      bool idle = st.relays.empty() && st.move.state == phase::serving;
       if (idle)
         self->quit();
       return idle;
     },
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
-      if (generation == st.idle_generation && st.relays.empty() && st.state == phase::serving)
+      if (generation == st.idle_generation && st.relays.empty() && st.move.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.room);
     },
     [self](handoff_atom, const caf::actor& target) {
       auto& st = self->state;
       auto rp = self->make_response_promise();
-      if (st.state != phase::serving) {
+      if (st.move.state != phase::serving) {
         rp.deliver(caf::ok_atom::value);
         return rp;
       }
-      st.state = phase::moving;
+      st.move.state = phase::moving;
       count_if_remote(self, target, kind::control);
       self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.room, snapshot(self))
         .then(
           [self, rp](caf::actor successor) mutable {
             auto& st = self->state;
-            st.successor = successor;
-            st.state = phase::forwarding;
+            st.move.successor = successor;
+            st.move.state = phase::forwarding;
             ++st.timer_generation; // the logic runs on in the successor
             st.relays_to_release = st.relays.size();
             for (auto& [_, e] : st.relays)
               self->send(e.relay, moved_atom::value, successor);
-            auto held = std::move(st.held);
-            for (auto& fn : held)
-              fn();
+            st.move.release_held();
             rp.deliver(caf::ok_atom::value);
             maybe_finish_move(self);
           },
@@ -485,20 +469,18 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
             // on its next view.
             auto& st = self->state;
             spdlog::warn("room {}: handoff failed: {}", st.room, caf::to_string(err));
-            st.state = phase::serving;
-            auto held = std::move(st.held);
-            for (auto& fn : held)
-              fn();
+            st.move.state = phase::serving;
+            st.move.release_held();
             rp.deliver(std::move(err));
           });
       return rp;
     },
     [self](release_atom, const caf::actor& relay) {
       auto& st = self->state;
-      if (st.state == phase::forwarding) {
+      if (st.move.state == phase::forwarding) {
         // Everything this relay sent us is forwarded; let the successor
         // tell it to go ahead (after what we forwarded, in order).
-        self->send(st.successor, release_atom::value, relay, true);
+        self->send(st.move.successor, release_atom::value, relay, true);
         if (st.relays.erase(relay.address()) > 0 && st.relays_to_release > 0) {
           self->demonitor(relay);
           --st.relays_to_release;
@@ -507,14 +489,14 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       }
     },
     [self](release_atom, const caf::actor& relay, bool) {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return;
       auto& st = self->state;
       count_if_remote(self, relay, kind::control);
       self->send(relay, release_atom::value, st.epoch, st.seq);
     },
     [self](adopt_atom, const std::string&, room_snapshot& snap) -> caf::result<caf::actor> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
       bool fresh = st.seq == 0 && st.relays.empty();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/move_state.hpp"
 #include "actors/room_logic.hpp"
 #include "config/settings.hpp"
 
@@ -25,11 +26,6 @@ struct room_state {
     member who;
     caf::actor_addr relay;
     std::uint64_t conn = 0;
-  };
-  enum class phase {
-    serving,    ///< the owner's room
-    moving,     ///< handing its state to a new owner; requests wait
-    forwarding, ///< moved: passes everything on until every relay switched
   };
   std::string room;
   /// This incarnation of the room; changes when the room is re-created.
@@ -55,9 +51,8 @@ struct room_state {
   duration idle_timeout{};
   /// Bumped on every membership change so a stale idle timer is ignored.
   std::uint64_t idle_generation = 0;
-  phase state = phase::serving;
-  caf::actor successor;
-  std::vector<std::function<void()>> held;
+  /// Forwarding lasts until every relay switched to the successor.
+  move_state move;
   std::size_t relays_to_release = 0;
   room_state();
   ~room_state();

@@ -14,7 +14,7 @@ namespace rc {
 namespace {
 
 using self_ptr = caf::stateful_actor<user_state>*;
-using phase = user_state::phase;
+using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
 constexpr auto deliver_timeout = std::chrono::seconds{5};
@@ -63,18 +63,6 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   }
 }
 
-bool divert(self_ptr self) {
-  auto& st = self->state;
-  if (st.state == phase::serving)
-    return false;
-  auto msg = self->current_mailbox_element()->move_content_to_message();
-  auto rp = self->make_response_promise();
-  if (st.state == phase::moving)
-    st.held.push_back([self, msg, rp]() mutable { rp.delegate(self->state.successor, msg); });
-  else
-    rp.delegate(st.successor, msg);
-  return true;
-}
 
 } // namespace
 
@@ -90,7 +78,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   self->set_down_handler([self](caf::down_msg& dm) { remove_node(self, dm.source); });
   return {
     [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
       if (std::find(st.nodes.begin(), st.nodes.end(), node) == st.nodes.end()) {
@@ -105,13 +93,13 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       return caf::actor_cast<caf::actor>(self);
     },
     [self](detach_atom, const caf::actor& node) {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return;
       self->demonitor(node);
       remove_node(self, node.address());
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
       auto text = encode_private(env.from, env.data);
@@ -126,7 +114,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.nodes.empty() && st.inbox.empty() && st.state == phase::serving;
+      bool idle = st.nodes.empty() && st.inbox.empty() && st.move.state == phase::serving;
       if (idle)
         self->quit();
       return idle;
@@ -134,28 +122,26 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
       if (generation == st.idle_generation && st.nodes.empty() && st.inbox.empty()
-          && st.state == phase::serving)
+          && st.move.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.user);
     },
     [self](handoff_atom, const caf::actor& target) {
       auto& st = self->state;
       auto rp = self->make_response_promise();
-      if (st.state != phase::serving) {
+      if (st.move.state != phase::serving) {
         rp.deliver(caf::ok_atom::value);
         return rp;
       }
-      st.state = phase::moving;
+      st.move.state = phase::moving;
       user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
       count_if_remote(self, target, kind::control);
       self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
         .then(
           [self, rp](caf::actor successor) mutable {
             auto& st = self->state;
-            st.successor = std::move(successor);
-            st.state = phase::forwarding;
-            auto held = std::move(st.held);
-            for (auto& fn : held)
-              fn();
+            st.move.successor = std::move(successor);
+            st.move.state = phase::forwarding;
+            st.move.release_held();
             rp.deliver(caf::ok_atom::value);
             // Nodes re-attach when they see this actor go; until then (and
             // for messages still in flight to us) we forward.
@@ -163,20 +149,18 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
           },
           [self, rp](caf::error& err) mutable {
             auto& st = self->state;
-            st.state = phase::serving;
-            auto held = std::move(st.held);
-            for (auto& fn : held)
-              fn();
+            st.move.state = phase::serving;
+            st.move.release_held();
             rp.deliver(std::move(err));
           });
       return rp;
     },
     [self](caf::close_atom) {
-      if (self->state.state == phase::forwarding)
+      if (self->state.move.state == phase::forwarding)
         self->quit();
     },
     [self](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
-      if (divert(self))
+      if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
       // Messages kept by the old owner come before any kept here.

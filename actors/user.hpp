@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/move_state.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
 
 struct user_state {
-  enum class phase { serving, moving, forwarding };
   std::string user;
   /// The `local_users` registries of the nodes with connections of this user.
   std::vector<caf::actor> nodes;
@@ -23,9 +23,7 @@ struct user_state {
   caf::actor directory;
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
-  phase state = phase::serving;
-  caf::actor successor;
-  std::vector<std::function<void()>> held;
+  move_state move;
   static inline const char* name = "user";
 };
 
