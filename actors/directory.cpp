@@ -1,5 +1,7 @@
 #include "actors/directory.hpp"
 
+#include <algorithm>
+
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/send.hpp>
@@ -13,6 +15,8 @@ namespace rc {
 directory_state::~directory_state() {
   for (auto& [_, e] : entries)
     caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
+  for (auto& a : departed)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 namespace {
@@ -133,7 +137,19 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
         .then([finish](bool stopped) { finish(stopped); }, failed);
     else
       self->request(actor, caf::infinite, handoff_atom::value, std::move(to))
-        .then([finish](caf::ok_atom) { finish(true); }, failed);
+        .then(
+          [self, finish, actor](caf::ok_atom) {
+            // It forwards for a moment; stop it with us if we stop first.
+            auto& gone = self->state.departed;
+            gone.erase(std::remove_if(gone.begin(), gone.end(),
+                                      [](const caf::actor& a) {
+                                        return a->getf(caf::abstract_actor::is_terminated_flag);
+                                      }),
+                       gone.end());
+            gone.push_back(actor);
+            finish(true);
+          },
+          failed);
   };
   auto spawn_on_publish = cfg.spawn_on_publish;
   return {

@@ -36,7 +36,9 @@ struct directory_state {
   /// a single node (then this directory owns every name).
   std::map<std::string, caf::actor> peers;
   std::string self_name;
-  ~directory_state(); // stops every actor it spawned
+  /// Actors handed to another node that still forward for a moment.
+  std::vector<caf::actor> departed;
+  ~directory_state(); // stops every actor it spawned, departed ones too
   static inline const char* name = "directory";
 };
 

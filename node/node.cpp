@@ -145,6 +145,8 @@ std::uint16_t node::start() {
 void node::leave_cluster() {
   // Tell the others, then wait (bounded) until this node's rooms and users
   // live elsewhere, so nothing published meanwhile is lost.
+  if (metrics::global().cluster_members.load() <= 1)
+    return; // nobody to hand over to
   caf::anon_send(core_.locator, caf::leave_atom::value);
   auto deadline = std::chrono::steady_clock::now() + std::min<duration>(cfg_.drain_timeout / 2, duration{5000});
   caf::scoped_actor self{*system_};
