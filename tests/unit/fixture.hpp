@@ -21,6 +21,12 @@ namespace rc::test {
 class recording_link : public client_link {
 public:
   void deliver(frame_ptr frame) override { frames.push_back(*frame); }
+  /// Confirmed frames are recorded (and reported written) unless `refuse`.
+  void deliver(frame_ptr frame, written_fn written) override {
+    if (!refuse)
+      frames.push_back(*frame);
+    written(!refuse);
+  }
   void close(close_reason why) override { closed.push_back(why); }
   void frame_done() override { ++done; }
 
@@ -45,6 +51,7 @@ public:
   std::vector<std::string> frames;
   std::vector<close_reason> closed;
   int done = 0;
+  bool refuse = false;
 };
 
 struct test_config : caf::actor_system_config {
