@@ -88,9 +88,10 @@ room_snapshot snapshot(self_ptr self) {
 } // namespace
 
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout) {
+                   caf::actor directory, duration idle_timeout, caf::actor events) {
   harden(self, "room");
   auto& st = self->state;
+  st.events = std::move(events);
   st.room = std::move(name);
   st.epoch = make_epoch();
   st.directory = std::move(directory);
@@ -145,8 +146,10 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       auto& st = self->state;
       // Encoded once; one message (shared, copy-on-write) per node.
       auto seq = ++st.seq;
-      auto msg = caf::make_message(fanout_atom::value, seq,
-                                   encode_message(st.room, env.from, seq, env.data), env.sender,
+      auto text = encode_message(st.room, env.from, seq, env.data);
+      if (st.events)
+        self->send(st.events, caf::publish_atom::value, st.room, env.from, text);
+      auto msg = caf::make_message(fanout_atom::value, seq, std::move(text), env.sender,
                                    env.echo);
       for (auto& [_, e] : st.relays) {
         count_if_remote(self, e.relay, kind::room);

@@ -38,6 +38,8 @@ struct room_state {
   caf::actor successor;
   std::vector<std::function<void()>> held;
   std::size_t relays_to_release = 0;
+  /// Gets `(publish_atom, room, from, frame text)` for every message; may be null.
+  caf::actor events;
   room_state();
   ~room_state();
   static inline const char* name = "room";
@@ -59,9 +61,10 @@ struct room_state {
 /// - `(adopt_atom, room_snapshot)` -> this room: takes over a moved room.
 ///
 /// Guarantees: each relay receives every message in `seq` order exactly
-/// once; the frame text is encoded once per message.
+/// once; the frame text is encoded once per message. `events`, when set,
+/// gets every message too (in `seq` order), as `(publish_atom, room, from, text)`.
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout);
+                   caf::actor directory, duration idle_timeout, caf::actor events);
 
 /// A fresh epoch name: random, so a re-created room never repeats one.
 std::string make_epoch();

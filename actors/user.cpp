@@ -6,7 +6,9 @@
 
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
+#include "actors/inbox_store.hpp"
 #include "actors/protocol.hpp"
+#include "actors/room.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -18,12 +20,33 @@ using phase = user_state::phase;
 using kind = metrics::cluster_kind;
 
 constexpr auto deliver_timeout = std::chrono::seconds{5};
+/// Stored frames wait this long for a socket write before counting as unwritten.
+constexpr auto write_timeout = std::chrono::seconds{30};
+constexpr auto store_timeout = std::chrono::seconds{10};
+/// Stored frames fetched and written per round trip to the store.
+constexpr std::uint32_t drain_batch = 100;
+/// Pause before fetching again after the store failed or a write failed.
+constexpr auto drain_retry = std::chrono::seconds{1};
+
+bool idle(const user_state& st) {
+  return st.nodes.empty() && st.inbox.empty() && !st.draining && st.busy == 0;
+}
 
 void arm_idle_timer(self_ptr self) {
   auto& st = self->state;
   ++st.idle_generation;
-  if (st.nodes.empty() && st.inbox.empty())
+  if (idle(st))
     self->delayed_send(self, st.idle_timeout, caf::idle_atom::value, st.idle_generation);
+}
+
+/// The next private message id, or none without a durable store.
+std::string next_id(self_ptr self) {
+  auto& st = self->state;
+  if (!st.store)
+    return {};
+  if (st.id_prefix.empty())
+    st.id_prefix = make_epoch();
+  return st.id_prefix + "-" + std::to_string(++st.next_id);
 }
 
 void remove_node(self_ptr self, const caf::actor_addr& node) {
@@ -41,6 +64,38 @@ void keep(self_ptr self, std::string text) {
   ++self->state.idle_generation;
 }
 
+/// Stores one frame durably; `done(true)` once the store confirmed it.
+template <class F>
+void store_frame(self_ptr self, const std::string& text, F done) {
+  auto& st = self->state;
+  ++st.busy;
+  self->request(st.store, store_timeout, store_atom::value, st.user, text)
+    .then(
+      [self, done](caf::ok_atom) mutable {
+        --self->state.busy;
+        done(true);
+        arm_idle_timer(self);
+      },
+      [self, done](caf::error& err) mutable {
+        --self->state.busy;
+        spdlog::warn("user {}: cannot store a private message: {}", self->state.user,
+                     caf::to_string(err));
+        done(false);
+        arm_idle_timer(self);
+      });
+}
+
+/// A frame for a user with no connection: into the durable store if there
+/// is one (kept in memory if that fails), else into the memory inbox.
+void keep_or_store(self_ptr self, std::string text) {
+  if (!self->state.store)
+    return keep(self, std::move(text));
+  store_frame(self, text, [self, text](bool stored) {
+    if (!stored)
+      keep(self, text);
+  });
+}
+
 /// Sends one private frame to every node in `nodes`. If no node had a
 /// connection of the user any more (it left meanwhile), the frame goes back
 /// to the inbox rather than being lost.
@@ -53,7 +108,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   auto settle = [self, t, text](std::uint64_t written) {
     t->written += written;
     if (--t->pending == 0 && t->written == 0)
-      keep(self, text);
+      keep_or_store(self, text);
   };
   for (auto& node : nodes) {
     count_if_remote(self, node, kind::user);
@@ -61,6 +116,117 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
       .then([settle](std::uint64_t written) { settle(written); },
             [settle](caf::error&) { settle(0); });
   }
+}
+
+/// Writes `text` to the user's sockets on `nodes`; `done(true)` once one of
+/// them wrote it, `done(false)` when none did.
+template <class F>
+void deliver_confirmed(self_ptr self, const std::vector<caf::actor>& nodes,
+                       const std::string& text, F done) {
+  struct tally {
+    std::size_t pending;
+    bool settled = false;
+  };
+  auto t = std::make_shared<tally>(tally{nodes.size()});
+  auto settle = [t, done](bool written) mutable {
+    if (t->settled)
+      return;
+    if (written || --t->pending == 0) {
+      t->settled = true;
+      done(written);
+    }
+  };
+  for (auto& node : nodes) {
+    count_if_remote(self, node, kind::user);
+    self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
+                  confirm_atom::value)
+      .then([settle](std::uint64_t written) mutable { settle(written > 0); },
+            [settle](caf::error&) mutable { settle(false); });
+  }
+}
+
+void drain(self_ptr self);
+
+/// Stops draining until the next attach (or retries soon while the user
+/// still has connections).
+void pause_drain(self_ptr self) {
+  auto& st = self->state;
+  if (st.nodes.empty()) {
+    st.draining = false;
+    arm_idle_timer(self);
+  } else {
+    self->delayed_send(self, drain_retry, retry_atom::value);
+  }
+}
+
+/// Writes one fetched batch in order to every node of the user; acks each
+/// frame once written, returns the unwritten ones to the store.
+void write_batch(self_ptr self, stored_frames batch) {
+  auto& st = self->state;
+  struct tally {
+    std::size_t pending;
+    std::vector<std::uint64_t> failed;
+  };
+  auto t = std::make_shared<tally>(tally{batch.tags.size(), {}});
+  ++st.busy;
+  auto nodes = st.nodes;
+  for (size_t i = 0; i < batch.tags.size(); ++i) {
+    auto tag = batch.tags[i];
+    deliver_confirmed(self, nodes, batch.texts[i], [self, t, tag](bool written) {
+      auto& st = self->state;
+      if (written)
+        self->send(st.store, ack_atom::value, st.user, tag);
+      else
+        t->failed.push_back(tag);
+      if (--t->pending > 0)
+        return;
+      --st.busy;
+      if (t->failed.empty()) {
+        drain(self);
+        return;
+      }
+      std::sort(t->failed.begin(), t->failed.end());
+      self->send(st.store, requeue_atom::value, st.user, std::move(t->failed));
+      pause_drain(self);
+    });
+  }
+}
+
+/// Fetches the next batch of stored frames and writes it; ends when the
+/// store has nothing more for the user.
+void drain(self_ptr self) {
+  auto& st = self->state;
+  st.draining = true;
+  if (st.nodes.empty() || st.state != phase::serving) {
+    st.draining = false;
+    arm_idle_timer(self);
+    return;
+  }
+  ++st.busy;
+  self->request(st.store, store_timeout, fetch_atom::value, st.user, drain_batch)
+    .then(
+      [self](stored_frames& batch) {
+        auto& st = self->state;
+        --st.busy;
+        if (batch.tags.empty()) {
+          st.draining = false;
+          arm_idle_timer(self);
+          return;
+        }
+        if (st.nodes.empty() || st.state != phase::serving) {
+          self->send(st.store, requeue_atom::value, st.user, std::move(batch.tags));
+          st.draining = false;
+          arm_idle_timer(self);
+          return;
+        }
+        write_batch(self, std::move(batch));
+      },
+      [self](caf::error& err) {
+        --self->state.busy;
+        spdlog::warn("user {}: cannot fetch stored messages: {}", self->state.user,
+                     caf::to_string(err));
+        pause_drain(self);
+      });
 }
 
 bool divert(self_ptr self) {
@@ -79,9 +245,11 @@ bool divert(self_ptr self) {
 } // namespace
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit) {
+                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
+                   caf::actor store) {
   harden(self, "user");
   auto& st = self->state;
+  st.store = std::move(store);
   st.user = std::move(name);
   st.directory = std::move(directory);
   st.idle_timeout = idle_timeout;
@@ -102,6 +270,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       for (auto& text : inbox)
         deliver_to(self, {node}, text);
       ++st.idle_generation;
+      if (st.store && !st.draining)
+        drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
     [self](detach_atom, const caf::actor& node) {
@@ -114,7 +284,18 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
-      auto text = encode_private(env.from, env.data);
+      auto text = encode_private(env.from, env.data, next_id(self));
+      if (st.store && (st.nodes.empty() || st.draining)) {
+        // Acknowledged once durable; behind any stored frames still draining.
+        auto rp = self->make_response_promise();
+        store_frame(self, text, [rp](bool stored) mutable {
+          if (stored)
+            rp.deliver(std::uint64_t{0});
+          else
+            rp.deliver(make_error(error_code::unavailable));
+        });
+        return rp;
+      }
       if (st.nodes.empty()) {
         if (st.inbox.size() >= st.inbox_limit)
           return make_error(error_code::unavailable);
@@ -126,16 +307,20 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.nodes.empty() && st.inbox.empty() && st.state == phase::serving;
-      if (idle)
+      bool stop = idle(st) && st.state == phase::serving;
+      if (stop)
         self->quit();
-      return idle;
+      return stop;
     },
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
-      if (generation == st.idle_generation && st.nodes.empty() && st.inbox.empty()
-          && st.state == phase::serving)
+      if (generation == st.idle_generation && idle(st) && st.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.user);
+    },
+    [self](retry_atom) {
+      auto& st = self->state;
+      if (st.draining && st.state == phase::serving)
+        drain(self);
     },
     [self](handoff_atom, const caf::actor& target) {
       auto& st = self->state;
@@ -172,7 +357,14 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       return rp;
     },
     [self](caf::close_atom) {
-      if (self->state.state == phase::forwarding)
+      auto& st = self->state;
+      if (st.state != phase::forwarding)
+        return;
+      // Stored frames still being written are acknowledged (or returned)
+      // by us: wait for them, or the store would hold them unacknowledged.
+      if (st.busy > 0)
+        self->delayed_send(self, std::chrono::seconds{1}, caf::close_atom::value);
+      else
         self->quit();
     },
     [self](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
@@ -193,6 +385,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
           deliver_to(self, st.nodes, text);
       }
       ++st.idle_generation;
+      if (st.store && !st.nodes.empty() && !st.draining)
+        drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
   };

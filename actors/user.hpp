@@ -26,6 +26,17 @@ struct user_state {
   phase state = phase::serving;
   caf::actor successor;
   std::vector<std::function<void()>> held;
+  /// Durable store of private frames (actors/inbox_store.hpp); null = the
+  /// in-memory inbox only.
+  caf::actor store;
+  /// With a store: stored frames are being written to the user's nodes;
+  /// newer messages are stored behind them meanwhile.
+  bool draining = false;
+  /// Store requests and confirmed deliveries in flight (no idle stop).
+  std::uint64_t busy = 0;
+  /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
+  std::string id_prefix;
+  std::uint64_t next_id = 0;
   static inline const char* name = "user";
 };
 
@@ -45,7 +56,18 @@ struct user_state {
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. The inbox is memory only: it survives a
 /// planned move, not the crash of the owner node.
+///
+/// With a durable `store` (actors/inbox_store.hpp) instead: every private
+/// frame carries an `id`; a message for a user with no connection is
+/// answered only once the store has confirmed it (`unavailable` when it
+/// cannot); on attach, stored frames are written to the user's nodes in
+/// order, in batches, each removed from the store only after one node wrote
+/// it to a socket, and messages arriving meanwhile are stored behind them.
+/// A frame not written (the connection closed) goes back to the store for
+/// the next connection. If the store is unreachable while draining, newer
+/// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit);
+                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
+                   caf::actor store);
 
 } // namespace rc

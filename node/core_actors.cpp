@@ -31,19 +31,21 @@ caf::behavior supervisor(caf::event_based_actor* self) {
 } // namespace
 
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
-                              locator_factory make_locator) {
+                              locator_factory make_locator, core_services services) {
+  auto store = services.inbox_store;
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
+  auto events = services.room_events;
   core_actors core;
   core.supervisor = sys.spawn(supervisor);
   core.rooms = sys.spawn(directory, directory_config{
-    [idle](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), idle);
+    [idle, events](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), idle, events);
     },
     false, "rooms"});
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox);
+    [idle, inbox, store](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);

@@ -5,6 +5,7 @@
 
 #include <caf/actor_system_config.hpp>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -63,8 +64,11 @@ struct node_fixture : test_coordinator_fixture<test_config> {
   settings cfg;
   core_actors core;
 
-  explicit node_fixture(settings s = {}) : cfg(std::move(s)) {
-    core = spawn_core_actors(sys, cfg);
+  /// `services` (optional) spawns the services the core actors use.
+  explicit node_fixture(settings s = {},
+                        std::function<core_services(caf::actor_system&)> services = {})
+    : cfg(std::move(s)) {
+    core = spawn_core_actors(sys, cfg, {}, services ? services(sys) : core_services{});
     sched.run();
   }
 
