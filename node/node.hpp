@@ -15,6 +15,7 @@ namespace rc {
 namespace net {
 class server;
 }
+class amqp_bridge;
 
 /// One roomcast node: the actor system with its long-lived actors (room and
 /// user directories, broadcaster, router, connection supervisor) and the
@@ -45,6 +46,7 @@ private:
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<net::server> server_;
+  std::unique_ptr<amqp_bridge> amqp_; ///< only with --amqp-url
   core_actors core_;
   std::atomic<bool> started_{false};
   std::shared_ptr<std::atomic<bool>> joined_;
