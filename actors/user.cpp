@@ -159,37 +159,57 @@ void pause_drain(self_ptr self) {
   }
 }
 
+/// Ends the batch in flight: returns its unwritten frames to the store
+/// (in order) and fetches the next batch if all were written.
+void finish_batch(self_ptr self) {
+  auto& st = self->state;
+  auto b = std::move(st.batch);
+  st.batch = nullptr;
+  --st.busy;
+  std::vector<std::uint64_t> back;
+  for (size_t i = 0; i < b->tags.size(); ++i)
+    if (b->outcome[i] != user_state::drain_batch::written)
+      back.push_back(b->tags[i]);
+  if (back.empty())
+    return drain(self);
+  self->send(st.store, requeue_atom::value, st.user, std::move(back));
+  pause_drain(self);
+}
+
 /// Writes one fetched batch in order to every node of the user; acks each
 /// frame once written, returns the unwritten ones to the store.
-void write_batch(self_ptr self, stored_frames batch) {
+void write_batch(self_ptr self, stored_frames frames) {
   auto& st = self->state;
-  struct tally {
-    std::size_t pending;
-    std::vector<std::uint64_t> failed;
-  };
-  auto t = std::make_shared<tally>(tally{batch.tags.size(), {}});
+  auto b = std::make_shared<user_state::drain_batch>();
+  b->tags = std::move(frames.tags);
+  b->outcome.assign(b->tags.size(), user_state::drain_batch::pending);
+  b->nodes = st.nodes;
+  b->left = b->tags.size();
+  st.batch = b;
   ++st.busy;
-  auto nodes = st.nodes;
-  for (size_t i = 0; i < batch.tags.size(); ++i) {
-    auto tag = batch.tags[i];
-    deliver_confirmed(self, nodes, batch.texts[i], [self, t, tag](bool written) {
+  for (size_t i = 0; i < b->tags.size(); ++i) {
+    deliver_confirmed(self, b->nodes, frames.texts[i], [self, b, i](bool written) {
       auto& st = self->state;
+      if (st.batch != b) // abandoned: its frames went back to the store
+        return;
+      b->outcome[i] = written ? user_state::drain_batch::written : user_state::drain_batch::failed;
       if (written)
-        self->send(st.store, ack_atom::value, st.user, tag);
-      else
-        t->failed.push_back(tag);
-      if (--t->pending > 0)
-        return;
-      --st.busy;
-      if (t->failed.empty()) {
-        drain(self);
-        return;
-      }
-      std::sort(t->failed.begin(), t->failed.end());
-      self->send(st.store, requeue_atom::value, st.user, std::move(t->failed));
-      pause_drain(self);
+        self->send(st.store, ack_atom::value, st.user, b->tags[i]);
+      if (--b->left == 0)
+        finish_batch(self);
     });
   }
+}
+
+/// A node writing the batch in flight died: its answers may never come, so
+/// the frames not confirmed yet go back to the store now (a frame it wrote
+/// but did not confirm is then delivered again: a duplicate with the same id).
+void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
+  auto& b = self->state.batch;
+  if (!b || std::none_of(b->nodes.begin(), b->nodes.end(),
+                         [&](const caf::actor& n) { return n.address() == node; }))
+    return;
+  finish_batch(self);
 }
 
 /// Fetches the next batch of stored frames and writes it; ends when the
@@ -255,7 +275,10 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   st.idle_timeout = idle_timeout;
   st.inbox_limit = inbox_limit;
   arm_idle_timer(self);
-  self->set_down_handler([self](caf::down_msg& dm) { remove_node(self, dm.source); });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    remove_node(self, dm.source);
+    abandon_batch_on(self, dm.source);
+  });
   return {
     [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
       if (divert(self))

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,15 @@ struct user_state {
   /// With a store: stored frames are being written to the user's nodes;
   /// newer messages are stored behind them meanwhile.
   bool draining = false;
+  /// The stored frames being written now (null between batches).
+  struct drain_batch {
+    enum result { pending, written, failed };
+    std::vector<std::uint64_t> tags;
+    std::vector<result> outcome;
+    std::vector<caf::actor> nodes; ///< the nodes it was sent to
+    std::size_t left = 0;
+  };
+  std::shared_ptr<drain_batch> batch;
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
