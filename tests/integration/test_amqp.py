@@ -13,6 +13,8 @@ events.
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 import time
 import unittest
 
@@ -143,6 +145,39 @@ class AmqpInboundTest(BrokerTestCase):
         self.assertEqual((event["room"], event["from"], event["seq"], event["data"]),
                          ("ev-room", "talker", 1, {"t": 1}))
         self.assertEqual(method.routing_key, "event.room.ev-room")
+
+    async def test_the_publisher_examples_of_docs_amqp_md_reach_a_room(self):
+        c = self.cluster(1)
+        ws = await self.client(c.nodes[0], "reader")
+        await self.join(ws, "lobby")
+        url = self.broker.url
+        # 1. amqp-publish (Debian amqp-tools)
+        subprocess.run(["amqp-publish", f"--url={url}", "-e", "roomcast", "-r", "room.lobby",
+                        "-p", "-C", "application/json", "-H", "from: cli",
+                        "-b", '{"text":"hi from the shell"}'], check=True, timeout=10)
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("cli", {"text": "hi from the shell"}))
+        # 2. pika, as in docs/amqp.md
+        import pika
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("roomcast", "room.lobby", json.dumps({"text": "hi from python"}),
+                         pika.BasicProperties(delivery_mode=2, headers={"from": "py"},
+                                              content_type="application/json"))
+        conn.close()
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("py", {"text": "hi from python"}))
+        # 3. examples/amqp_publisher.cpp
+        example = os.path.join(os.path.dirname(harness.resolve_binary()), "examples",
+                               "amqp_publisher")
+        if not os.access(example, os.X_OK):
+            self.skipTest(f"{example} not built")
+        out = subprocess.run([example, url, "room.lobby", '{"text":"hi from C++"}', "cpp"],
+                             check=True, timeout=10, capture_output=True, text=True)
+        self.assertIn("published", out.stdout)
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("cpp", {"text": "hi from C++"}))
 
 
 class AmqpDurableTest(BrokerTestCase):
