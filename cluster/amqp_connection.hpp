@@ -7,6 +7,8 @@
 #include <amqp.h>
 #include <caf/after.hpp>
 #include <caf/blocking_actor.hpp>
+#include <caf/others.hpp>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdint>
@@ -158,21 +160,31 @@ private:
 /// the next reconnection attempt, or an idle poll of the connection), takes
 /// everything queued behind it, then calls `flush` so that publishes that
 /// arrived together are confirmed together. `handlers(receive)` must call
-/// `receive(...)` with every handler of the actor; the loop ends when
-/// `running` becomes false.
+/// `receive(...)` with the actor's own handlers; the loop adds the rest: an
+/// exit message ends it (after a last `flush`), anything unexpected is
+/// logged as from `who` and dropped without a reply.
 template <class Handlers, class Flush>
-void run_bridge_loop(caf::blocking_actor* self, amqp_link& link, const bool& running,
+void run_bridge_loop(caf::blocking_actor* self, amqp_link& link, const char* who,
                      Handlers handlers, Flush flush) {
   constexpr auto idle_poll = std::chrono::milliseconds{1000};
+  bool running = true;
+  auto on_exit = [&](caf::exit_msg&) { running = false; };
+  auto on_other = [who](caf::message_view& x) -> caf::result<caf::message> {
+    spdlog::warn("{}: dropped unexpected message {}", who, caf::to_string(x.content()));
+    return caf::message{};
+  };
   while (running) {
     link.ensure();
     auto wait = link.is_open() ? idle_poll : std::min(idle_poll, link.until_next_attempt());
     bool idle = false;
     handlers([&](auto&&... hs) {
-      self->receive(std::forward<decltype(hs)>(hs)..., caf::after(wait) >> [&] { idle = true; });
+      self->receive(std::forward<decltype(hs)>(hs)..., on_exit, caf::others >> on_other,
+                    caf::after(wait) >> [&] { idle = true; });
     });
     while (running && self->has_next_message())
-      handlers([&](auto&&... hs) { self->receive(std::forward<decltype(hs)>(hs)...); });
+      handlers([&](auto&&... hs) {
+        self->receive(std::forward<decltype(hs)>(hs)..., on_exit, caf::others >> on_other);
+      });
     flush();
     if (idle && link.is_open() && !link.conn().poll())
       link.lost();

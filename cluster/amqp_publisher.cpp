@@ -1,6 +1,5 @@
 #include "cluster/amqp_publisher.hpp"
 
-#include <caf/others.hpp>
 #include <caf/response_promise.hpp>
 #include <spdlog/spdlog.h>
 
@@ -27,7 +26,6 @@ void amqp_publisher(caf::blocking_actor* self, amqp_publisher_config cfg) {
                  [](amqp_connection& c) { return c.confirm_select(); }};
   std::vector<pending_publish> pending;
   std::uint64_t events_dropped = 0;
-  bool running = true;
 
   auto flush = [&] {
     if (pending.empty())
@@ -71,18 +69,10 @@ void amqp_publisher(caf::blocking_actor* self, amqp_publisher_config cfg) {
         pending.push_back(pending_publish{amqp_outgoing{cfg.amqp.exchange, "event.room." + room,
                                                         std::move(text), {{"from", std::move(from)}}},
                                           std::nullopt});
-      },
-      [&](caf::exit_msg&) {
-        flush();
-        running = false;
-      },
-      caf::others >> [](caf::message_view& x) -> caf::result<caf::message> {
-        spdlog::warn("amqp publisher: dropped unexpected message {}", caf::to_string(x.content()));
-        return caf::message{};
       });
   };
 
-  run_bridge_loop(self, link, running, handlers, flush);
+  run_bridge_loop(self, link, "amqp publisher", handlers, flush);
 }
 
 } // namespace rc

@@ -1,6 +1,5 @@
 #include "cluster/durable_inbox.hpp"
 
-#include <caf/others.hpp>
 #include <caf/response_promise.hpp>
 #include <spdlog/spdlog.h>
 
@@ -32,7 +31,6 @@ void durable_inbox(caf::blocking_actor* self, durable_inbox_config cfg) {
                  [](amqp_connection& c) { return c.confirm_select(); }};
   std::set<std::string> declared; // per-user queues declared on this connection
   std::vector<pending_store> stores;
-  bool running = true;
 
   auto unavailable = [] { return make_error(error_code::unavailable); };
 
@@ -118,18 +116,10 @@ void durable_inbox(caf::blocking_actor* self, durable_inbox_config cfg) {
             link.lost();
             break;
           }
-      },
-      [&](caf::exit_msg&) {
-        flush();
-        running = false;
-      },
-      caf::others >> [](caf::message_view& x) -> caf::result<caf::message> {
-        spdlog::warn("durable_inbox: dropped unexpected message {}", caf::to_string(x.content()));
-        return caf::message{};
       });
   };
 
-  run_bridge_loop(self, link, running, handlers, flush);
+  run_bridge_loop(self, link, "durable_inbox", handlers, flush);
 }
 
 } // namespace rc
