@@ -24,7 +24,7 @@ constexpr auto deliver_timeout = std::chrono::seconds{5};
 constexpr auto write_timeout = std::chrono::seconds{30};
 constexpr auto store_timeout = std::chrono::seconds{10};
 /// Stored frames fetched and written per round trip to the store.
-constexpr std::uint32_t drain_batch = 100;
+constexpr std::uint32_t fetch_batch = 100;
 /// Pause before fetching again after the store failed or a write failed.
 constexpr auto drain_retry = std::chrono::seconds{1};
 
@@ -223,11 +223,12 @@ void drain(self_ptr self) {
     return;
   }
   ++st.busy;
-  self->request(st.store, store_timeout, fetch_atom::value, st.user, drain_batch)
+  self->request(st.store, store_timeout, fetch_atom::value, st.user, fetch_batch)
     .then(
       [self](stored_frames& batch) {
         auto& st = self->state;
         --st.busy;
+        st.fetch_failing = false;
         if (batch.tags.empty()) {
           st.draining = false;
           arm_idle_timer(self);
@@ -242,9 +243,13 @@ void drain(self_ptr self) {
         write_batch(self, std::move(batch));
       },
       [self](caf::error& err) {
-        --self->state.busy;
-        spdlog::warn("user {}: cannot fetch stored messages: {}", self->state.user,
-                     caf::to_string(err));
+        auto& st = self->state;
+        --st.busy;
+        // Retried every second while the user is connected: log it once.
+        if (!st.fetch_failing)
+          spdlog::warn("user {}: cannot fetch stored messages (retrying): {}", st.user,
+                       caf::to_string(err));
+        st.fetch_failing = true;
         pause_drain(self);
       });
 }

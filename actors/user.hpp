@@ -33,6 +33,8 @@ struct user_state {
   /// With a store: stored frames are being written to the user's nodes;
   /// newer messages are stored behind them meanwhile.
   bool draining = false;
+  /// The last fetch from the store failed (it is retried while connected).
+  bool fetch_failing = false;
   /// The stored frames being written now (null between batches).
   struct drain_batch {
     enum result { pending, written, failed };
