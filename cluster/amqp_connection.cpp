@@ -221,6 +221,9 @@ bool amqp_connection::handle_unexpected_frame(const amqp_frame_t& frame) {
       return fail("channel closed by the broker: " + std::to_string(m->reply_code) + " "
                   + to_string(m->reply_text));
     }
+    case AMQP_BASIC_CANCEL_METHOD:
+      // The queue was deleted under us: reconnect, which declares it again.
+      return fail("the broker cancelled the consumer (queue deleted?)");
     default:
       return true;
   }
