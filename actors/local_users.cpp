@@ -115,9 +115,8 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
         return std::uint64_t{0};
       auto key = ++st.next_write;
       auto& conns = it->second.connections;
-      st.writes.emplace(key, local_users_state::pending_write{self->make_response_promise(),
-                                                              conns.size()});
-      auto rp = st.writes[key].rp;
+      auto rp = self->make_response_promise();
+      st.writes.emplace(key, local_users_state::pending_write{rp, conns.size()});
       auto frame = make_frame(text);
       auto me = caf::actor_cast<caf::actor>(self);
       metrics::global().messages_delivered += conns.size();
