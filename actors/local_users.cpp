@@ -1,6 +1,7 @@
 #include "actors/local_users.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include <algorithm>
 
@@ -105,6 +106,35 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       auto n = static_cast<std::uint64_t>(it->second.connections.size());
       metrics::global().messages_delivered += n;
       return n;
+    },
+    [self](deliver_atom, const std::string& user, const std::string& text,
+           confirm_atom) -> caf::result<std::uint64_t> {
+      auto& st = self->state;
+      auto it = st.users.find(user);
+      if (it == st.users.end())
+        return std::uint64_t{0};
+      auto key = ++st.next_write;
+      auto& conns = it->second.connections;
+      auto rp = self->make_response_promise();
+      st.writes.emplace(key, local_users_state::pending_write{rp, conns.size()});
+      auto frame = make_frame(text);
+      auto me = caf::actor_cast<caf::actor>(self);
+      metrics::global().messages_delivered += conns.size();
+      for (auto& m : conns)
+        m.link->deliver(frame, [me, key](bool written) {
+          caf::anon_send(me, written_atom::value, key, written);
+        });
+      return rp;
+    },
+    [self](written_atom, std::uint64_t key, bool written) {
+      auto& writes = self->state.writes;
+      auto it = writes.find(key);
+      if (it == writes.end())
+        return; // answered by an earlier write
+      if (written || --it->second.outstanding == 0) {
+        it->second.rp.deliver(std::uint64_t{written ? 1u : 0u});
+        writes.erase(it);
+      }
     },
     [self](retry_atom, const std::string& user) {
       auto it = self->state.users.find(user);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <string>
@@ -17,6 +18,13 @@ struct local_users_state {
     bool attaching = false;
   };
   std::unordered_map<std::string, entry> users;
+  /// Confirmed deliveries waiting for their first successful write.
+  struct pending_write {
+    caf::response_promise rp;
+    std::size_t outstanding = 0;
+  };
+  std::unordered_map<std::uint64_t, pending_write> writes;
+  std::uint64_t next_write = 0;
   caf::actor locator;
   static inline const char* name = "local_users";
 };
@@ -29,6 +37,9 @@ struct local_users_state {
 /// Messages:
 /// - `(join_atom, member_ref)` from a connection; removed when it exits.
 /// - `(deliver_atom, user, frame text)` -> number of local connections written to.
+/// - `(deliver_atom, user, frame text, confirm_atom)` -> `1` once the frame
+///   has been written to one of the user's sockets here, `0` when it was
+///   written to none (no connection, or each one closed first).
 ///
 /// Guarantee: while a user has connections here, this node is attached to
 /// the user's current owner (re-attached when the owner changes or fails).

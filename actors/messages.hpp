@@ -49,6 +49,12 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using introduce_atom = caf::atom_constant<caf::atom("introduce")>;
+using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
+using written_atom = caf::atom_constant<caf::atom("written")>;
+using store_atom = caf::atom_constant<caf::atom("store")>;
+using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
+using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
 
 // -- message types --------------------------------------------------------------
 
@@ -128,6 +134,18 @@ typename Inspector::result_type inspect(Inspector& f, user_snapshot& x) {
   return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes);
 }
 
+/// Private frames taken from a user's durable store, oldest first; each
+/// stays in the store until acknowledged by its tag (see actors/inbox_store.hpp).
+struct stored_frames {
+  std::vector<std::uint64_t> tags;
+  std::vector<std::string> texts;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_frames& x) {
+  return f(caf::meta::type_name("rc::stored_frames"), x.tags, x.texts);
+}
+
 // -- errors between actors ------------------------------------------------------
 
 /// Category of `caf::error`s that carry one of our client-visible codes.
@@ -174,6 +192,7 @@ void add_wire_types(Config& cfg) {
   cfg.template add_message_type<relay_members>("rc::relay_members");
   cfg.template add_message_type<room_snapshot>("rc::room_snapshot");
   cfg.template add_message_type<user_snapshot>("rc::user_snapshot");
+  cfg.template add_message_type<stored_frames>("rc::stored_frames");
 }
 
 } // namespace rc

@@ -194,9 +194,11 @@ std::string encode_message(std::string_view room, std::string_view from, std::ui
   return out;
 }
 
-std::string encode_private(std::string_view from, std::string_view data) {
-  return R"({"type":"private","from":)" + quoted(from) + R"(,"data":)" + std::string{data}
-         + "}";
+std::string encode_private(std::string_view from, std::string_view data, std::string_view id) {
+  std::string out = R"({"type":"private",)";
+  if (!id.empty())
+    out += R"("id":)" + quoted(id) + ",";
+  return out + R"("from":)" + quoted(from) + R"(,"data":)" + std::string{data} + "}";
 }
 
 std::string encode_broadcast(std::string_view from, std::string_view data) {

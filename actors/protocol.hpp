@@ -49,7 +49,10 @@ std::string encode_pong(std::string_view id);
 std::string encode_error(std::string_view id, error_code code, std::string_view message);
 std::string encode_message(std::string_view room, std::string_view from, std::uint64_t seq,
                            std::string_view data);
-std::string encode_private(std::string_view from, std::string_view data);
+/// `id` (an addition, set when private messages are stored durably) names
+/// the message so that a client can drop a redelivered copy.
+std::string encode_private(std::string_view from, std::string_view data,
+                           std::string_view id = {});
 std::string encode_broadcast(std::string_view from, std::string_view data);
 
 /// True when JSON text nests arrays/objects deeper than `limit`.

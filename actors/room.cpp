@@ -136,9 +136,11 @@ public:
                                const caf::actor_addr& sender, bool echo) {
     auto& st = self->state;
     auto seq = ++st.seq;
+    auto text = encode_message(st.room, from, seq, data);
+    if (st.events)
+      self->send(st.events, caf::publish_atom::value, st.room, from, text);
     // Encoded once; one message (shared, copy-on-write) per node.
-    auto msg = caf::make_message(fanout_atom::value, seq,
-                                 encode_message(st.room, from, seq, data), sender, echo);
+    auto msg = caf::make_message(fanout_atom::value, seq, std::move(text), sender, echo);
     for (auto& [_, e] : st.relays) {
       count_if_remote(self, e.relay, kind::room);
       self->send(e.relay, msg);
@@ -304,6 +306,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   st.idle_timeout = setup.idle_timeout;
   st.kinds = std::move(setup.kinds);
   st.locator = std::move(setup.locator);
+  st.events = std::move(setup.events);
   st.plain = !st.kinds || !st.kinds->matches(st.room);
   st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
   arm_idle_timer(self);

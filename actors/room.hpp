@@ -54,6 +54,8 @@ struct room_state {
   /// Forwarding lasts until every relay switched to the successor.
   move_state move;
   std::size_t relays_to_release = 0;
+  /// Gets `(publish_atom, room, from, frame text)` for every message; may be null.
+  caf::actor events;
   room_state();
   ~room_state();
   static inline const char* name = "room";
@@ -78,13 +80,17 @@ struct room_state {
 /// exception from the logic restarts the room (fresh logic, new epoch).
 ///
 /// Guarantees: each relay receives every message in `seq` order exactly
-/// once; the frame text is encoded once per message.
+/// once; the frame text is encoded once per message. `setup.events`, when
+/// set, gets every message too (in `seq` order), as
+/// `(publish_atom, room, from, text)`.
 /// What a room needs from its node besides its name and directory.
 struct room_setup {
   duration idle_timeout{30000};
   std::shared_ptr<const room_kinds> kinds;
   /// Set once the node's locator exists (rooms are spawned after that).
   std::shared_ptr<caf::actor> locator;
+  /// Gets every room message (the AMQP events publisher); null = none.
+  caf::actor events;
 };
 
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,

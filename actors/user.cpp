@@ -6,7 +6,9 @@
 
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
+#include "actors/inbox_store.hpp"
 #include "actors/protocol.hpp"
+#include "actors/room.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -18,12 +20,33 @@ using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
 constexpr auto deliver_timeout = std::chrono::seconds{5};
+/// Stored frames wait this long for a socket write before counting as unwritten.
+constexpr auto write_timeout = std::chrono::seconds{30};
+constexpr auto store_timeout = std::chrono::seconds{10};
+/// Stored frames fetched and written per round trip to the store.
+constexpr std::uint32_t fetch_batch = 100;
+/// Pause before fetching again after the store failed or a write failed.
+constexpr auto drain_retry = std::chrono::seconds{1};
+
+bool idle(const user_state& st) {
+  return st.nodes.empty() && st.inbox.empty() && !st.draining && st.busy == 0;
+}
 
 void arm_idle_timer(self_ptr self) {
   auto& st = self->state;
   ++st.idle_generation;
-  if (st.nodes.empty() && st.inbox.empty())
+  if (idle(st))
     self->delayed_send(self, st.idle_timeout, caf::idle_atom::value, st.idle_generation);
+}
+
+/// The next private message id, or none without a durable store.
+std::string next_id(self_ptr self) {
+  auto& st = self->state;
+  if (!st.store)
+    return {};
+  if (st.id_prefix.empty())
+    st.id_prefix = make_epoch();
+  return st.id_prefix + "-" + std::to_string(++st.next_id);
 }
 
 void remove_node(self_ptr self, const caf::actor_addr& node) {
@@ -41,6 +64,38 @@ void keep(self_ptr self, std::string text) {
   ++self->state.idle_generation;
 }
 
+/// Stores one frame durably; `done(true)` once the store confirmed it.
+template <class F>
+void store_frame(self_ptr self, const std::string& text, F done) {
+  auto& st = self->state;
+  ++st.busy;
+  self->request(st.store, store_timeout, store_atom::value, st.user, text)
+    .then(
+      [self, done](caf::ok_atom) mutable {
+        --self->state.busy;
+        done(true);
+        arm_idle_timer(self);
+      },
+      [self, done](caf::error& err) mutable {
+        --self->state.busy;
+        spdlog::warn("user {}: cannot store a private message: {}", self->state.user,
+                     caf::to_string(err));
+        done(false);
+        arm_idle_timer(self);
+      });
+}
+
+/// A frame for a user with no connection: into the durable store if there
+/// is one (kept in memory if that fails), else into the memory inbox.
+void keep_or_store(self_ptr self, std::string text) {
+  if (!self->state.store)
+    return keep(self, std::move(text));
+  store_frame(self, text, [self, text](bool stored) {
+    if (!stored)
+      keep(self, text);
+  });
+}
+
 /// Sends one private frame to every node in `nodes`. If no node had a
 /// connection of the user any more (it left meanwhile), the frame goes back
 /// to the inbox rather than being lost.
@@ -53,7 +108,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   auto settle = [self, t, text](std::uint64_t written) {
     t->written += written;
     if (--t->pending == 0 && t->written == 0)
-      keep(self, text);
+      keep_or_store(self, text);
   };
   for (auto& node : nodes) {
     count_if_remote(self, node, kind::user);
@@ -63,19 +118,160 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   }
 }
 
+/// Writes `text` to the user's sockets on `nodes`; `done(true)` once one of
+/// them wrote it, `done(false)` when none did.
+template <class F>
+void deliver_confirmed(self_ptr self, const std::vector<caf::actor>& nodes,
+                       const std::string& text, F done) {
+  struct tally {
+    std::size_t pending;
+    bool settled = false;
+  };
+  auto t = std::make_shared<tally>(tally{nodes.size()});
+  auto settle = [t, done](bool written) mutable {
+    if (t->settled)
+      return;
+    if (written || --t->pending == 0) {
+      t->settled = true;
+      done(written);
+    }
+  };
+  for (auto& node : nodes) {
+    count_if_remote(self, node, kind::user);
+    self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
+                  confirm_atom::value)
+      .then([settle](std::uint64_t written) mutable { settle(written > 0); },
+            [settle](caf::error&) mutable { settle(false); });
+  }
+}
+
+void drain(self_ptr self);
+
+/// Stops draining until the next attach (or retries soon while the user
+/// still has connections).
+void pause_drain(self_ptr self) {
+  auto& st = self->state;
+  if (st.nodes.empty()) {
+    st.draining = false;
+    arm_idle_timer(self);
+  } else {
+    self->delayed_send(self, drain_retry, retry_atom::value);
+  }
+}
+
+/// Ends the batch in flight: returns its unwritten frames to the store
+/// (in order) and fetches the next batch if all were written.
+void finish_batch(self_ptr self) {
+  auto& st = self->state;
+  auto b = std::move(st.batch);
+  st.batch = nullptr;
+  --st.busy;
+  std::vector<std::uint64_t> back;
+  for (size_t i = 0; i < b->tags.size(); ++i)
+    if (b->outcome[i] != user_state::drain_batch::written)
+      back.push_back(b->tags[i]);
+  if (back.empty())
+    return drain(self);
+  self->send(st.store, requeue_atom::value, st.user, std::move(back));
+  pause_drain(self);
+}
+
+/// Writes one fetched batch in order to every node of the user; acks each
+/// frame once written, returns the unwritten ones to the store.
+void write_batch(self_ptr self, stored_frames frames) {
+  auto& st = self->state;
+  auto b = std::make_shared<user_state::drain_batch>();
+  b->tags = std::move(frames.tags);
+  b->outcome.assign(b->tags.size(), user_state::drain_batch::pending);
+  b->nodes = st.nodes;
+  b->left = b->tags.size();
+  st.batch = b;
+  ++st.busy;
+  for (size_t i = 0; i < b->tags.size(); ++i) {
+    deliver_confirmed(self, b->nodes, frames.texts[i], [self, b, i](bool written) {
+      auto& st = self->state;
+      if (st.batch != b) // abandoned: its frames went back to the store
+        return;
+      b->outcome[i] = written ? user_state::drain_batch::written : user_state::drain_batch::failed;
+      if (written)
+        self->send(st.store, ack_atom::value, st.user, b->tags[i]);
+      if (--b->left == 0)
+        finish_batch(self);
+    });
+  }
+}
+
+/// A node writing the batch in flight died: its answers may never come, so
+/// the frames not confirmed yet go back to the store now (a frame it wrote
+/// but did not confirm is then delivered again: a duplicate with the same id).
+void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
+  auto& b = self->state.batch;
+  if (!b || std::none_of(b->nodes.begin(), b->nodes.end(),
+                         [&](const caf::actor& n) { return n.address() == node; }))
+    return;
+  finish_batch(self);
+}
+
+/// Fetches the next batch of stored frames and writes it; ends when the
+/// store has nothing more for the user.
+void drain(self_ptr self) {
+  auto& st = self->state;
+  st.draining = true;
+  if (st.nodes.empty() || st.move.state != phase::serving) {
+    st.draining = false;
+    arm_idle_timer(self);
+    return;
+  }
+  ++st.busy;
+  self->request(st.store, store_timeout, fetch_atom::value, st.user, fetch_batch)
+    .then(
+      [self](stored_frames& batch) {
+        auto& st = self->state;
+        --st.busy;
+        st.fetch_failing = false;
+        if (batch.tags.empty()) {
+          st.draining = false;
+          arm_idle_timer(self);
+          return;
+        }
+        if (st.nodes.empty() || st.move.state != phase::serving) {
+          self->send(st.store, requeue_atom::value, st.user, std::move(batch.tags));
+          st.draining = false;
+          arm_idle_timer(self);
+          return;
+        }
+        write_batch(self, std::move(batch));
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        --st.busy;
+        // Retried every second while the user is connected: log it once.
+        if (!st.fetch_failing)
+          spdlog::warn("user {}: cannot fetch stored messages (retrying): {}", st.user,
+                       caf::to_string(err));
+        st.fetch_failing = true;
+        pause_drain(self);
+      });
+}
+
 
 } // namespace
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit) {
+                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
+                   caf::actor store) {
   harden(self, "user");
   auto& st = self->state;
+  st.store = std::move(store);
   st.user = std::move(name);
   st.directory = std::move(directory);
   st.idle_timeout = idle_timeout;
   st.inbox_limit = inbox_limit;
   arm_idle_timer(self);
-  self->set_down_handler([self](caf::down_msg& dm) { remove_node(self, dm.source); });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    remove_node(self, dm.source);
+    abandon_batch_on(self, dm.source);
+  });
   return {
     [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
       if (self->state.move.divert(self))
@@ -90,6 +286,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       for (auto& text : inbox)
         deliver_to(self, {node}, text);
       ++st.idle_generation;
+      if (st.store && !st.draining)
+        drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
     [self](detach_atom, const caf::actor& node) {
@@ -102,7 +300,18 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
-      auto text = encode_private(env.from, env.data);
+      auto text = encode_private(env.from, env.data, next_id(self));
+      if (st.store && (st.nodes.empty() || st.draining)) {
+        // Acknowledged once durable; behind any stored frames still draining.
+        auto rp = self->make_response_promise();
+        store_frame(self, text, [rp](bool stored) mutable {
+          if (stored)
+            rp.deliver(std::uint64_t{0});
+          else
+            rp.deliver(make_error(error_code::unavailable));
+        });
+        return rp;
+      }
       if (st.nodes.empty()) {
         if (st.inbox.size() >= st.inbox_limit)
           return make_error(error_code::unavailable);
@@ -114,16 +323,20 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.nodes.empty() && st.inbox.empty() && st.move.state == phase::serving;
-      if (idle)
+      bool stop = idle(st) && st.move.state == phase::serving;
+      if (stop)
         self->quit();
-      return idle;
+      return stop;
     },
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
-      if (generation == st.idle_generation && st.nodes.empty() && st.inbox.empty()
-          && st.move.state == phase::serving)
+      if (generation == st.idle_generation && idle(st) && st.move.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.user);
+    },
+    [self](retry_atom) {
+      auto& st = self->state;
+      if (st.draining && st.move.state == phase::serving)
+        drain(self);
     },
     [self](handoff_atom, const caf::actor& target) {
       auto& st = self->state;
@@ -156,7 +369,14 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       return rp;
     },
     [self](caf::close_atom) {
-      if (self->state.move.state == phase::forwarding)
+      auto& st = self->state;
+      if (st.move.state != phase::forwarding)
+        return;
+      // Stored frames still being written are acknowledged (or returned)
+      // by us: wait for them, or the store would hold them unacknowledged.
+      if (st.busy > 0)
+        self->delayed_send(self, std::chrono::seconds{1}, caf::close_atom::value);
+      else
         self->quit();
     },
     [self](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
@@ -177,6 +397,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
           deliver_to(self, st.nodes, text);
       }
       ++st.idle_generation;
+      if (st.store && !st.nodes.empty() && !st.draining)
+        drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
   };

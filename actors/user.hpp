@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,28 @@ struct user_state {
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
   move_state move;
+  /// Durable store of private frames (actors/inbox_store.hpp); null = the
+  /// in-memory inbox only.
+  caf::actor store;
+  /// With a store: stored frames are being written to the user's nodes;
+  /// newer messages are stored behind them meanwhile.
+  bool draining = false;
+  /// The last fetch from the store failed (it is retried while connected).
+  bool fetch_failing = false;
+  /// The stored frames being written now (null between batches).
+  struct drain_batch {
+    enum result { pending, written, failed };
+    std::vector<std::uint64_t> tags;
+    std::vector<result> outcome;
+    std::vector<caf::actor> nodes; ///< the nodes it was sent to
+    std::size_t left = 0;
+  };
+  std::shared_ptr<drain_batch> batch;
+  /// Store requests and confirmed deliveries in flight (no idle stop).
+  std::uint64_t busy = 0;
+  /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
+  std::string id_prefix;
+  std::uint64_t next_id = 0;
   static inline const char* name = "user";
 };
 
@@ -43,7 +66,18 @@ struct user_state {
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. The inbox is memory only: it survives a
 /// planned move, not the crash of the owner node.
+///
+/// With a durable `store` (actors/inbox_store.hpp) instead: every private
+/// frame carries an `id`; a message for a user with no connection is
+/// answered only once the store has confirmed it (`unavailable` when it
+/// cannot); on attach, stored frames are written to the user's nodes in
+/// order, in batches, each removed from the store only after one node wrote
+/// it to a socket, and messages arriving meanwhile are stored behind them.
+/// A frame not written (the connection closed) goes back to the store for
+/// the next connection. If the store is unreachable while draining, newer
+/// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit);
+                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
+                   caf::actor store);
 
 } // namespace rc

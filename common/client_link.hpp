@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,14 @@ public:
   /// Queues one text frame. Over the outgoing limits the session closes
   /// with `slow_consumer` instead of growing without bound.
   virtual void deliver(frame_ptr frame) = 0;
+
+  /// Called once per confirmed frame: `true` when the frame was written to
+  /// the socket, `false` when it was dropped (closed, slow consumer). Runs on
+  /// the session's thread: it must only enqueue (e.g. send a message).
+  using written_fn = std::function<void(bool written)>;
+
+  /// Like `deliver`, and reports whether this frame reached the socket.
+  virtual void deliver(frame_ptr frame, written_fn written) = 0;
 
   /// Writes what is queued (bounded by the drain time), then closes.
   virtual void close(close_reason why) = 0;

@@ -231,6 +231,20 @@ const std::vector<option>& options() {
          RC_FIELD(limits.inbox_limit)),
     make("max-rooms-per-connection", "limits", "rooms one connection may join at once",
          RC_FIELD(limits.max_rooms_per_connection)),
+    make("amqp-url", "amqp", "RabbitMQ broker, amqp://user:pass@host:port/vhost; empty = none",
+         RC_FIELD(amqp.url)),
+    make("amqp-exchange", "amqp", "durable topic exchange other services publish to",
+         RC_FIELD(amqp.exchange)),
+    make("amqp-queue", "amqp", "durable inbound queue shared by all nodes",
+         RC_FIELD(amqp.queue)),
+    make("amqp-events", "amqp", "also publish every room message as event.room.<R>",
+         RC_FIELD(amqp.events)),
+    make("amqp-prefetch", "amqp", "unacknowledged inbound messages per node",
+         RC_FIELD(amqp.prefetch)),
+    make("amqp-reconnect-min", "amqp", "first wait before reconnecting to the broker",
+         RC_FIELD(amqp.reconnect_min)),
+    make("amqp-reconnect-max", "amqp", "longest wait between reconnection attempts",
+         RC_FIELD(amqp.reconnect_max)),
   };
   return table;
 }
@@ -343,6 +357,18 @@ std::string apply_file(const std::string& path, settings& cfg) {
   return {};
 }
 
+/// `amqp://user:secret@host` -> `amqp://user:***@host`.
+std::string mask_url_password(std::string url) {
+  auto at = url.rfind('@');
+  auto start = url.find("://");
+  if (at == std::string::npos || start == std::string::npos)
+    return url;
+  auto colon = url.find(':', start + 3);
+  if (colon != std::string::npos && colon < at)
+    url.replace(colon + 1, at - colon - 1, "***");
+  return url;
+}
+
 } // namespace
 
 // -- public API -----------------------------------------------------------------
@@ -448,6 +474,8 @@ std::string describe(const settings& cfg) {
     auto value = o.get(cfg);
     if ((o.name == "jwt-secret" || o.name == "api-key") && !value.empty())
       value = "***";
+    if (o.name == "amqp-url")
+      value = mask_url_password(value);
     out += (out.empty() ? "" : " ") + o.name + "=" + value;
   }
   return out;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cctype>
+
 #include "actors/names.hpp"
 
 namespace rc {
@@ -42,6 +44,20 @@ std::string settings::validate() const {
     return "seeds need a cluster-port";
   if (!node_name.empty() && !valid_name(node_name))
     return "node-name must be 1 to 128 characters of [A-Za-z0-9_.:@-]";
+  if (!amqp.url.empty()) {
+    amqp_endpoint ep;
+    std::string err;
+    if (!parse_amqp_url(amqp.url, ep, err))
+      return "amqp-url: " + err;
+    if (amqp.exchange.empty())
+      return "amqp-exchange must not be empty";
+    if (amqp.queue.empty())
+      return "amqp-queue must not be empty";
+    if (amqp.prefetch == 0 || amqp.prefetch > 65535)
+      return "amqp-prefetch must be between 1 and 65535";
+    if (amqp.reconnect_min.count() <= 0 || amqp.reconnect_max < amqp.reconnect_min)
+      return "amqp-reconnect-min must be positive and at most amqp-reconnect-max";
+  }
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   bool known = false;
   for (auto lvl : levels)
@@ -49,6 +65,72 @@ std::string settings::validate() const {
   if (!known)
     return "log-level must be one of trace, debug, info, warn, error, critical, off";
   return {};
+}
+
+namespace {
+
+bool percent_decode(const std::string& in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1]))
+        || !std::isxdigit(static_cast<unsigned char>(in[i + 2])))
+      return false;
+    out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+    i += 2;
+  }
+  return true;
+}
+
+} // namespace
+
+bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& error) {
+  const std::string scheme = "amqp://";
+  if (url.compare(0, scheme.size(), scheme) != 0) {
+    error = "expected amqp://user:pass@host:port/vhost, got '" + url + "'";
+    return false;
+  }
+  auto rest = url.substr(scheme.size());
+  std::string path;
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    path = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  amqp_endpoint ep;
+  if (auto at = rest.rfind('@'); at != std::string::npos) {
+    auto userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    auto colon = userinfo.find(':');
+    if (!percent_decode(userinfo.substr(0, colon), ep.user)
+        || (colon != std::string::npos && !percent_decode(userinfo.substr(colon + 1), ep.password))) {
+      error = "bad percent-encoding in the user or password of '" + url + "'";
+      return false;
+    }
+  }
+  auto colon = rest.rfind(':');
+  ep.host = rest.substr(0, colon);
+  if (colon != std::string::npos) {
+    auto port = rest.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos
+        || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+      error = "bad port in '" + url + "'";
+      return false;
+    }
+    ep.port = static_cast<std::uint16_t>(std::stoul(port));
+  }
+  if (ep.host.empty()) {
+    error = "no host in '" + url + "'";
+    return false;
+  }
+  if (!path.empty() && !percent_decode(path, ep.vhost)) {
+    error = "bad percent-encoding in the vhost of '" + url + "'";
+    return false;
+  }
+  out = std::move(ep);
+  return true;
 }
 
 std::string settings::effective_cluster_advertise() const {

@@ -36,6 +36,38 @@ struct limits_settings {
   std::uint64_t max_rooms_per_connection = 1000;
 };
 
+/// The RabbitMQ bridge (cluster/amqp_*). Off while `url` is empty: the node
+/// then keeps offline private messages in memory, as without a broker.
+struct amqp_settings {
+  /// `amqp://user:pass@host:port/vhost`; empty = no broker.
+  std::string url;
+  /// Durable topic exchange that other services publish to.
+  std::string exchange = "roomcast";
+  /// Durable queue shared by every node (competing consumers), bound to
+  /// `room.#`, `user.#` and `broadcast`.
+  std::string queue = "roomcast.inbound";
+  /// Also publish every room message as `event.room.<R>`.
+  bool events = false;
+  /// Unacknowledged inbound messages one node holds at most.
+  std::uint64_t prefetch = 100;
+  /// First and largest wait between reconnection attempts (doubling).
+  duration reconnect_min{200};
+  duration reconnect_max{5000};
+};
+
+/// Where `amqp-url` points, parsed.
+struct amqp_endpoint {
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string host;
+  std::uint16_t port = 5672;
+  std::string vhost = "/";
+};
+
+/// Parses `amqp://[user[:pass]@]host[:port][/vhost]` (the vhost
+/// percent-decoded; none = `/`). Returns false with `error` set otherwise.
+bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& error);
+
 /// The whole configuration of a node. Defaults live here, next to their
 /// documentation; config/loader.cpp layers file < environment < command line.
 struct settings {
@@ -79,6 +111,7 @@ struct settings {
   /// tree's `web/` (the build's ROOMCAST_WEB_ROOT).
   std::string web_root = default_web_root();
   limits_settings limits;
+  amqp_settings amqp;
 
   /// Checks values that parse but make no sense together; returns a message
   /// naming the option, or an empty string when everything is fine.

@@ -14,7 +14,15 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, server_context_
 }
 
 websocket_session::~websocket_session() {
+  report_dropped(queue_);
   ctx_->websockets--;
+}
+
+void websocket_session::report_dropped(std::deque<outgoing>& dropped) {
+  for (auto& o : dropped)
+    if (o.written)
+      o.written(false);
+  dropped.clear();
 }
 
 void websocket_session::run(http::request<http::string_body> req) {
@@ -106,13 +114,21 @@ void websocket_session::frame_done() {
 // -- writing ----------------------------------------------------------------------
 
 void websocket_session::deliver(frame_ptr frame) {
+  deliver(std::move(frame), nullptr);
+}
+
+void websocket_session::deliver(frame_ptr frame, written_fn written) {
   bool kick = false;
   {
-    std::lock_guard<std::mutex> guard{mutex_};
-    if (closed_ || overflowed_)
+    std::unique_lock<std::mutex> guard{mutex_};
+    if (closed_ || overflowed_) {
+      guard.unlock();
+      if (written)
+        written(false);
       return;
+    }
     queued_bytes_ += frame->size();
-    queue_.push_back(std::move(frame));
+    queue_.push_back(outgoing{std::move(frame), std::move(written)});
     auto& lim = ctx_->cfg.limits;
     if (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes)
       overflowed_ = true;
@@ -130,7 +146,7 @@ void websocket_session::do_write() {
     std::lock_guard<std::mutex> guard{mutex_};
     overflow = overflowed_;
     if (!overflow && !queue_.empty() && !close_started_)
-      next = queue_.front();
+      next = queue_.front().frame;
     else
       writing_ = false;
   }
@@ -149,16 +165,20 @@ void websocket_session::do_write() {
 }
 
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
+  written_fn written;
   {
     // The buffer just written stays alive until here (front of the queue).
     std::lock_guard<std::mutex> guard{mutex_};
     if (!queue_.empty()) {
-      queued_bytes_ -= queue_.front()->size();
+      queued_bytes_ -= queue_.front().frame->size();
+      written = std::move(queue_.front().written);
       queue_.pop_front();
     }
     if (ec)
       writing_ = false;
   }
+  if (written)
+    written(!ec);
   if (ec) {
     if (ec != boost::asio::error::operation_aborted && ec != websocket::error::closed)
       spdlog::debug("write to {} failed: {}", who_.user, ec.message());
@@ -199,15 +219,18 @@ void websocket_session::start_close(close_reason why) {
     reason_ = why;
     reason_set_ = true;
   }
+  std::deque<outgoing> dropped;
   {
     // Drop what was not written yet; keep the in-flight front alive.
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
     while (queue_.size() > (writing_ ? 1u : 0u)) {
-      queued_bytes_ -= queue_.back()->size();
+      queued_bytes_ -= queue_.back().frame->size();
+      dropped.push_front(std::move(queue_.back()));
       queue_.pop_back();
     }
   }
+  report_dropped(dropped);
   ping_timer_.cancel();
   websocket::close_reason cr{static_cast<websocket::close_code>(close_code(why)), std::string{to_string(why)}};
   ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {

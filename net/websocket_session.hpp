@@ -38,11 +38,17 @@ public:
 
   // -- client_link ------------------------------------------------------------
   void deliver(frame_ptr frame) override;
+  void deliver(frame_ptr frame, written_fn written) override;
   void close(close_reason why) override;
   void frame_done() override;
 
 private:
   static constexpr int max_inflight = 32;
+
+  struct outgoing {
+    frame_ptr frame;
+    written_fn written; ///< empty for unconfirmed frames
+  };
 
   void on_accept(beast::error_code ec);
   void do_read();
@@ -54,6 +60,8 @@ private:
   void arm_ping_timer();
   /// Ends the session once: metrics, log, and tells the inbound handler.
   void finish(close_reason why);
+  /// Reports `false` to the confirmations of frames that will not be written.
+  static void report_dropped(std::deque<outgoing>& dropped);
 
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
@@ -77,7 +85,7 @@ private:
 
   // Outgoing queue, shared with deliver() callers.
   std::mutex mutex_;
-  std::deque<frame_ptr> queue_; // front() is being written while writing_
+  std::deque<outgoing> queue_; // front() is being written while writing_
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;        // a write is in flight or posted
   bool overflowed_ = false;

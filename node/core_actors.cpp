@@ -32,12 +32,13 @@ caf::behavior supervisor(caf::event_based_actor* self) {
 
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
                               locator_factory make_locator,
-                              std::shared_ptr<const room_kinds> kinds) {
+                              std::shared_ptr<const room_kinds> kinds, core_services services) {
+  auto store = services.inbox_store;
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
-  room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>()};
+  room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
   for (int i = 0; i < 64; ++i)
     core.supervisors.push_back(sys.spawn(supervisor));
   core.rooms = sys.spawn(directory, directory_config{
@@ -46,8 +47,8 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     },
     false, "rooms"});
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox);
+    [idle, inbox, store](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);

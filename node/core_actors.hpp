@@ -36,9 +36,19 @@ struct core_actors {
 /// default answers with this node's own actors (a single node).
 using locator_factory = std::function<caf::actor(const core_actors&)>;
 
+/// Optional services the core actors use when a broker is configured.
+struct core_services {
+  /// Durable store of offline private messages (actors/inbox_store.hpp);
+  /// null = each user actor keeps an in-memory inbox.
+  caf::actor inbox_store;
+  /// Receives `(publish_atom, room, from, frame text)` for every room message; null = none.
+  caf::actor room_events;
+};
+
 /// Spawns a node's actors; rooms run the logic `kinds` registers for them.
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
                               locator_factory make_locator = {},
-                              std::shared_ptr<const room_kinds> kinds = {});
+                              std::shared_ptr<const room_kinds> kinds = {},
+                              core_services services = {});
 
 } // namespace rc

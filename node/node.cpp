@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "actors/connection.hpp"
+#include "cluster/amqp_bridge.hpp"
 #include "cluster/membership.hpp"
 #include "common/metrics.hpp"
 #include "net/server.hpp"
@@ -90,7 +91,14 @@ std::uint16_t node::start() {
       return system_->spawn(membership, std::move(mc));
     };
   }
-  core_ = spawn_core_actors(*system_, cfg_, make_locator, kinds_);
+  core_services services;
+  if (!cfg_.amqp.url.empty()) {
+    amqp_ = std::make_unique<amqp_bridge>(*system_, cfg_);
+    services = amqp_->services();
+  }
+  core_ = spawn_core_actors(*system_, cfg_, make_locator, kinds_, services);
+  if (amqp_)
+    amqp_->start_consuming(core_.router);
   if (cfg_.cluster_port != 0) {
     auto bind = cfg_.cluster_bind.empty() ? cfg_.bind : cfg_.cluster_bind;
     auto port = system_->middleman().publish(core_.locator, cfg_.cluster_port, bind.c_str(), true);
@@ -113,7 +121,9 @@ std::uint16_t node::start() {
   hooks.not_ready_reason = [this]() -> std::string {
     if (!started_)
       return "starting";
-    return joined_->load() ? "" : "joining the cluster";
+    if (!joined_->load())
+      return "joining the cluster";
+    return amqp_ ? amqp_->not_ready_reason() : "";
   };
   hooks.cluster_info = [this](std::function<void(unsigned, std::string)> reply) {
     if (cfg_.cluster_port == 0) {
@@ -168,6 +178,8 @@ void node::shutdown() {
   if (stopped_)
     return;
   stopped_ = true;
+  if (amqp_)
+    amqp_->stop_consuming();
   if (server_) {
     server_->stop_accepting();
     if (cfg_.cluster_port != 0)
@@ -181,6 +193,8 @@ void node::shutdown() {
     server_->stop();
   }
   core_.stop();
+  if (amqp_)
+    amqp_->stop();
 }
 
 } // namespace rc

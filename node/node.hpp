@@ -15,6 +15,7 @@ namespace rc {
 namespace net {
 class server;
 }
+class amqp_bridge;
 
 /// One roomcast node: the actor system with its long-lived actors (room and
 /// user directories, broadcaster, router, connection supervisor) and the
@@ -48,6 +49,7 @@ private:
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<net::server> server_;
+  std::unique_ptr<amqp_bridge> amqp_; ///< only with --amqp-url
   core_actors core_;
   std::shared_ptr<room_kinds> kinds_ = std::make_shared<room_kinds>();
   std::atomic<bool> started_{false};

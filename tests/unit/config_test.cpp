@@ -137,3 +137,44 @@ CAF_TEST(describe masks secrets) {
   CAF_CHECK(line.find("k3y") == std::string::npos);
   CAF_CHECK(line.find("jwt-secret=***") != std::string::npos);
 }
+
+CAF_TEST(amqp urls parse into their parts with defaults) {
+  amqp_endpoint ep;
+  std::string err;
+  CAF_REQUIRE(parse_amqp_url("amqp://bob:p%40ss@mq.internal:5673/prod", ep, err));
+  CAF_CHECK_EQUAL(ep.user, "bob");
+  CAF_CHECK_EQUAL(ep.password, "p@ss");
+  CAF_CHECK_EQUAL(ep.host, "mq.internal");
+  CAF_CHECK_EQUAL(ep.port, 5673u);
+  CAF_CHECK_EQUAL(ep.vhost, "prod");
+  CAF_REQUIRE(parse_amqp_url("amqp://localhost", ep, err));
+  CAF_CHECK_EQUAL(ep.user, "guest");
+  CAF_CHECK_EQUAL(ep.port, 5672u);
+  CAF_CHECK_EQUAL(ep.vhost, "/");
+  CAF_REQUIRE(parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f", ep, err));
+  CAF_CHECK_EQUAL(ep.vhost, "/");
+}
+
+CAF_TEST(a bad amqp url or amqp setting fails with a message naming it) {
+  for (auto url : {"http://localhost", "amqp://", "amqp://host:0", "amqp://host:99999",
+                   "amqp://host:12x", "amqp://u:p@/vh", "amqp://host/%zz"}) {
+    auto r = load({"--amqp-url", url});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("amqp-url") != std::string::npos);
+  }
+  auto r = load({"--amqp-url", "amqp://h", "--amqp-prefetch", "0"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--amqp-url", "amqp://h", "--amqp-reconnect-min", "10s", "--amqp-reconnect-max", "1s"});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--amqp-url", "amqp://h", "--amqp-events", "true", "--amqp-prefetch", "10"});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK(r.cfg.amqp.events);
+  CAF_CHECK_EQUAL(r.cfg.amqp.prefetch, 10u);
+}
+
+CAF_TEST(describe masks the password of the amqp url) {
+  auto r = load({"--amqp-url", "amqp://bob:s3cret@mq:5672/%2f"});
+  auto line = describe(r.cfg);
+  CAF_CHECK(line.find("s3cret") == std::string::npos);
+  CAF_CHECK(line.find("amqp-url=amqp://bob:***@mq:5672/%2f") != std::string::npos);
+}

@@ -6,6 +6,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include <map>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -24,6 +25,12 @@ namespace rc::test {
 class recording_link : public client_link {
 public:
   void deliver(frame_ptr frame) override { frames.push_back(*frame); }
+  /// Confirmed frames are recorded (and reported written) unless `refuse`.
+  void deliver(frame_ptr frame, written_fn written) override {
+    if (!refuse)
+      frames.push_back(*frame);
+    written(!refuse);
+  }
   void close(close_reason why) override { closed.push_back(why); }
   void frame_done() override { ++done; }
 
@@ -48,6 +55,7 @@ public:
   std::vector<std::string> frames;
   std::vector<close_reason> closed;
   int done = 0;
+  bool refuse = false;
 };
 
 struct test_config : caf::actor_system_config {
@@ -59,8 +67,11 @@ struct node_fixture : test_coordinator_fixture<test_config> {
   settings cfg;
   core_actors core;
 
-  explicit node_fixture(settings s = {}) : cfg(std::move(s)) {
-    core = spawn_core_actors(sys, cfg);
+  /// `services` (optional) spawns the services the core actors use.
+  explicit node_fixture(settings s = {},
+                        std::function<core_services(caf::actor_system&)> services = {})
+    : cfg(std::move(s)) {
+    core = spawn_core_actors(sys, cfg, {}, {}, services ? services(sys) : core_services{});
     sched.run();
   }
 

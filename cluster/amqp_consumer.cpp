@@ -1,0 +1,64 @@
+#include "cluster/amqp_consumer.hpp"
+
+#include <caf/after.hpp>
+#include <caf/others.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cluster/amqp_inbound.hpp"
+
+namespace rc {
+
+namespace {
+
+/// How long one wait for a delivery blocks before the mailbox is read again.
+constexpr auto consume_poll = std::chrono::milliseconds{50};
+
+} // namespace
+
+void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
+  auto inbound = self->spawn<caf::linked>(amqp_inbound, cfg.router, cfg.publisher);
+  auto amqp = cfg.amqp;
+  amqp_link link{"consumer", cfg.endpoint, cfg.amqp, cfg.health, [amqp](amqp_connection& c) {
+                   return c.declare_topology(amqp)
+                          && c.consume(amqp.queue, static_cast<std::uint16_t>(amqp.prefetch));
+                 }};
+  bool running = true;
+  auto handle = [&](auto&&... extra) {
+    self->receive(
+      [&](verdict_atom, std::uint64_t tag, bool ack) {
+        // Verdicts for a lost connection are void: the broker redelivers.
+        auto t = link.current(tag);
+        if (t && !(ack ? link.conn().ack(*t) : link.conn().reject(*t, true)))
+          link.lost();
+      },
+      [&](caf::exit_msg&) { running = false; },
+      caf::others >> [](caf::message_view& x) -> caf::result<caf::message> {
+        spdlog::warn("amqp consumer: dropped unexpected message {}", caf::to_string(x.content()));
+        return caf::message{};
+      },
+      std::forward<decltype(extra)>(extra)...);
+  };
+  while (running) {
+    if (!link.ensure()) {
+      handle(caf::after(link.until_next_attempt()) >> [] {});
+      continue;
+    }
+    while (running && self->has_next_message())
+      handle();
+    if (!running)
+      break;
+    auto d = link.conn().next_delivery(consume_poll);
+    if (!d) {
+      if (!link.is_open())
+        link.lost();
+      continue;
+    }
+    auto from = d->headers.find("from");
+    self->send(inbound, inbound_atom::value, link.tag(d->delivery_tag), std::move(d->routing_key),
+               std::move(d->body), from == d->headers.end() ? std::string{} : from->second);
+  }
+  link.conn().close();
+  self->send_exit(inbound, caf::exit_reason::user_shutdown);
+}
+
+} // namespace rc

@@ -1,0 +1,88 @@
+#include "cluster/amqp_inbound.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <variant>
+
+#include "actors/hardening.hpp"
+#include "actors/names.hpp"
+#include "actors/protocol.hpp"
+
+namespace rc {
+
+namespace {
+
+constexpr auto route_timeout = std::chrono::seconds{10};
+/// Pause before a message that could not be handed on goes back to the broker.
+constexpr auto requeue_delay = std::chrono::seconds{1};
+
+/// The router request for a routing key and envelope, or a reason to refuse.
+std::variant<caf::message, std::string> to_request(const std::string& key, envelope env) {
+  auto name_after = [&](const std::string& prefix, std::string& name) {
+    if (key.compare(0, prefix.size(), prefix) != 0)
+      return false;
+    name = key.substr(prefix.size());
+    return true;
+  };
+  std::string name;
+  if (key == "broadcast")
+    return caf::make_message(route_atom::value, all_atom::value, std::move(env));
+  bool room = name_after("room.", name);
+  if (!room && !name_after("user.", name))
+    return "unknown routing key '" + key + "' (expected room.<R>, user.<U> or broadcast)";
+  if (!valid_name(name))
+    return "'" + name + "' in routing key '" + key
+           + "' is not 1 to 128 characters of [A-Za-z0-9_.:@-]";
+  if (room)
+    return caf::make_message(route_atom::value, room_atom::value, name, std::move(env));
+  return caf::make_message(route_atom::value, user_atom::value, name, std::move(env));
+}
+
+} // namespace
+
+caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf::actor publisher) {
+  harden(self, "amqp_inbound");
+  return {
+    [self, router, publisher](inbound_atom, std::uint64_t tag, const std::string& key,
+                              const std::string& body, const std::string& from) {
+      auto consumer = caf::actor_cast<caf::actor>(self->current_sender());
+      auto done = [self, consumer, tag](bool ack) {
+        if (ack)
+          self->send(consumer, verdict_atom::value, tag, true);
+        else
+          self->delayed_send(consumer, requeue_delay, verdict_atom::value, tag, false);
+      };
+      auto dead = [&](const std::string& reason) {
+        spdlog::info("amqp: dead-lettering a message with key '{}': {}", key, reason);
+        std::map<std::string, std::string> headers{{"x-roomcast-reason", reason},
+                                                   {"x-roomcast-routing-key", key}};
+        if (!from.empty())
+          headers["from"] = from;
+        self->request(publisher, route_timeout, caf::publish_atom::value, std::string{},
+                      dead_letter_queue, body, std::move(headers))
+          .then([done](caf::ok_atom) { done(true); },
+                [done](caf::error&) { done(false); });
+      };
+      if (!from.empty() && !valid_name(from))
+        return dead("header 'from' is not 1 to 128 characters of [A-Za-z0-9_.:@-]");
+      if (json_too_deep(body))
+        return dead("body nests deeper than " + std::to_string(max_json_depth) + " levels");
+      auto doc = nlohmann::json::parse(body, nullptr, false);
+      if (doc.is_discarded())
+        return dead("body is not JSON");
+      auto req = to_request(key, envelope{from.empty() ? "amqp" : from, doc.dump(), false, {}});
+      if (auto reason = std::get_if<std::string>(&req))
+        return dead(*reason);
+      self->request(router, route_timeout, std::get<caf::message>(req))
+        .then([done](std::uint64_t) { done(true); },
+              [done, key](caf::error& err) {
+                spdlog::warn("amqp: cannot hand on a message with key '{}' ({}); it is requeued",
+                             key, caf::to_string(err));
+                done(false);
+              });
+    },
+  };
+}
+
+} // namespace rc

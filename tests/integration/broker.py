@@ -1,0 +1,195 @@
+"""A private RabbitMQ broker for the AMQP integration tests.
+
+Runs ``/usr/lib/rabbitmq/bin/rabbitmq-server`` directly (not the /usr/sbin
+wrapper, which switches to the system broker's user and data) on free
+loopback ports, with its own node name, Erlang cookie, data and log
+directories, so it never touches a broker the machine may already run. It
+is stopped by its own pid file (``rabbitmqctl stop PIDFILE``) and, as a last
+resort, by the PID of the process this helper started.
+
+Also holds small ``pika`` helpers (Debian's python3-pika) to publish and to
+read queues.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pika
+
+HOST = "127.0.0.1"
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One rabbitmq-server process with a data directory of its own."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rc-amqp-")
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.name = f"rc-it-{os.getpid()}-{self.port}@localhost"
+        self.proc = None
+        plugins = os.path.join(self.dir, "enabled_plugins")
+        with open(plugins, "w") as f:
+            f.write("[].\n")
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home)
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOME": home,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": HOST,
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+            "RABBITMQ_PID_FILE": os.path.join(self.dir, "rabbit.pid"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq"),
+        })
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@{HOST}:{self.port}/%2f"
+
+    def start(self, timeout=90):
+        self.log = open(os.path.join(self.dir, "server.out"), "ab")
+        self.proc = subprocess.Popen([SERVER], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}:\n"
+                                   + self.output())
+            try:
+                conn = self.connection()
+                conn.close()
+                return self
+            except Exception:
+                time.sleep(0.3)
+        self.kill()
+        raise RuntimeError("rabbitmq-server did not accept AMQP connections in time:\n"
+                           + self.output())
+
+    def output(self):
+        try:
+            with open(os.path.join(self.dir, "server.out"), "rb") as f:
+                return f.read().decode("utf-8", "replace")[-3000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout=60):
+        """Graceful stop; waits until the VM has exited."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pidfile = self.env["RABBITMQ_PID_FILE"]
+        try:
+            subprocess.run([CTL, "-n", self.name, "stop", pidfile], env=self.env,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._stop_epmd()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._stop_epmd()
+
+    def _stop_epmd(self):
+        # epmd was started for our private port by this broker; stop just that one.
+        subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+
+    def cleanup(self):
+        self.stop()
+        if hasattr(self, "log"):
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- clients ------------------------------------------------------------------
+
+    def connection(self):
+        params = pika.ConnectionParameters(host=HOST, port=self.port,
+                                           credentials=pika.PlainCredentials("guest", "guest"),
+                                           connection_attempts=1, socket_timeout=5,
+                                           blocked_connection_timeout=10)
+        return pika.BlockingConnection(params)
+
+    def publish(self, routing_key, body, exchange="roomcast", headers=None, confirm=True):
+        """Publishes persistent messages (one body or a list) with publisher confirms."""
+        bodies = body if isinstance(body, list) else [body]
+        conn = self.connection()
+        try:
+            ch = conn.channel()
+            if confirm:
+                ch.confirm_delivery()
+            for b in bodies:
+                ch.basic_publish(exchange, routing_key,
+                                 b.encode() if isinstance(b, str) else b,
+                                 pika.BasicProperties(delivery_mode=2, headers=headers,
+                                                      content_type="application/json"),
+                                 mandatory=True)
+        finally:
+            conn.close()
+
+    def queue_depth(self, queue):
+        """Ready messages in `queue`, or None when it does not exist."""
+        conn = self.connection()
+        try:
+            ch = conn.channel()
+            try:
+                return ch.queue_declare(queue, passive=True).method.message_count
+            except pika.exceptions.ChannelClosedByBroker:
+                return None
+        finally:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def drain(self, queue, limit=1000):
+        """Takes (and acks) every message of `queue`: [(properties, body)]."""
+        out = []
+        conn = self.connection()
+        try:
+            ch = conn.channel()
+            for _ in range(limit):
+                method, props, body = ch.basic_get(queue, auto_ack=True)
+                if method is None:
+                    break
+                out.append((props, body))
+        finally:
+            conn.close()
+        return out
+
+    def wait_depth(self, queue, expected, timeout=20):
+        deadline = time.monotonic() + timeout
+        depth = None
+        while time.monotonic() < deadline:
+            depth = self.queue_depth(queue)
+            if depth == expected:
+                return depth
+            time.sleep(0.2)
+        return depth

@@ -1,0 +1,302 @@
+"""The RabbitMQ bridge with a real broker and real roomcastd processes.
+
+A private rabbitmq-server (tests/integration/broker.py: own ports, own data
+directory, stopped afterwards) serves a 3-node cluster started with
+--amqp-url. Covers: room.R / user.U / broadcast from AMQP reaching clients
+on every node exactly once; 100 offline private messages (WebSocket send and
+AMQP mixed) delivered in order exactly once; kill -9 of the node a user is
+connected to while 1000 stored messages drain; the broker stopped and
+restarted under running nodes (and absent at start); dead letters; room
+events.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import time
+import unittest
+
+import websockets.exceptions
+
+import harness
+from broker import Broker, free_port
+from harness import Server, expect, expect_silence, next_of_type, recv_json
+from test_cluster import Cluster, owner_of
+
+
+async def send(ws, obj):
+    await ws.send(json.dumps(obj, separators=(",", ":")))
+
+
+def inbox(user):
+    return f"roomcast.user.{user}"
+
+
+class BrokerTestCase(unittest.IsolatedAsyncioTestCase):
+    """One broker for the class; each test starts the nodes it needs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.cleanup()
+
+    async def asyncSetUp(self):
+        self.clients = []
+        self.clusters = []
+
+    async def asyncTearDown(self):
+        for ws in self.clients:
+            try:
+                await asyncio.wait_for(ws.close(), 5)
+            except Exception:
+                pass
+        for c in self.clusters:
+            c.stop()
+
+    def cluster(self, n=3, *extra):
+        c = Cluster(n, "--amqp-url", self.broker.url, *extra)
+        self.clusters.append(c)
+        return c.start()
+
+    async def client(self, node, user):
+        ws = await node.connect(user=user)
+        self.clients.append(ws)
+        return ws
+
+    async def join(self, ws, room):
+        await send(ws, {"type": "join", "room": room, "id": "j"})
+        await expect(ws, "joined")
+
+    async def wait_ready(self, node, ready, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = node.http_json("GET", "/readyz")
+            if (status == 200) == ready:
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz of {node.node} stayed {status} {body}")
+            await asyncio.sleep(0.1)
+
+
+class AmqpInboundTest(BrokerTestCase):
+
+    async def test_room_user_and_broadcast_keys_reach_every_node_exactly_once(self):
+        c = self.cluster()
+        members = [await self.client(n, f"m{i}") for i, n in enumerate(c.nodes)]
+        for ws in members:
+            await self.join(ws, "amqp-room")
+        self.broker.publish("room.amqp-room", [json.dumps({"n": i}) for i in range(5)],
+                            headers={"from": "billing"})
+        for ws in members:
+            got = [await expect(ws, "message") for _ in range(5)]
+            self.assertEqual(sorted(m["data"]["n"] for m in got), list(range(5)))
+            self.assertTrue(all(m["from"] == "billing" and m["room"] == "amqp-room" for m in got))
+            self.assertEqual(sorted(m["seq"] for m in got), [1, 2, 3, 4, 5])
+        # user.U reaches U wherever it is connected, with the default sender.
+        target = members[2]
+        self.broker.publish("user.m2", '{"hello":"m2"}')
+        frame = await expect(target, "private")
+        self.assertEqual((frame["from"], frame["data"]), ("amqp", {"hello": "m2"}))
+        self.assertIn("id", frame)
+        self.broker.publish("broadcast", '"everyone"', headers={"from": "ops"})
+        for ws in members:
+            frame = await expect(ws, "broadcast")
+            self.assertEqual((frame["from"], frame["data"]), ("ops", "everyone"))
+        for ws in members:
+            await expect_silence(ws, 0.5)  # exactly once
+        self.assertEqual(self.broker.wait_depth("roomcast.inbound", 0), 0)
+
+    async def test_a_body_that_is_not_json_lands_in_the_dead_letter_queue(self):
+        self.cluster(1)
+        self.broker.drain("roomcast.dead")
+        self.broker.publish("room.somewhere", "this is { not json", headers={"from": "svc"})
+        self.assertEqual(self.broker.wait_depth("roomcast.dead", 1), 1)
+        [(props, body)] = self.broker.drain("roomcast.dead")
+        self.assertEqual(body, b"this is { not json")
+        self.assertEqual(props.headers["x-roomcast-reason"], "body is not JSON")
+        self.assertEqual(props.headers["x-roomcast-routing-key"], "room.somewhere")
+        self.assertEqual(props.delivery_mode, 2)
+
+    async def test_room_events_are_published_with_amqp_events(self):
+        c = self.cluster(1, "--amqp-events", "true")
+        conn = self.broker.connection()
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, "roomcast", "event.room.#")
+        ws = await self.client(c.nodes[0], "talker")
+        await self.join(ws, "ev-room")
+        await send(ws, {"type": "publish", "room": "ev-room", "data": {"t": 1}, "id": "p"})
+        await expect(ws, "ack")
+        body = None
+        deadline = time.monotonic() + 5
+        while body is None and time.monotonic() < deadline:
+            method, props, body = ch.basic_get(q, auto_ack=True)
+            if method is None:
+                body = None
+                await asyncio.sleep(0.05)
+        conn.close()
+        self.assertIsNotNone(body)
+        event = json.loads(body)
+        self.assertEqual((event["room"], event["from"], event["seq"], event["data"]),
+                         ("ev-room", "talker", 1, {"t": 1}))
+        self.assertEqual(method.routing_key, "event.room.ev-room")
+
+    async def test_the_publisher_examples_of_docs_amqp_md_reach_a_room(self):
+        c = self.cluster(1)
+        ws = await self.client(c.nodes[0], "reader")
+        await self.join(ws, "lobby")
+        url = self.broker.url
+        # 1. amqp-publish (Debian amqp-tools)
+        subprocess.run(["amqp-publish", f"--url={url}", "-e", "roomcast", "-r", "room.lobby",
+                        "-p", "-C", "application/json", "-H", "from: cli",
+                        "-b", '{"text":"hi from the shell"}'], check=True, timeout=10)
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("cli", {"text": "hi from the shell"}))
+        # 2. pika, as in docs/amqp.md
+        import pika
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("roomcast", "room.lobby", json.dumps({"text": "hi from python"}),
+                         pika.BasicProperties(delivery_mode=2, headers={"from": "py"},
+                                              content_type="application/json"))
+        conn.close()
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("py", {"text": "hi from python"}))
+        # 3. examples/amqp_publisher.cpp
+        example = os.path.join(os.path.dirname(harness.resolve_binary()), "examples",
+                               "amqp_publisher")
+        if not os.access(example, os.X_OK):
+            self.skipTest(f"{example} not built")
+        out = subprocess.run([example, url, "room.lobby", '{"text":"hi from C++"}', "cpp"],
+                             check=True, timeout=10, capture_output=True, text=True)
+        self.assertIn("published", out.stdout)
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("cpp", {"text": "hi from C++"}))
+
+
+class AmqpDurableTest(BrokerTestCase):
+
+    async def test_100_offline_messages_from_websocket_and_amqp_arrive_in_order_once(self):
+        c = self.cluster()
+        user = "offline-100"
+        sender = await self.client(c.nodes[0], "sender100")
+        n = 0
+        for block in range(4):
+            for _ in range(25):
+                if block % 2 == 0:
+                    await send(sender, {"type": "send", "to": user, "data": n, "id": n})
+                    ack = await expect(sender, "ack")
+                    self.assertEqual(ack["id"], n)
+                else:
+                    # One at a time: competing consumers on three nodes may
+                    # take messages published back to back in parallel.
+                    self.broker.publish(f"user.{user}", json.dumps(n))
+                    self.assertEqual(self.broker.wait_depth(inbox(user), n + 1), n + 1)
+                n += 1
+        self.assertEqual(self.broker.queue_depth(inbox(user)), 100)
+        ws = await self.client(c.nodes[2], user)
+        got = [await expect(ws, "private") for _ in range(100)]
+        self.assertEqual([f["data"] for f in got], list(range(100)))
+        self.assertEqual(len({f["id"] for f in got}), 100)
+        await expect_silence(ws, 0.5)
+        self.assertEqual(self.broker.wait_depth(inbox(user), 0), 0)
+        # Removed only once written: a second connection gets nothing old.
+        again = await self.client(c.nodes[1], user)
+        await expect_silence(again, 0.5)
+
+    async def test_kill_9_of_the_users_node_mid_drain_loses_nothing(self):
+        c = self.cluster()
+        names = [n.node for n in c.nodes]
+        user = next(f"drain-{i}" for i in range(1000)
+                    if owner_of(f"drain-{i}", names) == names[0])
+        pad = "x" * 8000  # 1000 x 8 KB: more than the socket buffers hold
+        bodies = [json.dumps({"n": i, "pad": pad}) for i in range(1000)]
+        self.broker.publish(f"user.{user}", bodies)
+        self.assertEqual(self.broker.wait_depth(inbox(user), 1000, timeout=30), 1000)
+        # Connected to a node that is not the user's owner, read part, then kill it.
+        victim = c.nodes[1]
+        ws = await victim.connect(user=user)
+        seen = {}
+        for _ in range(150):
+            f = await expect(ws, "private")
+            seen.setdefault(f["data"]["n"], set()).add(f["id"])
+        victim.kill()
+        # What the node wrote before it died still arrives (and was removed
+        # from the broker as written): read it up to the end of the stream.
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed, asyncio.TimeoutError):
+            while True:
+                f = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                seen.setdefault(f["data"]["n"], set()).add(f["id"])
+        read_before = len(seen)
+        self.assertLess(read_before, 1000, "the node was killed after the drain, not during it")
+        c.wait_members(2, nodes=[c.nodes[0], c.nodes[2]])
+        ws2 = await self.client(c.nodes[2], user)
+        deadline = time.monotonic() + 60
+        while len(seen) < 1000 and time.monotonic() < deadline:
+            try:
+                f = await expect(ws2, "private", timeout=10)
+            except asyncio.TimeoutError:
+                raise AssertionError(
+                    f"{len(seen)} of 1000 seen ({read_before} from the killed node), "
+                    f"{self.broker.queue_depth(inbox(user))} ready in the broker")
+            seen.setdefault(f["data"]["n"], set()).add(f["id"])
+        self.assertEqual(len(seen), 1000)
+        # A duplicate is the same message again: same id.
+        self.assertTrue(all(len(ids) == 1 for ids in seen.values()))
+        self.assertEqual(self.broker.wait_depth(inbox(user), 0), 0)
+
+
+class AmqpBrokerFailureTest(BrokerTestCase):
+
+    async def test_a_node_without_its_broker_serves_and_says_why_it_is_not_ready(self):
+        down = free_port()  # nothing listens there
+        with Server("--amqp-url", f"amqp://guest:guest@127.0.0.1:{down}/") as node:
+            body = await self.wait_ready(node, False)
+            self.assertIn("broker unavailable", body["reason"])
+            a = await self.client(node, "lonely-a")
+            await self.join(a, "no-broker-room")
+            await send(a, {"type": "publish", "room": "no-broker-room", "data": 1, "echo": True})
+            self.assertEqual((await expect(a, "message"))["data"], 1)
+            await send(a, {"type": "send", "to": "nobody-online", "data": 1, "id": "s"})
+            err = await expect(a, "error")
+            self.assertEqual((err["code"], err["id"]), ("unavailable", "s"))
+
+    async def test_broker_restart_under_running_nodes_loses_nothing_confirmed(self):
+        c = self.cluster(2)
+        user = "survivor"
+        sender = await self.client(c.nodes[0], "restart-sender")
+        receiver = await self.client(c.nodes[1], "restart-receiver")
+        await self.join(sender, "restart-room")
+        await self.join(receiver, "restart-room")
+        for i in range(10):
+            await send(sender, {"type": "send", "to": user, "data": i, "id": i})
+            await expect(sender, "ack")
+        self.broker.stop()
+        for node in c.nodes:
+            body = await self.wait_ready(node, False)
+            self.assertIn("broker unavailable", body["reason"])
+        # WebSocket traffic goes on; what needs the broker is refused.
+        await send(sender, {"type": "publish", "room": "restart-room", "data": "still here"})
+        self.assertEqual((await expect(receiver, "message"))["data"], "still here")
+        await send(sender, {"type": "send", "to": user, "data": "lost?", "id": "x"})
+        err = await next_of_type(sender, "error", timeout=15)
+        self.assertEqual((err[0]["code"], err[0]["id"]), ("unavailable", "x"))
+        self.broker.start()
+        for node in c.nodes:
+            await self.wait_ready(node, True)
+        self.broker.publish(f"user.{user}", [json.dumps(i) for i in range(10, 20)])
+        self.assertEqual(self.broker.wait_depth(inbox(user), 20), 20)
+        ws = await self.client(c.nodes[1], user)
+        got = [(await expect(ws, "private"))["data"] for _ in range(20)]
+        self.assertEqual(got, list(range(20)))
+        await expect_silence(ws, 0.5)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,311 @@
+// The actor side of the RabbitMQ bridge, without a broker: the user actor
+// with a durable store (a fake implementing actors/inbox_store.hpp), and
+// the inbound logic that routes or dead-letters messages from the queue.
+
+#define CAF_SUITE amqp
+
+#include <deque>
+#include <map>
+
+#include "actors/inbox_store.hpp"
+#include "cluster/amqp_inbound.hpp"
+
+#include "fixture.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+
+namespace {
+
+// -- a durable store in memory ------------------------------------------------------
+
+struct fake_store_state {
+  struct item {
+    std::uint64_t tag;
+    std::string text;
+  };
+  std::map<std::string, std::deque<item>> ready;
+  std::map<std::uint64_t, std::pair<std::string, item>> unacked;
+  std::vector<std::uint64_t> acked;
+  std::uint64_t next_tag = 0;
+  bool down = false;
+  static inline const char* name = "fake_store";
+};
+
+caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
+  return {
+    [self](store_atom, const std::string& user, std::string& text) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (st.down)
+        return make_error(error_code::unavailable);
+      st.ready[user].push_back({++st.next_tag, std::move(text)});
+      return caf::ok_atom::value;
+    },
+    [self](fetch_atom, const std::string& user, std::uint32_t max) -> caf::result<stored_frames> {
+      auto& st = self->state;
+      if (st.down)
+        return make_error(error_code::unavailable);
+      stored_frames out;
+      auto& q = st.ready[user];
+      while (!q.empty() && out.tags.size() < max) {
+        out.tags.push_back(q.front().tag);
+        out.texts.push_back(q.front().text);
+        st.unacked.emplace(q.front().tag, std::make_pair(user, q.front()));
+        q.pop_front();
+      }
+      return out;
+    },
+    [self](ack_atom, const std::string&, std::uint64_t tag) {
+      self->state.unacked.erase(tag);
+      self->state.acked.push_back(tag);
+    },
+    [self](requeue_atom, const std::string&, const std::vector<std::uint64_t>& tags) {
+      auto& st = self->state;
+      for (auto it = tags.rbegin(); it != tags.rend(); ++it) {
+        auto u = st.unacked.find(*it);
+        st.ready[u->second.first].push_front(u->second.second);
+        st.unacked.erase(u);
+      }
+    },
+  };
+}
+
+json send_to(const std::string& to, json data, int id = 0) {
+  json j{{"type", "send"}, {"to", to}, {"data", data}};
+  if (id != 0)
+    j["id"] = id;
+  return j;
+}
+
+/// Constructed before node_fixture, which spawns the store into it.
+struct store_holder {
+  caf::actor store;
+};
+
+struct durable_fixture : store_holder, node_fixture {
+  durable_fixture()
+    : node_fixture({}, [this](caf::actor_system& s) {
+        store = s.spawn(fake_store);
+        return core_services{store, nullptr};
+      }) {
+  }
+
+  ~durable_fixture() {
+    caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  fake_store_state& store_state() {
+    return deref<caf::stateful_actor<fake_store_state>>(store).state;
+  }
+
+  std::size_t ready(const std::string& user) { return store_state().ready[user].size(); }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(durable_user_tests, durable_fixture)
+
+CAF_TEST(a send to an offline user is acked once stored and carries an id) {
+  auto a = connect("alice");
+  frame(a, send_to("carol", {{"n", 1}}, 7));
+  auto ack = a.link->pop();
+  CAF_CHECK_EQUAL(ack, json::parse(R"({"type":"ack","id":7})"));
+  CAF_REQUIRE_EQUAL(ready("carol"), 1u);
+  auto stored = json::parse(store_state().ready["carol"].front().text);
+  CAF_CHECK_EQUAL(stored["type"], "private");
+  CAF_CHECK_EQUAL(stored["from"], "alice");
+  CAF_CHECK(stored["id"].is_string());
+}
+
+CAF_TEST(a send to an offline user is refused when the store is unavailable) {
+  auto a = connect("alice");
+  store_state().down = true;
+  frame(a, send_to("carol", 1, 3));
+  auto err = a.link->pop();
+  CAF_CHECK_EQUAL(err["type"], "error");
+  CAF_CHECK_EQUAL(err["code"], "unavailable");
+  CAF_CHECK_EQUAL(err["id"], 3);
+}
+
+CAF_TEST(stored messages are written in order on the next connection then removed) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 150; ++i) // more than one fetch batch
+    frame(a, send_to("carol", i));
+  CAF_CHECK_EQUAL(ready("carol"), 150u);
+  auto c = connect("carol");
+  std::set<std::string> ids;
+  for (int i = 1; i <= 150; ++i) {
+    auto f = c.link->pop();
+    CAF_CHECK_EQUAL(f["data"], i);
+    ids.insert(f["id"].get<std::string>());
+  }
+  CAF_CHECK_EQUAL(ids.size(), 150u);
+  CAF_CHECK_EQUAL(ready("carol"), 0u);
+  CAF_CHECK(store_state().unacked.empty());
+  CAF_CHECK_EQUAL(store_state().acked.size(), 150u);
+  // Newer messages go straight to the connection now.
+  frame(a, send_to("carol", 151));
+  auto newer = c.link->pop();
+  CAF_CHECK_EQUAL(newer["data"], 151);
+  CAF_CHECK_EQUAL(ready("carol"), 0u);
+}
+
+CAF_TEST(a stored message that could not be written stays for the next connection) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 3; ++i)
+    frame(a, send_to("dave", i));
+  auto link = std::make_shared<recording_link>();
+  link->refuse = true;
+  identity who;
+  who.user = "dave";
+  auto conn = sys.spawn(connection, client_link_ptr{link}, who, core.context_for("n", cfg));
+  sched.run();
+  CAF_CHECK_EQUAL(ready("dave"), 3u);
+  CAF_CHECK(store_state().unacked.empty());
+  CAF_CHECK(store_state().acked.empty());
+  caf::anon_send(conn, ws_closed_atom::value);
+  sched.run();
+  sched.trigger_timeouts(); // the user actor's pending retry finds no connection
+  sched.run();
+  auto d = connect("dave");
+  for (int i = 1; i <= 3; ++i) {
+    auto f = d.link->pop();
+    CAF_CHECK_EQUAL(f["data"], i);
+  }
+  CAF_CHECK_EQUAL(ready("dave"), 0u);
+}
+
+CAF_TEST(private messages to a connected user carry an id too) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(a, send_to("bob", "hi"));
+  auto f = b.link->pop();
+  CAF_CHECK_EQUAL(f["data"], "hi");
+  CAF_CHECK(f["id"].is_string());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+// -- inbound -------------------------------------------------------------------------
+
+namespace {
+
+struct fake_publisher_state {
+  std::vector<std::tuple<std::string, std::string, std::string, std::map<std::string, std::string>>>
+    published;
+  bool down = false;
+  static inline const char* name = "fake_publisher";
+};
+
+caf::behavior fake_publisher(caf::stateful_actor<fake_publisher_state>* self) {
+  return {
+    [self](caf::publish_atom, std::string& exchange, std::string& key, std::string& body,
+           std::map<std::string, std::string>& headers) -> caf::result<caf::ok_atom> {
+      if (self->state.down)
+        return make_error(error_code::unavailable);
+      self->state.published.emplace_back(exchange, key, body, headers);
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+struct inbound_fixture : node_fixture {
+  caf::actor publisher;
+  caf::actor inbound;
+
+  inbound_fixture() {
+    publisher = sys.spawn(fake_publisher);
+    inbound = sys.spawn(amqp_inbound, core.router, publisher);
+    sched.run();
+  }
+
+  ~inbound_fixture() {
+    for (auto& a : {inbound, publisher})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  fake_publisher_state& published() {
+    return deref<caf::stateful_actor<fake_publisher_state>>(publisher).state;
+  }
+
+  /// Hands one message to the inbound actor; returns its verdict (ack?).
+  bool handle(const std::string& key, const std::string& body, const std::string& from = "",
+              std::uint64_t tag = 1) {
+    self->send(inbound, inbound_atom::value, tag, key, body, from);
+    sched.run();
+    sched.trigger_timeouts(); // a negative verdict comes after a pause
+    sched.run();
+    bool ack = false;
+    bool got = false;
+    self->receive(
+      [&](verdict_atom, std::uint64_t t, bool a) {
+        CAF_CHECK_EQUAL(t, tag);
+        ack = a;
+        got = true;
+      },
+      caf::after(std::chrono::seconds{0}) >> [] {});
+    CAF_REQUIRE(got);
+    return ack;
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(amqp_inbound_tests, inbound_fixture)
+
+CAF_TEST(room keys reach the room members from the from header and are acked) {
+  auto m = connect("mia");
+  frame(m, R"({"type":"join","room":"r1"})");
+  m.link->pop(); // joined
+  CAF_CHECK(handle("room.r1", R"( {"price": 3} )", "billing"));
+  auto got = m.link->pop();
+  CAF_CHECK_EQUAL(got, json::parse(R"({"type":"message","room":"r1","from":"billing","seq":1,"data":{"price":3}})"));
+}
+
+CAF_TEST(user keys reach the user and default the sender to amqp) {
+  auto u = connect("ulla");
+  CAF_CHECK(handle("user.ulla", "[1,2]"));
+  auto got = u.link->pop();
+  CAF_CHECK_EQUAL(got, json::parse(R"({"type":"private","from":"amqp","data":[1,2]})"));
+}
+
+CAF_TEST(the broadcast key reaches everyone) {
+  auto a = connect("a1");
+  auto b = connect("b1");
+  CAF_CHECK(handle("broadcast", "\"all\""));
+  for (auto* c : {&a, &b}) {
+    auto got = c->link->pop();
+    CAF_CHECK_EQUAL(got, json::parse(R"({"type":"broadcast","from":"amqp","data":"all"})"));
+  }
+}
+
+CAF_TEST(a body that is not JSON goes to the dead letter queue with the reason) {
+  CAF_CHECK(handle("room.r1", "not json {", "svc"));
+  CAF_REQUIRE_EQUAL(published().published.size(), 1u);
+  auto& [exchange, key, body, headers] = published().published[0];
+  CAF_CHECK_EQUAL(exchange, "");
+  CAF_CHECK_EQUAL(key, "roomcast.dead");
+  CAF_CHECK_EQUAL(body, "not json {");
+  CAF_CHECK_EQUAL(headers["x-roomcast-reason"], "body is not JSON");
+  CAF_CHECK_EQUAL(headers["x-roomcast-routing-key"], "room.r1");
+  CAF_CHECK_EQUAL(headers["from"], "svc");
+}
+
+CAF_TEST(unknown keys and bad names are dead lettered) {
+  CAF_CHECK(handle("orders.created", "1"));
+  CAF_CHECK(handle("room.bad name", "1"));
+  CAF_CHECK(handle("room.ok", "1", "bad sender!"));
+  CAF_REQUIRE_EQUAL(published().published.size(), 3u);
+  for (auto& p : published().published)
+    CAF_CHECK_EQUAL(std::get<1>(p), "roomcast.dead");
+}
+
+CAF_TEST(a dead letter that cannot be published is requeued) {
+  published().down = true;
+  CAF_CHECK(!handle("room.r1", "nope"));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
