@@ -76,11 +76,16 @@ struct envelope {
   bool echo = false;
   /// The sending connection, if the message came from a WebSocket.
   caf::actor_addr sender;
+  /// Private messages with a durable store: the id the publisher gave (AMQP
+  /// `message_id`), so that a redelivered copy keeps it; empty = the user
+  /// actor assigns one. (`= {}` lets brace-initialisations omit it without
+  /// -Wmissing-field-initializers.)
+  std::string id = {};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
-  return f(caf::meta::type_name("rc::envelope"), x.from, x.data, x.echo, x.sender);
+  return f(caf::meta::type_name("rc::envelope"), x.from, x.data, x.echo, x.sender, x.id);
 }
 
 /// One member of a room as the room's owner sees it: the connection's actor

@@ -300,7 +300,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
-      auto text = encode_private(env.from, env.data, next_id(self));
+      auto text = encode_private(env.from, env.data,
+                                 st.store && !env.id.empty() ? env.id : next_id(self));
       if (st.store && (st.nodes.empty() || st.draining)) {
         // Acknowledged once durable; behind any stored frames still draining.
         auto rp = self->make_response_promise();

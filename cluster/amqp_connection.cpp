@@ -51,6 +51,12 @@ timeval to_timeval(std::chrono::milliseconds d) {
   return tv;
 }
 
+std::string read_message_id(const amqp_basic_properties_t& props) {
+  if ((props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) == 0)
+    return {};
+  return to_string(props.message_id);
+}
+
 std::map<std::string, std::string> read_headers(const amqp_basic_properties_t& props) {
   std::map<std::string, std::string> out;
   if ((props._flags & AMQP_BASIC_HEADERS_FLAG) == 0)
@@ -392,6 +398,7 @@ std::optional<amqp_incoming> amqp_connection::next_delivery(std::chrono::millise
     in.routing_key = to_string(env.routing_key);
     in.body = to_string(env.message.body);
     in.headers = read_headers(env.message.properties);
+    in.message_id = read_message_id(env.message.properties);
     amqp_destroy_envelope(&env);
     return in;
   }

@@ -53,6 +53,7 @@ struct amqp_incoming {
   std::string routing_key;
   std::string body;
   std::map<std::string, std::string> headers; ///< string-valued headers only
+  std::string message_id;                     ///< empty when not set
 };
 
 /// A connection with channel 1 for publishing/consuming and channel 2 for

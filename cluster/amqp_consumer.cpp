@@ -55,7 +55,8 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
     }
     auto from = d->headers.find("from");
     self->send(inbound, inbound_atom::value, link.tag(d->delivery_tag), std::move(d->routing_key),
-               std::move(d->body), from == d->headers.end() ? std::string{} : from->second);
+               std::move(d->body), from == d->headers.end() ? std::string{} : from->second,
+               std::move(d->message_id));
   }
   link.conn().close();
   self->send_exit(inbound, caf::exit_reason::user_shutdown);

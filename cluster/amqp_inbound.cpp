@@ -16,6 +16,8 @@ namespace {
 constexpr auto route_timeout = std::chrono::seconds{10};
 /// Pause before a message that could not be handed on goes back to the broker.
 constexpr auto requeue_delay = std::chrono::seconds{1};
+/// Longest `message_id` taken as a private message's id.
+constexpr std::size_t max_message_id = 128;
 
 /// The router request for a routing key and envelope, or a reason to refuse.
 std::variant<caf::message, std::string> to_request(const std::string& key, envelope env) {
@@ -45,7 +47,8 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
   harden(self, "amqp_inbound");
   return {
     [self, router, publisher](inbound_atom, std::uint64_t tag, const std::string& key,
-                              const std::string& body, const std::string& from) {
+                              const std::string& body, const std::string& from,
+                              const std::string& message_id) {
       auto consumer = caf::actor_cast<caf::actor>(self->current_sender());
       auto done = [self, consumer, tag](bool ack) {
         if (ack)
@@ -71,7 +74,10 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
       auto doc = nlohmann::json::parse(body, nullptr, false);
       if (doc.is_discarded())
         return dead("body is not JSON");
-      auto req = to_request(key, envelope{from.empty() ? "amqp" : from, doc.dump(), false, {}});
+      if (message_id.size() > max_message_id)
+        return dead("message_id is longer than " + std::to_string(max_message_id) + " bytes");
+      auto req = to_request(key, envelope{from.empty() ? "amqp" : from, doc.dump(), false, {},
+                                          message_id});
       if (auto reason = std::get_if<std::string>(&req))
         return dead(*reason);
       self->request(router, route_timeout, std::get<caf::message>(req))

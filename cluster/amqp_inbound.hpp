@@ -18,17 +18,19 @@ inline const std::string dead_letter_queue = "roomcast.dead";
 
 /// Spawned (linked) by the AMQP consumer, one per node.
 ///
-/// Takes `(inbound_atom, tag, routing key, body, from)` (`from` empty when
-/// the message has no `from` header) and answers the sender, when the
+/// Takes `(inbound_atom, tag, routing key, body, from, message id)` (`from`
+/// empty when the message has no `from` header, the id empty without a
+/// `message_id` property) and answers the sender, when the
 /// message has been handed on, with `(verdict_atom, tag, bool ack)`:
 /// - `room.<R>`, `user.<U>`, `broadcast` with a JSON body: routed through
 ///   the router as a room message, a private message or a broadcast from
-///   `from` (default `amqp`); `ack = true` once the router answered (the
+///   `from` (default `amqp`; a private message keeps the `message_id` as its
+///   `id`); `ack = true` once the router answered (the
 ///   message reached the nodes with members, or is stored for an offline
 ///   user). A failure (`unavailable`, timeout) answers `ack = false` after a
 ///   pause, so the broker redelivers it.
 /// - anything else (a body that is not JSON, an unknown routing key, a bad
-///   name): published to the `roomcast.dead` queue with headers
+///   name, a `message_id` over 128 bytes): published to the `roomcast.dead` queue with headers
 ///   `x-roomcast-reason` and `x-roomcast-routing-key`, then `ack = true`;
 ///   `ack = false` (after a pause) if the dead-letter publish failed.
 caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf::actor publisher);

@@ -137,7 +137,8 @@ class Broker:
                                            blocked_connection_timeout=10)
         return pika.BlockingConnection(params)
 
-    def publish(self, routing_key, body, exchange="roomcast", headers=None, confirm=True):
+    def publish(self, routing_key, body, exchange="roomcast", headers=None, confirm=True,
+                message_id=None):
         """Publishes persistent messages (one body or a list) with publisher confirms."""
         bodies = body if isinstance(body, list) else [body]
         conn = self.connection()
@@ -149,7 +150,8 @@ class Broker:
                 ch.basic_publish(exchange, routing_key,
                                  b.encode() if isinstance(b, str) else b,
                                  pika.BasicProperties(delivery_mode=2, headers=headers,
-                                                      content_type="application/json"),
+                                                      content_type="application/json",
+                                                      message_id=message_id),
                                  mandatory=True)
         finally:
             conn.close()

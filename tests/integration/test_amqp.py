@@ -103,6 +103,9 @@ class AmqpInboundTest(BrokerTestCase):
         frame = await expect(target, "private")
         self.assertEqual((frame["from"], frame["data"]), ("amqp", {"hello": "m2"}))
         self.assertIn("id", frame)
+        self.broker.publish("user.m2", '"with id"', message_id="order-7")
+        frame = await expect(target, "private")
+        self.assertEqual((frame["id"], frame["data"]), ("order-7", "with id"))
         self.broker.publish("broadcast", '"everyone"', headers={"from": "ops"})
         for ws in members:
             frame = await expect(ws, "broadcast")

@@ -177,6 +177,23 @@ CAF_TEST(a stored message that could not be written stays for the next connectio
   CAF_CHECK_EQUAL(ready("dave"), 0u);
 }
 
+CAF_TEST(an amqp message_id becomes the private message id so redeliveries keep it) {
+  auto inbound = sys.spawn(amqp_inbound, core.router, caf::actor{});
+  sched.run();
+  for (int copy = 0; copy < 2; ++copy) // the broker redelivered it
+    self->send(inbound, inbound_atom::value, std::uint64_t{1}, std::string{"user.erin"},
+               std::string{"\"hello\""}, std::string{}, std::string{"order-42"});
+  sched.run();
+  auto e = connect("erin");
+  for (int copy = 0; copy < 2; ++copy) {
+    auto f = e.link->pop();
+    CAF_CHECK_EQUAL(f["id"], "order-42");
+    CAF_CHECK_EQUAL(f["data"], "hello");
+  }
+  caf::anon_send_exit(inbound, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
 CAF_TEST(private messages to a connected user carry an id too) {
   auto a = connect("alice");
   auto b = connect("bob");
@@ -233,8 +250,8 @@ struct inbound_fixture : node_fixture {
 
   /// Hands one message to the inbound actor; returns its verdict (ack?).
   bool handle(const std::string& key, const std::string& body, const std::string& from = "",
-              std::uint64_t tag = 1) {
-    self->send(inbound, inbound_atom::value, tag, key, body, from);
+              std::uint64_t tag = 1, const std::string& message_id = "") {
+    self->send(inbound, inbound_atom::value, tag, key, body, from, message_id);
     sched.run();
     sched.trigger_timeouts(); // a negative verdict comes after a pause
     sched.run();
