@@ -44,6 +44,15 @@ auto on_failure(self_ptr self, std::string id, const char* what) {
   };
 }
 
+/// Success continuation for requests answered with a count: an `ack` when
+/// the client gave an id (without one, success is silent).
+auto ack_if_asked(self_ptr self, std::string id) {
+  return [self, id = std::move(id)](std::uint64_t) {
+    if (!id.empty())
+      send_text(self, encode_ack(id));
+  };
+}
+
 bool may_use_room(self_ptr self, const std::string& room) {
   auto& who = self->state.who;
   return !who.restricted || any_glob_match(who.room_globs, room);
@@ -106,12 +115,7 @@ void handle(self_ptr self, request& req) {
       envelope env{st.who.user, std::move(req.data), false, self->address()};
       self->request(st.ctx.router, request_timeout, route_atom::value, user_atom::value, req.to,
                     std::move(env))
-        .then(
-          [self, id = req.id](std::uint64_t) {
-            if (!id.empty())
-              send_text(self, encode_ack(id));
-          },
-          on_failure(self, req.id, "send"));
+        .then(ack_if_asked(self, req.id), on_failure(self, req.id, "send"));
       return;
     }
     case request::kind::broadcast: {
@@ -121,12 +125,7 @@ void handle(self_ptr self, request& req) {
       envelope env{st.who.user, std::move(req.data), false, self->address()};
       self->request(st.ctx.router, request_timeout, route_atom::value, all_atom::value,
                     std::move(env))
-        .then(
-          [self, id = req.id](std::uint64_t) {
-            if (!id.empty())
-              send_text(self, encode_ack(id));
-          },
-          on_failure(self, req.id, "broadcast"));
+        .then(ack_if_asked(self, req.id), on_failure(self, req.id, "broadcast"));
       return;
     }
   }

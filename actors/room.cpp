@@ -106,21 +106,18 @@ public:
       return;
     envelope env{st.room, data.dump(), false, {}};
     auto self = self_;
+    auto failed = [self, user](caf::error& err) {
+      spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
+                   caf::to_string(err));
+    };
     self->request(*st.locator, std::chrono::seconds{5}, locate_atom::value, user_atom::value, user)
       .then(
-        [self, user, env](caf::actor dir) {
+        [self, user, env, failed](caf::actor dir) {
           count_if_remote(self, dir, kind::request);
           self->request(dir, std::chrono::seconds{5}, caf::publish_atom::value, user, env)
-            .then([](std::uint64_t) {},
-                  [self, user](caf::error& err) {
-                    spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
-                                 caf::to_string(err));
-                  });
+            .then([](std::uint64_t) {}, failed);
         },
-        [self, user](caf::error& err) {
-          spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
-                       caf::to_string(err));
-        });
+        failed);
   }
 
   void every(std::chrono::milliseconds interval) override {
@@ -202,6 +199,20 @@ void remove_member(self_ptr self, std::uint64_t id) {
     context ctx{self};
     guarded(self, [&] { st.logic->on_leave(ctx, who); });
   }
+}
+
+/// Forgets a relay and its members (it detached or its node died). Returns
+/// false when it was not attached.
+bool drop_relay(self_ptr self, const caf::actor_addr& relay) {
+  auto& st = self->state;
+  auto it = st.relays.find(relay);
+  if (it == st.relays.end())
+    return false;
+  auto ids = it->second.members;
+  st.relays.erase(it);
+  for (auto& [_, id] : ids)
+    remove_member(self, id);
+  return true;
 }
 
 /// Tells the logic about members it has not seen (after a restart or when
@@ -313,13 +324,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   start_logic(self);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    auto it = st.relays.find(dm.source);
-    if (it == st.relays.end())
+    if (!drop_relay(self, dm.source))
       return;
-    auto ids = it->second.members;
-    st.relays.erase(it);
-    for (auto& [_, id] : ids)
-      remove_member(self, id);
     if (st.move.state == phase::forwarding && st.relays_to_release > 0) {
       --st.relays_to_release;
       maybe_finish_move(self);
@@ -384,15 +390,9 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
     [self](detach_atom, const caf::actor& relay) {
       if (self->state.move.divert(self))
         return;
-      auto& st = self->state;
-      auto it = st.relays.find(relay.address());
-      if (it == st.relays.end())
+      if (!drop_relay(self, relay.address()))
         return;
-      auto ids = it->second.members;
-      st.relays.erase(it);
       self->demonitor(relay);
-      for (auto& [_, id] : ids)
-        remove_member(self, id);
       arm_idle_timer(self);
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
