@@ -5,15 +5,9 @@
 #include <string>
 
 #include "common/close_reason.hpp"
+#include "common/frame.hpp"
 
 namespace rc {
-
-/// One encoded text frame, shared by every connection it is fanned out to.
-using frame_ptr = std::shared_ptr<const std::string>;
-
-inline frame_ptr make_frame(std::string text) {
-  return std::make_shared<const std::string>(std::move(text));
-}
 
 /// The seam between a socket (net/) and the actors that serve it (actors/).
 /// Implemented by the WebSocket session; every call is thread-safe and only

@@ -8,6 +8,7 @@ std::string_view to_string(close_reason r) {
     case close_reason::shutdown: return "shutdown";
     case close_reason::binary_frame: return "binary_frame";
     case close_reason::invalid_utf8: return "invalid_utf8";
+    case close_reason::protocol_error: return "protocol_error";
     case close_reason::too_large: return "too_large";
     case close_reason::slow_consumer: return "slow_consumer";
     case close_reason::auth_expired: return "auth_expired";
@@ -24,6 +25,7 @@ std::uint16_t close_code(close_reason r) {
     case close_reason::shutdown: return 1001;
     case close_reason::binary_frame: return 1003;
     case close_reason::invalid_utf8: return 1007;
+    case close_reason::protocol_error: return 1002;
     case close_reason::too_large: return 1009;
     case close_reason::slow_consumer:
     case close_reason::auth_expired:

@@ -12,6 +12,7 @@ enum class close_reason : std::uint8_t {
   shutdown,          ///< the node is stopping (1001 going away)
   binary_frame,      ///< binary frames are refused (1003)
   invalid_utf8,      ///< text frame that is not UTF-8 (1007)
+  protocol_error,    ///< a frame breaking RFC 6455 (1002)
   too_large,         ///< message above the frame size limit (1009)
   slow_consumer,     ///< outgoing queue over its limit (1008)
   auth_expired,      ///< the JWT's `exp` passed while connected (1008)
@@ -20,7 +21,7 @@ enum class close_reason : std::uint8_t {
   server_error,      ///< the connection actor failed (1011)
 };
 
-inline constexpr std::size_t close_reason_count = 10;
+inline constexpr std::size_t close_reason_count = 11;
 
 /// The snake_case name used in logs and metrics.
 std::string_view to_string(close_reason r);

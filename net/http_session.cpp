@@ -16,6 +16,10 @@
 
 namespace rc::net {
 
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+
 namespace {
 
 /// Decodes `%XX` (and `+` as a space, as in a query component).
@@ -122,8 +126,9 @@ std::optional<fs::path> static_file(const std::string& root, std::string_view ta
 
 } // namespace
 
-http_session::http_session(boost::asio::ip::tcp::socket&& socket, server_context_ptr ctx)
-  : stream_(std::move(socket)), ctx_(std::move(ctx)) {
+http_session::http_session(boost::asio::ip::tcp::socket&& socket, io_worker& worker,
+                           server_context_ptr ctx)
+  : stream_(std::move(socket)), worker_(worker), ctx_(std::move(ctx)) {
 }
 
 void http_session::run() {
@@ -292,7 +297,11 @@ void http_session::upgrade(request req) {
     ctx_->websockets--;
     return refuse(503, "unavailable", "node is full, try another node");
   }
-  std::make_shared<websocket_session>(std::move(stream_), ctx_, std::get<identity>(std::move(who)))
+  // Bytes a client sent right behind its request belong to the WebSocket.
+  auto ahead = buffer_.data();
+  std::string leftover{static_cast<const char*>(ahead.data()), ahead.size()};
+  std::make_shared<websocket_session>(std::move(stream_), worker_, ctx_,
+                                      std::get<identity>(std::move(who)), std::move(leftover))
     ->run(std::move(req));
 }
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "net/io_pool.hpp"
 #include "net/server_context.hpp"
 
 namespace rc::net {
@@ -16,7 +17,7 @@ namespace rc::net {
 /// capacity, Origin, identity) to a websocket_session.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(boost::asio::ip::tcp::socket&& socket, server_context_ptr ctx);
+  http_session(boost::asio::ip::tcp::socket&& socket, io_worker& worker, server_context_ptr ctx);
   void run();
 
 private:
@@ -33,6 +34,7 @@ private:
   response make_error(unsigned status, std::string_view code, std::string_view message) const;
 
   boost::beast::tcp_stream stream_;
+  io_worker& worker_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<response> pending_;

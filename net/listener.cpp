@@ -1,7 +1,6 @@
 #include "net/listener.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <spdlog/spdlog.h>
 
@@ -9,9 +8,9 @@
 
 namespace rc::net {
 
-listener::listener(boost::asio::io_context& ioc, boost::asio::ip::tcp::endpoint endpoint,
+listener::listener(io_pool& pool, boost::asio::ip::tcp::endpoint endpoint,
                    server_context_ptr ctx)
-  : ioc_(ioc), acceptor_(ioc), ctx_(std::move(ctx)) {
+  : pool_(pool), acceptor_(pool.first().context()), ctx_(std::move(ctx)) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
   acceptor_.bind(endpoint);
@@ -34,12 +33,16 @@ std::uint16_t listener::port() const {
 }
 
 void listener::do_accept() {
-  acceptor_.async_accept(boost::asio::make_strand(ioc_),
-                         boost::beast::bind_front_handler(&listener::on_accept,
-                                                          shared_from_this()));
+  auto& worker = pool_.next();
+  acceptor_.async_accept(worker.context(), [self = shared_from_this(), &worker](
+                                             boost::beast::error_code ec,
+                                             boost::asio::ip::tcp::socket socket) {
+    self->on_accept(worker, ec, std::move(socket));
+  });
 }
 
-void listener::on_accept(boost::beast::error_code ec, boost::asio::ip::tcp::socket socket) {
+void listener::on_accept(io_worker& worker, boost::beast::error_code ec,
+                         boost::asio::ip::tcp::socket socket) {
   if (ec == boost::asio::error::operation_aborted)
     return;
   if (ec) {
@@ -47,7 +50,7 @@ void listener::on_accept(boost::beast::error_code ec, boost::asio::ip::tcp::sock
     spdlog::warn("accept failed: {}", ec.message());
   } else {
     socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
-    std::make_shared<http_session>(std::move(socket), ctx_)->run();
+    std::make_shared<http_session>(std::move(socket), worker, ctx_)->run();
   }
   do_accept();
 }

@@ -1,8 +1,8 @@
 #include "net/server.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <stdexcept>
+#include <thread>
 
 #include "net/listener.hpp"
 
@@ -23,19 +23,16 @@ std::uint16_t server::start() {
   if (ec)
     throw std::runtime_error("invalid bind address '" + cfg.bind + "'");
   try {
-    listener_ = std::make_shared<listener>(ioc_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},
+    auto n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+    pool_ = std::make_unique<io_pool>(n, cfg.limits.ping_interval);
+    listener_ = std::make_shared<listener>(*pool_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},
                                            ctx_);
   } catch (const boost::system::system_error& e) {
     throw std::runtime_error("cannot listen on " + cfg.bind + ":" + std::to_string(cfg.http_port)
                              + ": " + e.code().message());
   }
   listener_->run();
-  auto n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i)
-    threads_.emplace_back([this] {
-      auto guard = boost::asio::make_work_guard(ioc_);
-      ioc_.run();
-    });
+  pool_->start();
   return listener_->port();
 }
 
@@ -46,11 +43,8 @@ void server::stop_accepting() {
 }
 
 void server::stop() {
-  ioc_.stop();
-  for (auto& t : threads_)
-    if (t.joinable())
-      t.join();
-  threads_.clear();
+  if (pool_)
+    pool_->stop();
 }
 
 } // namespace rc::net

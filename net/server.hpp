@@ -1,19 +1,16 @@
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-
 #include <memory>
-#include <thread>
-#include <vector>
 
+#include "net/io_pool.hpp"
 #include "net/server_context.hpp"
 
 namespace rc::net {
 
 class listener;
 
-/// The node's HTTP/WebSocket front: an io_context with its own threads and
-/// one listener. Start and stop are symmetric: `start` binds and runs the
+/// The node's HTTP/WebSocket front: a pool of I/O workers (one thread and
+/// io_context each) and one listener. Start and stop are symmetric: `start` binds and runs the
 /// threads, `stop_accepting` closes the port (and marks the node draining),
 /// `stop` ends all I/O and joins the threads.
 class server {
@@ -32,9 +29,8 @@ public:
 
 private:
   server_context_ptr ctx_;
-  boost::asio::io_context ioc_;
+  std::unique_ptr<io_pool> pool_;
   std::shared_ptr<listener> listener_;
-  std::vector<std::thread> threads_;
 };
 
 } // namespace rc::net

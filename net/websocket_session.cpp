@@ -1,24 +1,91 @@
 #include "net/websocket_session.hpp"
 
-#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/websocket/detail/utf8_checker.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "common/metrics.hpp"
+#include "net/io_pool.hpp"
 
 namespace rc::net {
 
-websocket_session::websocket_session(beast::tcp_stream&& stream, server_context_ptr ctx,
-                                     identity who)
-  : ws_(std::move(stream)), ctx_(std::move(ctx)), who_(std::move(who)),
-    ping_timer_(ws_.get_executor()) {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+
+namespace {
+
+/// Client frame opcodes (RFC 6455 5.2).
+enum : int { op_continuation = 0x0, op_text = 0x1, op_binary = 0x2, op_close = 0x8,
+             op_ping = 0x9, op_pong = 0xA };
+
+/// Bytes read per readiness; one buffer per worker thread, so an idle
+/// connection holds none.
+constexpr std::size_t read_chunk = 64 * 1024;
+
+/// Over this capacity, drained buffers are given back instead of kept.
+constexpr std::size_t keep_capacity = 16 * 1024;
+
+const frame_ptr& ping_frame() {
+  static const frame_ptr f = std::make_shared<const frame>("", ws_opcode::ping);
+  return f;
+}
+
+frame_ptr close_frame(std::uint16_t code, std::string_view reason) {
+  std::string payload;
+  if (code != 0) {
+    payload.push_back(static_cast<char>(code >> 8));
+    payload.push_back(static_cast<char>(code & 0xFF));
+    payload.append(reason.substr(0, 123));
+  }
+  return std::make_shared<const frame>(payload, ws_opcode::close);
+}
+
+bool is_close_frame(const frame_ptr& f) {
+  return static_cast<unsigned char>(f->wire()[0]) == (0x80 | static_cast<unsigned>(ws_opcode::close));
+}
+
+/// Close codes a peer may send (RFC 6455 7.4).
+bool valid_close_code(std::uint16_t c) {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+}
+
+template <class T>
+void release_if_large(T& buffer) {
+  if (buffer.capacity() > keep_capacity)
+    T{}.swap(buffer);
+}
+
+/// A buffer sequence viewing the session's vector: passing the vector itself
+/// would copy it into the write operation.
+struct buffer_span {
+  using value_type = asio::const_buffer;
+  using const_iterator = const asio::const_buffer*;
+  const asio::const_buffer* first;
+  const asio::const_buffer* last;
+  const_iterator begin() const { return first; }
+  const_iterator end() const { return last; }
+};
+
+} // namespace
+
+websocket_session::websocket_session(beast::tcp_stream&& stream, io_worker& worker,
+                                     server_context_ptr ctx, identity who, std::string leftover)
+  : socket_(worker.context()), worker_(worker), ctx_(std::move(ctx)), who_(std::move(who)),
+    handshake_(std::make_unique<websocket::stream<beast::tcp_stream>>(std::move(stream))),
+    partial_(std::move(leftover)) {
 }
 
 websocket_session::~websocket_session() {
   report_dropped(queue_);
+  report_dropped(inflight_frames_);
   ctx_->websockets--;
 }
 
-void websocket_session::report_dropped(std::deque<outgoing>& dropped) {
+void websocket_session::report_dropped(std::vector<outgoing>& dropped) {
   for (auto& o : dropped)
     if (o.written)
       o.written(false);
@@ -26,87 +93,227 @@ void websocket_session::report_dropped(std::deque<outgoing>& dropped) {
 }
 
 void websocket_session::run(http::request<http::string_body> req) {
-  auto& lim = ctx_->cfg.limits;
-  // Beast's own timeouts bound the opening and the closing handshakes; the
-  // ping timer below handles idle peers.
-  beast::get_lowest_layer(ws_).expires_never();
+  // Beast bounds the opening handshake; the worker's timer handles idle peers.
+  beast::get_lowest_layer(*handshake_).expires_never();
   websocket::stream_base::timeout t{};
-  t.handshake_timeout = lim.handshake_timeout;
+  t.handshake_timeout = ctx_->cfg.limits.handshake_timeout;
   t.idle_timeout = websocket::stream_base::none();
   t.keep_alive_pings = false;
-  ws_.set_option(t);
-  ws_.read_message_max(lim.max_frame_bytes);
-  ws_.auto_fragment(false);
-  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+  handshake_->set_option(t);
+  handshake_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::server, "roomcast");
   }));
-  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
-    if (kind == websocket::frame_type::pong)
-      missed_pongs_ = 0;
-  });
-  ws_.async_accept(req, beast::bind_front_handler(&websocket_session::on_accept,
-                                                  shared_from_this()));
+  handshake_->async_accept(req, beast::bind_front_handler(&websocket_session::on_accept,
+                                                          shared_from_this()));
 }
 
 void websocket_session::on_accept(beast::error_code ec) {
+  auto ws = std::move(handshake_);
   if (ec) {
     spdlog::debug("websocket handshake failed for {}: {}", who_.user, ec.message());
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
     return;
   }
+  // From here on the session frames the protocol itself (see the header).
+  socket_ = ws->next_layer().release_socket();
+  ws.reset();
+  socket_.non_blocking(true, ec);
   opened_ = std::chrono::steady_clock::now();
   metrics::global().connections++;
+  worker_.add(this);
+  registered_ = true;
   inbound_ = ctx_->hooks.open(shared_from_this(), who_);
-  arm_ping_timer();
-  do_read();
+  if (!partial_.empty())
+    process(nullptr, 0); // a client may send frames right behind its request
+  else
+    wait_readable();
 }
 
 // -- reading ----------------------------------------------------------------------
 
-void websocket_session::do_read() {
-  ws_.async_read(buffer_,
-                 beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+void websocket_session::wait_readable() {
+  if (reading_ || finished_ || read_paused_)
+    return;
+  reading_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](beast::error_code ec) {
+                       self->reading_ = false;
+                       self->on_readable(ec);
+                     });
 }
 
-void websocket_session::on_read(beast::error_code ec, std::size_t) {
-  if (ec) {
-    if (ec == websocket::error::closed)
-      return finish(close_reason::client_closed);
-    if (ec == websocket::error::message_too_big)
-      return finish(close_reason::too_large); // Beast has sent 1009
-    if (ec == websocket::error::bad_frame_payload)
-      return finish(close_reason::invalid_utf8); // Beast has sent 1007
+void websocket_session::on_readable(beast::error_code ec) {
+  if (finished_)
+    return;
+  if (ec)
     return finish(close_reason::network_error);
+  thread_local std::unique_ptr<char[]> chunk{new char[read_chunk]};
+  auto n = socket_.read_some(asio::buffer(chunk.get(), read_chunk), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again)
+    return wait_readable();
+  if (ec) // EOF or reset: a peer that hangs up without a close frame
+    return finish(close_started_ ? reason_ : close_reason::network_error);
+  if (discard_input_)
+    return wait_readable();
+  process(chunk.get(), n);
+}
+
+void websocket_session::process(char* fresh, std::size_t size) {
+  read_outcome outcome;
+  std::size_t used = 0;
+  if (partial_.empty()) {
+    outcome = consume(fresh, size, used);
+    if (outcome != read_outcome::stop && used < size)
+      partial_.assign(fresh + used, size - used);
+  } else {
+    if (size > 0)
+      partial_.append(fresh, size);
+    outcome = consume(partial_.data(), partial_.size(), used);
+    if (outcome != read_outcome::stop) {
+      partial_.erase(0, used);
+      if (partial_.empty())
+        std::string{}.swap(partial_);
+    }
   }
-  missed_pongs_ = 0;
-  if (!ws_.got_text()) {
-    buffer_.consume(buffer_.size());
-    start_close(close_reason::binary_frame);
+  if (outcome == read_outcome::stop) {
+    std::string{}.swap(partial_);
+    if (!finished_)
+      wait_readable(); // for the peer's close frame or its hang-up
     return;
   }
-  auto text = beast::buffers_to_string(buffer_.data());
-  buffer_.consume(buffer_.size());
-  // Release a large buffer after a large message instead of keeping it per connection.
-  if (buffer_.capacity() > 16 * 1024)
-    buffer_.shrink_to_fit();
+  if (outcome == read_outcome::paused)
+    read_paused_ = true;
+  else
+    wait_readable();
+}
+
+websocket_session::read_outcome websocket_session::consume(char* data, std::size_t size,
+                                                           std::size_t& used) {
+  const std::size_t max_message = ctx_->cfg.limits.max_frame_bytes;
+  while (used < size) {
+    if (inflight_ >= max_inflight)
+      return read_outcome::paused;
+    auto* u = reinterpret_cast<unsigned char*>(data + used);
+    std::size_t avail = size - used;
+    if (avail < 2)
+      return read_outcome::more;
+    bool fin = (u[0] & 0x80) != 0;
+    int opcode = u[0] & 0x0F;
+    bool masked = (u[1] & 0x80) != 0;
+    std::uint64_t len = u[1] & 0x7F;
+    std::size_t header = 2;
+    if (len == 126) {
+      if (avail < 4)
+        return read_outcome::more;
+      len = (std::uint64_t{u[2]} << 8) | u[3];
+      header = 4;
+    } else if (len == 127) {
+      if (avail < 10)
+        return read_outcome::more;
+      len = 0;
+      for (int i = 2; i < 10; ++i)
+        len = (len << 8) | u[i];
+      header = 10;
+    }
+    bool control = opcode >= op_close;
+    bool known = opcode <= op_binary || (opcode >= op_close && opcode <= op_pong);
+    // No extensions are negotiated, clients must mask, control frames are
+    // short and whole (RFC 6455 5.1-5.5).
+    if ((u[0] & 0x70) != 0 || !masked || !known || (control && (!fin || len > 125))
+        || (opcode == op_continuation && !in_message_)
+        || ((opcode == op_text || opcode == op_binary) && in_message_)) {
+      fail(close_reason::protocol_error);
+      return read_outcome::stop;
+    }
+    if (opcode == op_binary) {
+      fail(close_reason::binary_frame);
+      return read_outcome::stop;
+    }
+    if (!control && message_.size() + len > max_message) {
+      fail(close_reason::too_large);
+      return read_outcome::stop;
+    }
+    std::size_t total = header + 4 + static_cast<std::size_t>(len);
+    if (avail < total)
+      return read_outcome::more;
+    unsigned char key[4];
+    std::memcpy(key, u + header, 4);
+    char* payload = data + used + header + 4;
+    for (std::size_t i = 0; i < len; ++i)
+      payload[i] = static_cast<char>(payload[i] ^ key[i & 3]);
+    used += total;
+    missed_pongs_ = 0; // any frame shows the peer is alive
+    if (on_frame(opcode, fin, {payload, static_cast<std::size_t>(len)}) == read_outcome::stop)
+      return read_outcome::stop;
+  }
+  return read_outcome::more;
+}
+
+websocket_session::read_outcome websocket_session::on_frame(int opcode, bool fin,
+                                                            std::string_view payload) {
+  switch (opcode) {
+    case op_ping:
+      if (!close_started_)
+        queue_control(std::make_shared<const frame>(payload, ws_opcode::pong));
+      return read_outcome::more;
+    case op_pong:
+      return read_outcome::more;
+    case op_close: {
+      std::uint16_t code = 0;
+      if (payload.size() == 1)
+        code = 1002;
+      else if (payload.size() >= 2) {
+        code = static_cast<std::uint16_t>(
+          (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]));
+        if (!valid_close_code(code))
+          code = 1002;
+      }
+      close_received_ = true;
+      if (close_started_) {
+        // Our close was answered. Finish once it has left (or now).
+        if (close_sent_)
+          finish(reason_);
+        return read_outcome::stop;
+      }
+      // Echo the peer's close; the TCP close follows once it is written.
+      start_close(close_reason::client_closed, code);
+      return read_outcome::stop;
+    }
+    default:
+      break;
+  }
+  if (close_started_)
+    return read_outcome::more; // data after our close frame is ignored
+  if (!fin || in_message_) {
+    message_.append(payload);
+    in_message_ = !fin;
+    if (!fin)
+      return read_outcome::more;
+    payload = message_;
+  }
+  if (!beast::websocket::detail::check_utf8(payload.data(), payload.size())) {
+    fail(close_reason::invalid_utf8);
+    return read_outcome::stop;
+  }
+  hand_on(std::string{payload});
+  message_.clear();
+  release_if_large(message_);
+  return close_started_ ? read_outcome::stop : read_outcome::more;
+}
+
+void websocket_session::hand_on(std::string text) {
   ++inflight_; // before handing on, or frame_done() could overtake it
   if (inbound_)
     inbound_->on_frame(std::move(text));
-  if (close_started_)
-    return;
-  if (inflight_ >= max_inflight)
-    read_paused_ = true;
-  else
-    do_read();
 }
 
 void websocket_session::frame_done() {
-  boost::asio::post(ws_.get_executor(), [self = shared_from_this()] {
+  asio::post(worker_.context(), [self = shared_from_this()] {
     --self->inflight_;
-    if (self->read_paused_ && self->inflight_ < max_inflight && !self->close_started_) {
+    if (self->read_paused_ && self->inflight_ < max_inflight && !self->finished_) {
       self->read_paused_ = false;
-      self->do_read();
+      self->process(nullptr, 0);
     }
   });
 }
@@ -136,109 +343,151 @@ void websocket_session::deliver(frame_ptr frame, written_fn written) {
     writing_ = true;
   }
   if (kick)
-    boost::asio::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
+    worker_.schedule_flush(shared_from_this());
 }
 
-void websocket_session::do_write() {
-  frame_ptr next;
-  bool overflow = false;
+void websocket_session::queue_control(frame_ptr f) {
+  bool kick;
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    overflow = overflowed_;
-    if (!overflow && !queue_.empty() && !close_started_)
-      next = queue_.front().frame;
-    else
-      writing_ = false;
+    queued_bytes_ += f->size();
+    queue_.push_back(outgoing{std::move(f), nullptr});
+    kick = !writing_;
+    writing_ = true;
   }
-  if (overflow) {
-    start_close(close_reason::slow_consumer);
+  if (kick)
+    worker_.schedule_flush(shared_from_this());
+}
+
+void websocket_session::flush() {
+  if (finished_) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    writing_ = false;
     return;
   }
-  if (!next) {
+  bool drained = false;
+  for (;;) {
+    bool overflow = false;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      if (overflowed_ && !close_started_)
+        overflow = true;
+      else if (queue_.empty())
+        drained = true;
+      else
+        inflight_frames_.swap(queue_);
+      if (drained)
+        writing_ = false;
+    }
+    if (!overflow)
+      break;
+    start_close(close_reason::slow_consumer); // drops the queue, queues the close frame
+  }
+  if (drained) {
+    release_if_large(inflight_frames_);
+    release_if_large(buffers_);
     if (close_when_drained_ && !close_started_)
       start_close(reason_);
     return;
   }
-  ws_.text(true);
-  ws_.async_write(boost::asio::buffer(*next),
-                  beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+  buffers_.clear();
+  inflight_bytes_ = 0;
+  for (auto& o : inflight_frames_) {
+    auto wire = o.frame->wire();
+    buffers_.emplace_back(wire.data(), wire.size());
+    inflight_bytes_ += o.frame->size();
+  }
+  asio::async_write(socket_, buffer_span{buffers_.data(), buffers_.data() + buffers_.size()},
+                    beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
 }
 
-void websocket_session::on_write(beast::error_code ec, std::size_t) {
-  written_fn written;
+void websocket_session::on_written(beast::error_code ec, std::size_t) {
+  bool sent_close = false;
+  for (auto& o : inflight_frames_) {
+    if (o.written)
+      o.written(!ec);
+    sent_close = sent_close || is_close_frame(o.frame);
+  }
+  inflight_frames_.clear();
   {
-    // The buffer just written stays alive until here (front of the queue).
     std::lock_guard<std::mutex> guard{mutex_};
-    if (!queue_.empty()) {
-      queued_bytes_ -= queue_.front().frame->size();
-      written = std::move(queue_.front().written);
-      queue_.pop_front();
-    }
-    if (ec)
-      writing_ = false;
+    queued_bytes_ -= inflight_bytes_;
   }
-  if (written)
-    written(!ec);
+  inflight_bytes_ = 0;
   if (ec) {
-    if (ec != boost::asio::error::operation_aborted && ec != websocket::error::closed)
+    if (ec != asio::error::operation_aborted)
       spdlog::debug("write to {} failed: {}", who_.user, ec.message());
-    return; // the pending read reports the end of the connection
+    return finish(close_started_ ? reason_ : close_reason::network_error);
   }
-  do_write();
+  if (sent_close) {
+    close_sent_ = true;
+    if (close_received_)
+      return finish(reason_);
+    // Half-close so the peer sees our close, then wait for its answer.
+    beast::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+  flush();
 }
 
 // -- closing ------------------------------------------------------------------------
 
 void websocket_session::close(close_reason why) {
-  boost::asio::post(ws_.get_executor(), [self = shared_from_this(), why] {
+  asio::post(worker_.context(), [self = shared_from_this(), why] {
     if (self->close_started_ || self->finished_ || self->close_when_drained_)
       return;
-    if (why == close_reason::shutdown) {
-      // Graceful: flush what is queued first, then close with 1001.
-      self->close_when_drained_ = true;
-      self->reason_ = why;
-      self->reason_set_ = true;
-      bool idle;
-      {
-        std::lock_guard<std::mutex> guard{self->mutex_};
-        idle = !self->writing_;
-      }
-      if (idle)
-        self->start_close(why);
-      return;
+    if (why != close_reason::shutdown)
+      return self->start_close(why);
+    // Graceful: write what is queued first, then close with 1001.
+    self->close_when_drained_ = true;
+    self->reason_ = why;
+    bool idle;
+    {
+      std::lock_guard<std::mutex> guard{self->mutex_};
+      idle = !self->writing_;
     }
-    self->start_close(why);
+    if (idle)
+      self->start_close(why);
   });
 }
 
-void websocket_session::start_close(close_reason why) {
+void websocket_session::fail(close_reason why) {
+  // The input cannot be trusted any more: stop parsing it, close, and drop
+  // whatever else arrives until the peer hangs up.
+  discard_input_ = true;
+  start_close(why);
+}
+
+void websocket_session::start_close(close_reason why, std::uint16_t code_override) {
   if (close_started_ || finished_)
     return;
   close_started_ = true;
-  if (!reason_set_ || why != close_reason::shutdown) {
-    reason_ = why;
-    reason_set_ = true;
-  }
-  std::deque<outgoing> dropped;
+  reason_ = why;
+  std::vector<outgoing> dropped;
   {
-    // Drop what was not written yet; keep the in-flight front alive.
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
-    while (queue_.size() > (writing_ ? 1u : 0u)) {
-      queued_bytes_ -= queue_.back().frame->size();
-      dropped.push_front(std::move(queue_.back()));
-      queue_.pop_back();
+    if (why != close_reason::shutdown) {
+      for (auto& o : queue_)
+        queued_bytes_ -= o.frame->size();
+      dropped.swap(queue_);
     }
   }
   report_dropped(dropped);
-  ping_timer_.cancel();
-  websocket::close_reason cr{static_cast<websocket::close_code>(close_code(why)), std::string{to_string(why)}};
-  ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
-    // The read loop (or finish below) ends the session.
-    beast::error_code ignored;
-    beast::get_lowest_layer(self->ws_).socket().shutdown(
-      boost::asio::ip::tcp::socket::shutdown_both, ignored);
-    self->finish(self->reason_);
+  if (why == close_reason::client_closed)
+    queue_control(close_frame(code_override, ""));
+  else
+    queue_control(close_frame(close_code(why), to_string(why)));
+  arm_close_timer();
+}
+
+void websocket_session::arm_close_timer() {
+  // Bounds the closing handshake, also when the peer reads nothing at all.
+  close_timer_ = std::make_unique<asio::steady_timer>(worker_.context());
+  close_timer_->expires_after(ctx_->cfg.limits.handshake_timeout);
+  close_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec)
+      self->finish(self->reason_);
   });
 }
 
@@ -246,15 +495,27 @@ void websocket_session::finish(close_reason why) {
   if (finished_)
     return;
   finished_ = true;
-  if (reason_set_)
+  if (close_started_)
     why = reason_;
+  std::vector<outgoing> dropped;
   {
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
+    for (auto& o : queue_)
+      queued_bytes_ -= o.frame->size();
+    dropped.swap(queue_);
   }
-  ping_timer_.cancel();
+  report_dropped(dropped);
+  if (close_timer_)
+    close_timer_->cancel();
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  socket_.close(ignored);
+  if (registered_) {
+    worker_.remove(this);
+    registered_ = false;
+  }
+  std::string{}.swap(partial_);
+  std::string{}.swap(message_);
   auto& mx = metrics::global();
   mx.connections--;
   mx.count_close(why);
@@ -268,27 +529,14 @@ void websocket_session::finish(close_reason why) {
 
 // -- liveness -----------------------------------------------------------------------
 
-void websocket_session::arm_ping_timer() {
-  ping_timer_.expires_after(ctx_->cfg.limits.ping_interval);
-  ping_timer_.async_wait(
-    beast::bind_front_handler(&websocket_session::on_ping_timer, shared_from_this()));
-}
-
-void websocket_session::on_ping_timer(beast::error_code ec) {
-  if (ec || close_started_ || finished_)
+void websocket_session::on_ping_tick() {
+  // Never ends the session from here: the worker is walking its list.
+  if (close_started_ || finished_)
     return;
-  if (missed_pongs_ >= ctx_->cfg.limits.max_missed_pongs) {
-    start_close(close_reason::ping_timeout);
-    return;
-  }
+  if (missed_pongs_ >= ctx_->cfg.limits.max_missed_pongs)
+    return start_close(close_reason::ping_timeout);
   ++missed_pongs_;
-  if (!ping_in_flight_) {
-    ping_in_flight_ = true;
-    ws_.async_ping({}, [self = shared_from_this()](beast::error_code) {
-      self->ping_in_flight_ = false;
-    });
-  }
-  arm_ping_timer();
+  queue_control(ping_frame());
 }
 
 } // namespace rc::net

@@ -1,40 +1,51 @@
 #pragma once
 
-#include <boost/beast/core.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/stream.hpp>
 
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "common/client_link.hpp"
 #include "net/server_context.hpp"
 
 namespace rc::net {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
+class io_worker;
 
-/// One WebSocket connection. Owns the socket; reads frames and hands them to
-/// its inbound handler (the connection actor); writes queued frames with one
-/// write in flight. All socket state lives on the session's strand; the
-/// `client_link` calls may come from any thread and only enqueue.
+/// One WebSocket connection. Beast performs the opening handshake; after it
+/// the session owns the TCP socket and speaks RFC 6455 frames itself, because
+/// that is what lets it write pre-framed, shared frames: everything queued
+/// while a write is in flight leaves in one gathered write.
+///
+/// Threads: the socket and all state below "worker only" belong to the
+/// session's io_worker thread. `client_link` calls come from any thread and
+/// only touch the outgoing queue under `mutex_`.
+///
+/// Memory: an idle session holds no read buffer (it waits for readability
+/// and reads into its worker's buffer), no timer (its worker pings it), and
+/// releases large queue and message buffers when they drain.
 ///
 /// Limits enforced here: message size (1009), binary frames (1003), invalid
-/// UTF-8 (1007, by Beast), outgoing queue frames/bytes (1008 slow_consumer),
-/// missed pings (1008 ping_timeout), and inbound backpressure (at most
-/// `max_inflight` frames handed on and not yet processed).
+/// UTF-8 (1007), protocol errors (1002), outgoing queue frames/bytes (1008
+/// slow_consumer), unanswered pings (1008 ping_timeout), and inbound
+/// backpressure (at most `max_inflight` frames handed on and not processed).
 class websocket_session : public client_link,
                           public std::enable_shared_from_this<websocket_session> {
 public:
-  websocket_session(beast::tcp_stream&& stream, server_context_ptr ctx, identity who);
+  /// `leftover`: bytes the HTTP session read past the upgrade request.
+  websocket_session(boost::beast::tcp_stream&& stream, io_worker& worker, server_context_ptr ctx,
+                    identity who, std::string leftover);
   ~websocket_session() override;
 
   /// Completes the handshake for `req` and starts reading.
-  void run(http::request<http::string_body> req);
+  void run(boost::beast::http::request<boost::beast::http::string_body> req);
 
   // -- client_link ------------------------------------------------------------
   void deliver(frame_ptr frame) override;
@@ -43,53 +54,82 @@ public:
   void frame_done() override;
 
 private:
+  friend class io_worker;
   static constexpr int max_inflight = 32;
 
   struct outgoing {
     frame_ptr frame;
     written_fn written; ///< empty for unconfirmed frames
   };
+  enum class read_outcome { more, paused, stop };
 
-  void on_accept(beast::error_code ec);
-  void do_read();
-  void on_read(beast::error_code ec, std::size_t bytes);
-  void do_write();
-  void on_write(beast::error_code ec, std::size_t bytes);
-  void start_close(close_reason why);
-  void on_ping_timer(beast::error_code ec);
-  void arm_ping_timer();
+  void on_accept(boost::beast::error_code ec);
+  // Reading (worker only).
+  void wait_readable();
+  void on_readable(boost::beast::error_code ec);
+  /// Parses `partial_` followed by `size` fresh bytes.
+  void process(char* fresh, std::size_t size);
+  read_outcome consume(char* data, std::size_t size, std::size_t& used);
+  read_outcome on_frame(int opcode, bool fin, std::string_view payload);
+  void hand_on(std::string text);
+  // Writing.
+  void kick();
+  /// Worker: writes everything queued in one gathered write.
+  void flush();
+  void on_written(boost::beast::error_code ec, std::size_t bytes);
+  // Closing (worker only).
+  /// Queues our close frame (`code_override`: the code echoed to a client's close).
+  void start_close(close_reason why, std::uint16_t code_override = 0);
+  /// Closes after input that breaks the protocol or a limit.
+  void fail(close_reason why);
+  void queue_control(frame_ptr f);
+  void arm_close_timer();
   /// Ends the session once: metrics, log, and tells the inbound handler.
   void finish(close_reason why);
-  /// Reports `false` to the confirmations of frames that will not be written.
-  static void report_dropped(std::deque<outgoing>& dropped);
+  /// Called by the worker's liveness timer.
+  void on_ping_tick();
 
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
+  static void report_dropped(std::vector<outgoing>& dropped);
+
+  boost::asio::ip::tcp::socket socket_;
+  io_worker& worker_;
   server_context_ptr ctx_;
   identity who_;
   std::shared_ptr<inbound_handler> inbound_;
-  boost::asio::steady_timer ping_timer_;
   std::chrono::steady_clock::time_point opened_;
+  /// During the opening handshake only.
+  std::unique_ptr<boost::beast::websocket::stream<boost::beast::tcp_stream>> handshake_;
 
-  // Strand-only state.
+  // Worker only.
+  std::string partial_;  ///< unparsed bytes of an incomplete frame (or held while paused)
+  std::string message_;  ///< fragments of a message being assembled
+  bool in_message_ = false;
   int inflight_ = 0;
   bool read_paused_ = false;
+  bool reading_ = false;
   bool close_started_ = false;
+  bool close_received_ = false;
+  bool close_sent_ = false;
+  bool discard_input_ = false;
   bool finished_ = false;
-  bool ping_in_flight_ = false;
-  std::uint64_t missed_pongs_ = 0;
+  bool registered_ = false;
+  std::size_t slot_ = 0; ///< index in the worker's session list
+  std::uint32_t missed_pongs_ = 0;
   close_reason reason_ = close_reason::client_closed;
-  bool reason_set_ = false;
-  /// Set by a graceful close: close once the queue is written.
+  /// A graceful close waits for the queue to drain.
   bool close_when_drained_ = false;
+  std::unique_ptr<boost::asio::steady_timer> close_timer_;
+  std::vector<outgoing> inflight_frames_;
+  std::vector<boost::asio::const_buffer> buffers_;
+  std::size_t inflight_bytes_ = 0;
 
   // Outgoing queue, shared with deliver() callers.
   std::mutex mutex_;
-  std::deque<outgoing> queue_; // front() is being written while writing_
-  std::size_t queued_bytes_ = 0;
-  bool writing_ = false;        // a write is in flight or posted
+  std::vector<outgoing> queue_;
+  std::size_t queued_bytes_ = 0; ///< queued and in flight
+  bool writing_ = false;         ///< a flush is scheduled or a write in flight
   bool overflowed_ = false;
-  bool closed_ = false;         // no more frames accepted
+  bool closed_ = false;          ///< no more frames accepted
 };
 
 } // namespace rc::net

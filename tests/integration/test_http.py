@@ -54,7 +54,7 @@ class EndpointsTest(harness.ServerTestCase):
             self.assertEqual(families[name].type, kind, name)
         reasons = {s.labels["reason"] for s in families["roomcast_closes"].samples}
         self.assertEqual(reasons, {"client_closed", "shutdown", "binary_frame", "invalid_utf8",
-                                   "too_large", "slow_consumer", "auth_expired", "ping_timeout",
+                                   "protocol_error", "too_large", "slow_consumer", "auth_expired", "ping_timeout",
                                    "network_error", "server_error"})
         codes = {s.labels["code"] for s in families["roomcast_errors"].samples}
         self.assertEqual(codes, {"bad_json", "bad_request", "unknown_type", "bad_name",

@@ -24,11 +24,11 @@ namespace rc::test {
 /// A client link that records what the actors queue for the socket.
 class recording_link : public client_link {
 public:
-  void deliver(frame_ptr frame) override { frames.push_back(*frame); }
+  void deliver(frame_ptr frame) override { frames.emplace_back(frame->text()); }
   /// Confirmed frames are recorded (and reported written) unless `refuse`.
   void deliver(frame_ptr frame, written_fn written) override {
     if (!refuse)
-      frames.push_back(*frame);
+      frames.emplace_back(frame->text());
     written(!refuse);
   }
   void close(close_reason why) override { closed.push_back(why); }

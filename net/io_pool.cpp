@@ -1,0 +1,107 @@
+#include "net/io_pool.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "net/websocket_session.hpp"
+
+namespace rc::net {
+
+io_worker::io_worker(std::chrono::milliseconds ping_interval) : ping_interval_(ping_interval) {
+}
+
+void io_worker::schedule_flush(std::shared_ptr<websocket_session> s) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> guard{flush_mutex_};
+    first = to_flush_.empty();
+    to_flush_.push_back(std::move(s));
+  }
+  if (first)
+    boost::asio::post(ioc_, [this] { run_flushes(); });
+}
+
+void io_worker::run_flushes() {
+  {
+    std::lock_guard<std::mutex> guard{flush_mutex_};
+    flushing_.swap(to_flush_);
+  }
+  for (auto& s : flushing_)
+    s->flush();
+  flushing_.clear();
+}
+
+void io_worker::add(websocket_session* s) {
+  s->slot_ = sessions_.size();
+  sessions_.push_back(s);
+}
+
+void io_worker::remove(websocket_session* s) {
+  auto at = s->slot_;
+  sessions_[at] = sessions_.back();
+  sessions_[at]->slot_ = at;
+  sessions_.pop_back();
+}
+
+void io_worker::arm_ping_timer() {
+  if (ping_interval_.count() <= 0)
+    return;
+  ping_timer_.expires_after(ping_interval_);
+  ping_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec)
+      return;
+    // on_ping_tick never removes a session, so indices stay valid.
+    for (std::size_t i = 0; i < sessions_.size(); ++i)
+      sessions_[i]->on_ping_tick();
+    arm_ping_timer();
+  });
+}
+
+void io_worker::start() {
+  arm_ping_timer();
+  thread_ = std::thread{[this] {
+    auto guard = boost::asio::make_work_guard(ioc_);
+    ioc_.run();
+  }};
+}
+
+void io_worker::stop() {
+  ioc_.stop();
+}
+
+void io_worker::join() {
+  if (thread_.joinable())
+    thread_.join();
+}
+
+io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval) {
+  for (unsigned i = 0; i < std::max(1u, threads); ++i)
+    workers_.push_back(std::make_unique<io_worker>(ping_interval));
+}
+
+io_pool::~io_pool() {
+  stop();
+}
+
+io_worker& io_pool::next() {
+  // Called by the accepting thread only.
+  return *workers_[next_++ % workers_.size()];
+}
+
+void io_pool::start() {
+  if (running_)
+    return;
+  running_ = true;
+  for (auto& w : workers_)
+    w->start();
+}
+
+void io_pool::stop() {
+  for (auto& w : workers_)
+    w->stop();
+  for (auto& w : workers_)
+    w->join();
+  running_ = false;
+}
+
+} // namespace rc::net

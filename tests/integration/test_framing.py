@@ -1,0 +1,142 @@
+"""RFC 6455 framing as roomcast's session speaks it after the handshake:
+fragmented messages, control frames, frames sent right behind the upgrade
+request, many frames in one TCP segment, the close handshake in both
+directions, and protocol violations (close 1002)."""
+
+import json
+import socket
+import struct
+
+import harness
+from harness import RawWebSocket, encode_frame, raw_upgrade
+
+
+def closes(server, reason):
+    return server.metric("roomcast_closes_total", reason=reason)
+
+
+class FramingTest(harness.ServerTestCase):
+
+    def open(self, user):
+        raw = RawWebSocket(self.server.port, f"/ws?user={user}")
+        self.addCleanup(raw.close)
+        op, payload = raw.read_frame()
+        self.assertEqual((op, json.loads(payload)["type"]), (RawWebSocket.OP_TEXT, "welcome"))
+        return raw
+
+    def read_json(self, raw):
+        op, payload = raw.read_frame()
+        self.assertEqual(op, RawWebSocket.OP_TEXT)
+        return json.loads(payload)
+
+    def test_fragmented_message_is_assembled(self):
+        raw = self.open("frag")
+        text = b'{"type":"ping","id":"fragmented-\xc3\xa9"}'
+        # Split inside the two-byte UTF-8 sequence, with a ping in between
+        # (control frames may interleave with fragments).
+        cut = text.index(b"\xc3") + 1
+        raw.send_frame(RawWebSocket.OP_TEXT, text[:5], fin=False)
+        raw.send_frame(0x0, text[5:cut], fin=False)
+        raw.send_frame(RawWebSocket.OP_PING, b"mid")
+        raw.send_frame(0x0, text[cut:], fin=True)
+        op, payload = raw.read_frame()
+        self.assertEqual((op, payload), (RawWebSocket.OP_PONG, b"mid"))
+        self.assertEqual(self.read_json(raw), {"type": "pong", "id": "fragmented-é"})
+
+    def test_ping_is_answered_with_its_payload(self):
+        raw = self.open("pinger")
+        raw.send_frame(RawWebSocket.OP_PING, b"hello")
+        self.assertEqual(raw.read_frame(), (RawWebSocket.OP_PONG, b"hello"))
+        # An unsolicited pong is ignored; the connection stays usable.
+        raw.send_frame(RawWebSocket.OP_PONG, b"x")
+        raw.send_text('{"type":"ping","id":2}')
+        self.assertEqual(self.read_json(raw), {"type": "pong", "id": 2})
+
+    def test_many_frames_in_one_segment_answered_in_order(self):
+        raw = self.open("batch")
+        n = 200  # more than the 32 frames handed on before reading pauses
+        blob = b"".join(encode_frame(RawWebSocket.OP_TEXT,
+                                     json.dumps({"type": "ping", "id": i}).encode())
+                        for i in range(n))
+        raw.sock.sendall(blob)
+        ids = [self.read_json(raw)["id"] for _ in range(n)]
+        self.assertEqual(ids, list(range(n)))
+
+    def test_frames_right_behind_the_upgrade_request(self):
+        # Request and first frame in one write: the HTTP session has read the
+        # frame already and must pass it on.
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        req = (f"GET /ws?user=eager HTTP/1.1\r\nHost: {harness.HOST}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        frame = encode_frame(RawWebSocket.OP_TEXT, b'{"type":"ping","id":"early"}')
+        sock = socket.create_connection((harness.HOST, self.server.port), timeout=5)
+        self.addCleanup(sock.close)
+        sock.sendall(req + frame)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += sock.recv(4096)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+        raw = RawWebSocket.__new__(RawWebSocket)
+        raw.sock, raw.buf = sock, rest
+        types = [self.read_json(raw) for _ in range(2)]
+        self.assertEqual(types[0]["type"], "welcome")
+        self.assertEqual(types[1], {"type": "pong", "id": "early"})
+
+    def test_client_close_is_echoed(self):
+        before = closes(self.server, "client_closed")
+        raw = self.open("closer")
+        raw.send_frame(RawWebSocket.OP_CLOSE, struct.pack("!H", 4001) + b"bye")
+        code, _, frames = raw.read_until_close()
+        self.assertEqual((code, frames), (4001, []))
+        # The server closes the TCP connection after its echo.
+        raw.sock.settimeout(5)
+        self.assertEqual(raw.sock.recv(10), b"")
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
+                                                 reason="client_closed"), before + 1)
+
+    def assert_protocol_error(self, user, bad):
+        before = closes(self.server, "protocol_error")
+        raw = self.open(user)
+        raw.sock.sendall(bad)
+        code, reason, frames = raw.read_until_close()
+        self.assertEqual((code, reason, frames), (1002, "protocol_error", []))
+        # The server half-closes after its close frame and counts the close
+        # once the client hangs up too.
+        raw.sock.settimeout(5)
+        self.assertEqual(raw.sock.recv(10), b"")
+        raw.close()
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
+                                                 reason="protocol_error"), before + 1)
+
+    def test_unmasked_frame_closes_1002(self):
+        self.assert_protocol_error("unmasked", encode_frame(RawWebSocket.OP_TEXT,
+                                                            b'{"type":"ping"}', mask=False))
+
+    def test_reserved_bits_close_1002(self):
+        frame = bytearray(encode_frame(RawWebSocket.OP_TEXT, b'{"type":"ping"}'))
+        frame[0] |= 0x40  # RSV1 without a negotiated extension
+        self.assert_protocol_error("rsv", bytes(frame))
+
+    def test_unknown_opcode_closes_1002(self):
+        self.assert_protocol_error("opcode", encode_frame(0x3, b"?"))
+
+    def test_continuation_without_start_closes_1002(self):
+        self.assert_protocol_error("cont", encode_frame(0x0, b'{"type":"ping"}'))
+
+    def test_fragmented_control_frame_closes_1002(self):
+        self.assert_protocol_error("ctlfrag", encode_frame(RawWebSocket.OP_PING, b"x", fin=False))
+
+    def test_long_control_frame_closes_1002(self):
+        self.assert_protocol_error("ctllong", encode_frame(RawWebSocket.OP_PING, b"x" * 126))
+
+    def test_upgrade_and_close_leave_the_node_serving(self):
+        # After all of the above the node still answers new clients.
+        sock, response, _ = raw_upgrade(self.server.port, "/ws?user=after")
+        self.addCleanup(sock.close)
+        self.assertEqual(response.status, 101)
+
+
+if __name__ == "__main__":
+    harness.main()
