@@ -68,13 +68,13 @@ void handle(self_ptr self, request& req) {
       if (!may_use_room(self, req.room))
         return send_error(self, req.id, error_code::forbidden,
                           "the token does not allow room '" + req.room + "'");
-      if (st.rooms.count(req.room) == 0 && st.rooms.size() >= st.ctx.limits.max_rooms_per_connection)
+      if (st.rooms.count(req.room) == 0 && st.rooms.size() >= st.ctx->limits.max_rooms_per_connection)
         return send_error(self, req.id, error_code::forbidden,
                           "too many rooms joined on this connection");
       // `await`: the next request is read only after the join completes,
       // so a publish right behind a join finds the membership in place. The
       // relay writes `joined` itself, ordered with the room's messages.
-      self->request(st.ctx.relays, request_timeout, caf::join_atom::value, req.room,
+      self->request(st.ctx->relays, request_timeout, caf::join_atom::value, req.room,
                     member_ref{self, st.who.user, st.link}, req.id)
         .await([self, room = req.room](caf::actor relay) { self->state.rooms[room] = std::move(relay); },
                on_failure(self, req.id, "join"));
@@ -113,17 +113,17 @@ void handle(self_ptr self, request& req) {
     }
     case request::kind::send: {
       envelope env{st.who.user, std::move(req.data), false, self->address()};
-      self->request(st.ctx.router, request_timeout, route_atom::value, user_atom::value, req.to,
+      self->request(st.ctx->router, request_timeout, route_atom::value, user_atom::value, req.to,
                     std::move(env))
         .then(ack_if_asked(self, req.id), on_failure(self, req.id, "send"));
       return;
     }
     case request::kind::broadcast: {
-      if (!st.ctx.allow_broadcast)
+      if (!st.ctx->allow_broadcast)
         return send_error(self, req.id, error_code::forbidden,
                           "broadcast is disabled on this cluster");
       envelope env{st.who.user, std::move(req.data), false, self->address()};
-      self->request(st.ctx.router, request_timeout, route_atom::value, all_atom::value,
+      self->request(st.ctx->router, request_timeout, route_atom::value, all_atom::value,
                     std::move(env))
         .then(ack_if_asked(self, req.id), on_failure(self, req.id, "broadcast"));
       return;
@@ -134,13 +134,13 @@ void handle(self_ptr self, request& req) {
 } // namespace
 
 caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
-                         identity who, connection_context ctx) {
+                         identity who, connection_context_ptr ctx) {
   harden(self, "connection");
   auto& st = self->state;
   st.link = std::move(link);
   st.who = std::move(who);
   st.ctx = std::move(ctx);
-  st.limiter.emplace(st.ctx.limits.rate_limit, st.ctx.limits.rate_burst);
+  st.limiter.emplace(st.ctx->limits.rate_limit, st.ctx->limits.rate_burst);
   st.opened = std::chrono::steady_clock::now();
   // The session closes itself when the actor ends for any reason other than
   // the socket closing: 1001 on shutdown, 1011 on a failure.
@@ -150,12 +150,12 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     else if (reason && reason != caf::exit_reason::normal)
       l->close(close_reason::server_error);
   });
-  if (auto& sups = st.ctx.supervisors; !sups.empty())
+  if (auto& sups = st.ctx->supervisors; !sups.empty())
     self->link_to(sups[self->id() % sups.size()]);
-  send_text(self, encode_welcome(st.who.user, st.ctx.node));
+  send_text(self, encode_welcome(st.who.user, st.ctx->node));
   member_ref me{self, st.who.user, st.link};
-  self->send(st.ctx.users, caf::join_atom::value, me);
-  self->send(st.ctx.everyone, caf::join_atom::value, me);
+  self->send(st.ctx->users, caf::join_atom::value, me);
+  self->send(st.ctx->everyone, caf::join_atom::value, me);
   if (st.who.expires) {
     auto left = *st.who.expires - std::chrono::system_clock::now();
     self->delayed_send(self, std::max(left, decltype(left){0}), expire_atom::value);

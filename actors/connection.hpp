@@ -29,10 +29,13 @@ struct connection_context {
   std::vector<caf::actor> supervisors;
 };
 
+/// Shared by all connections of a node (one copy, not one per connection).
+using connection_context_ptr = std::shared_ptr<const connection_context>;
+
 struct connection_state {
   client_link_ptr link;
   identity who;
-  connection_context ctx;
+  connection_context_ptr ctx;
   /// Rooms joined, with this node's relay for each.
   std::map<std::string, caf::actor> rooms;
   std::optional<rate_limiter> limiter;
@@ -50,6 +53,6 @@ struct connection_state {
 /// of publish/send/broadcast may overtake each other across different
 /// targets. A join or leave completes before the next request is read.
 caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
-                         identity who, connection_context ctx);
+                         identity who, connection_context_ptr ctx);
 
 } // namespace rc

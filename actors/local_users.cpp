@@ -27,8 +27,9 @@ void attach(self_ptr self, const std::string& user) {
       it->second.attaching = false;
     self->delayed_send(self, std::chrono::milliseconds{200}, retry_atom::value, user);
   };
-  self->request(self->state.locator, std::chrono::seconds{5}, locate_atom::value,
-                user_atom::value, user)
+  // The locator answers at once from its own state: no timeout (a CAF
+  // timeout stays in the clock for its whole duration, per request).
+  self->request(self->state.locator, caf::infinite, locate_atom::value, user_atom::value, user)
     .then(
       [self, user, retry](caf::actor dir) {
         count_if_remote(self, dir, kind::control);

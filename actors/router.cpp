@@ -10,7 +10,9 @@ namespace rc {
 namespace {
 
 using kind = metrics::cluster_kind;
-constexpr auto locate_timeout = std::chrono::seconds{5};
+/// The locator answers at once from its own state; a CAF request timeout
+/// would sit in the clock for its whole duration, once per message.
+const auto locate_timeout = caf::infinite;
 
 /// Finds the owner's directory of `name` and delegates the publish to it.
 template <class Target>

@@ -267,7 +267,10 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   st.directory = std::move(directory);
   st.idle_timeout = idle_timeout;
   st.inbox_limit = inbox_limit;
-  arm_idle_timer(self);
+  // The idle timer is armed only after the message that spawned the user
+  // (queued before this one): a user spawned for a connection is not idle,
+  // and a timer armed now would sit in CAF's clock for a whole idle timeout.
+  self->send(self, caf::idle_atom::value);
   self->set_down_handler([self](caf::down_msg& dm) {
     remove_node(self, dm.source);
     abandon_batch_on(self, dm.source);
@@ -329,6 +332,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         self->quit();
       return stop;
     },
+    [self](caf::idle_atom) { arm_idle_timer(self); },
     [self](caf::idle_atom, std::uint64_t generation) {
       auto& st = self->state;
       if (generation == st.idle_generation && idle(st) && st.move.state == phase::serving)

@@ -2,7 +2,6 @@
 
 #include <caf/stateful_actor.hpp>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,7 +18,8 @@ struct user_state {
   /// The `local_users` registries of the nodes with connections of this user.
   std::vector<caf::actor> nodes;
   /// Private frames (JSON text) for a user with no connection, oldest first.
-  std::deque<std::string> inbox;
+  /// (A vector: an empty std::deque allocates ~600 bytes, per user.)
+  std::vector<std::string> inbox;
   std::uint64_t inbox_limit = 0;
   caf::actor directory;
   duration idle_timeout{};

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <unistd.h>
 
 #include "common/metrics.hpp"
 #include "net/io_pool.hpp"
@@ -74,7 +75,7 @@ struct buffer_span {
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, io_worker& worker,
                                      server_context_ptr ctx, identity who, std::string leftover)
-  : socket_(worker.context()), worker_(worker), ctx_(std::move(ctx)), who_(std::move(who)),
+  : socket_(worker.context().get_executor()), worker_(worker), ctx_(std::move(ctx)), who_(std::move(who)),
     handshake_(std::make_unique<websocket::stream<beast::tcp_stream>>(std::move(stream))),
     partial_(std::move(leftover)) {
 }
@@ -116,8 +117,23 @@ void websocket_session::on_accept(beast::error_code ec) {
     return;
   }
   // From here on the session frames the protocol itself (see the header).
-  socket_ = ws->next_layer().release_socket();
+  auto tcp = ws->next_layer().release_socket();
   ws.reset();
+  auto protocol = tcp.local_endpoint(ec).protocol();
+  if (!ec) {
+    auto fd = tcp.release(ec);
+    if (!ec) {
+      socket_.assign(protocol, fd, ec);
+      if (ec)
+        ::close(fd);
+    }
+  }
+  if (ec) {
+    spdlog::debug("cannot take over the socket of {}: {}", who_.user, ec.message());
+    std::lock_guard<std::mutex> guard{mutex_};
+    closed_ = true;
+    return;
+  }
   socket_.non_blocking(true, ec);
   opened_ = std::chrono::steady_clock::now();
   metrics::global().connections++;
@@ -136,7 +152,7 @@ void websocket_session::wait_readable() {
   if (reading_ || finished_ || read_paused_)
     return;
   reading_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+  socket_.async_wait(socket_type::wait_read,
                      [self = shared_from_this()](beast::error_code ec) {
                        self->reading_ = false;
                        self->on_readable(ec);
@@ -366,6 +382,7 @@ void websocket_session::flush() {
     return;
   }
   bool drained = false;
+  std::vector<outgoing> spare; // freed outside the lock
   for (;;) {
     bool overflow = false;
     {
@@ -376,16 +393,19 @@ void websocket_session::flush() {
         drained = true;
       else
         inflight_frames_.swap(queue_);
-      if (drained)
+      if (drained) {
         writing_ = false;
+        spare.swap(queue_);
+      }
     }
     if (!overflow)
       break;
     start_close(close_reason::slow_consumer); // drops the queue, queues the close frame
   }
   if (drained) {
-    release_if_large(inflight_frames_);
-    release_if_large(buffers_);
+    // An idle connection keeps no queue memory.
+    decltype(inflight_frames_){}.swap(inflight_frames_);
+    decltype(buffers_){}.swap(buffers_);
     if (close_when_drained_ && !close_started_)
       start_close(reason_);
     return;
@@ -425,7 +445,7 @@ void websocket_session::on_written(beast::error_code ec, std::size_t) {
       return finish(reason_);
     // Half-close so the peer sees our close, then wait for its answer.
     beast::error_code ignored;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(socket_type::shutdown_send, ignored);
   }
   flush();
 }

@@ -91,7 +91,11 @@ private:
 
   static void report_dropped(std::vector<outgoing>& dropped);
 
-  boost::asio::ip::tcp::socket socket_;
+  /// Bound to the worker's io_context type rather than a polymorphic
+  /// executor: every pending operation is smaller, and one is always pending.
+  using socket_type =
+    boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
+  socket_type socket_;
   io_worker& worker_;
   server_context_ptr ctx_;
   identity who_;

@@ -66,9 +66,10 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   return core;
 }
 
-connection_context core_actors::context_for(std::string node, const settings& cfg) const {
-  return connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays,
-                            local_users,     everyone,   router,              supervisors};
+connection_context_ptr core_actors::context_for(std::string node, const settings& cfg) const {
+  return std::make_shared<const connection_context>(
+    connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays, local_users,
+                       everyone, router, supervisors});
 }
 
 void core_actors::close_connections() const {

@@ -23,7 +23,7 @@ struct core_actors {
   caf::actor router;
 
   /// What each connection actor of this node needs.
-  connection_context context_for(std::string node, const settings& cfg) const;
+  connection_context_ptr context_for(std::string node, const settings& cfg) const;
 
   /// Closes every connection with 1001 (the supervisors' exit reaches them).
   void close_connections() const;
