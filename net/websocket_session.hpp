@@ -19,6 +19,46 @@ namespace rc::net {
 
 class io_worker;
 
+/// Memory for the one readiness wait a session always has pending, inside the
+/// session: Asio would otherwise keep a heap block per idle connection (and
+/// reuses larger blocks for it, ~270 bytes). Larger requests go to the heap.
+class wait_memory {
+public:
+  void* allocate(std::size_t size) {
+    if (!in_use_ && size <= sizeof(storage_)) {
+      in_use_ = true;
+      return storage_;
+    }
+    return ::operator new(size);
+  }
+  void deallocate(void* p) {
+    if (p == storage_)
+      in_use_ = false;
+    else
+      ::operator delete(p);
+  }
+
+private:
+  alignas(std::max_align_t) unsigned char storage_[96];
+  bool in_use_ = false;
+};
+
+/// The allocator Asio uses for a handler that names it (`get_allocator`).
+template <class T>
+struct wait_allocator {
+  using value_type = T;
+  wait_memory* memory;
+  explicit wait_allocator(wait_memory* m) noexcept : memory(m) {}
+  template <class U>
+  wait_allocator(const wait_allocator<U>& other) noexcept : memory(other.memory) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(memory->allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) { memory->deallocate(p); }
+  template <class U>
+  bool operator==(const wait_allocator<U>& o) const noexcept { return memory == o.memory; }
+  template <class U>
+  bool operator!=(const wait_allocator<U>& o) const noexcept { return memory != o.memory; }
+};
+
 /// One WebSocket connection. Beast performs the opening handshake; after it
 /// the session owns the TCP socket and speaks RFC 6455 frames itself, because
 /// that is what lets it write pre-framed, shared frames: everything queued
@@ -29,8 +69,9 @@ class io_worker;
 /// only touch the outgoing queue under `mutex_`.
 ///
 /// Memory: an idle session holds no read buffer (it waits for readability
-/// and reads into its worker's buffer), no timer (its worker pings it), and
-/// releases large queue and message buffers when they drain.
+/// and reads into its worker's buffer), no timer (its worker pings it), its
+/// pending wait lives inside it, large buffers are released when they drain
+/// and the queues' memory at the next ping when nothing is being written.
 ///
 /// Limits enforced here: message size (1009), binary frames (1003), invalid
 /// UTF-8 (1007), protocol errors (1002), outgoing queue frames/bytes (1008
@@ -55,6 +96,7 @@ public:
 
 private:
   friend class io_worker;
+  friend struct readable_handler;
   static constexpr int max_inflight = 32;
 
   struct outgoing {
@@ -88,6 +130,8 @@ private:
   void finish(close_reason why);
   /// Called by the worker's liveness timer.
   void on_ping_tick();
+  /// Gives back the queues' memory when nothing is being written.
+  void release_idle_queues();
 
   static void report_dropped(std::vector<outgoing>& dropped);
 
@@ -123,6 +167,7 @@ private:
   /// A graceful close waits for the queue to drain.
   bool close_when_drained_ = false;
   std::unique_ptr<boost::asio::steady_timer> close_timer_;
+  wait_memory wait_memory_;
   std::vector<outgoing> inflight_frames_;
   std::vector<boost::asio::const_buffer> buffers_;
   std::size_t inflight_bytes_ = 0;
