@@ -27,7 +27,7 @@ enum : int { op_continuation = 0x0, op_text = 0x1, op_binary = 0x2, op_close = 0
 /// connection holds none.
 constexpr std::size_t read_chunk = 64 * 1024;
 
-/// Over this capacity, drained buffers are given back instead of kept.
+/// Over this many bytes of capacity, drained buffers are given back.
 constexpr std::size_t keep_capacity = 16 * 1024;
 
 const frame_ptr& ping_frame() {
@@ -56,7 +56,7 @@ bool valid_close_code(std::uint16_t c) {
 
 template <class T>
 void release_if_large(T& buffer) {
-  if (buffer.capacity() > keep_capacity)
+  if (buffer.capacity() * sizeof(typename T::value_type) > keep_capacity)
     T{}.swap(buffer);
 }
 
@@ -357,26 +357,36 @@ void websocket_session::deliver(frame_ptr frame, written_fn written) {
         written(false);
       return;
     }
-    queued_bytes_ += frame->size();
-    queue_.push_back(outgoing{std::move(frame), std::move(written)});
+    kick = push_locked(outgoing{std::move(frame), std::move(written)});
     auto& lim = ctx_->cfg.limits;
     if (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes)
       overflowed_ = true;
-    kick = !writing_;
-    writing_ = true;
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
+}
+
+bool websocket_session::push_locked(outgoing o) {
+  queued_bytes_ += o.frame->size();
+  queue_.push_back(std::move(o));
+  bool kick = !writing_;
+  writing_ = true;
+  return kick;
+}
+
+std::vector<websocket_session::outgoing> websocket_session::take_queue_locked() {
+  for (auto& o : queue_)
+    queued_bytes_ -= o.frame->size();
+  std::vector<outgoing> taken;
+  taken.swap(queue_);
+  return taken;
 }
 
 void websocket_session::queue_control(frame_ptr f) {
   bool kick;
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    queued_bytes_ += f->size();
-    queue_.push_back(outgoing{std::move(f), nullptr});
-    kick = !writing_;
-    writing_ = true;
+    kick = push_locked(outgoing{std::move(f), nullptr});
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
@@ -490,11 +500,8 @@ void websocket_session::start_close(close_reason why, std::uint16_t code_overrid
   {
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
-    if (why != close_reason::shutdown) {
-      for (auto& o : queue_)
-        queued_bytes_ -= o.frame->size();
-      dropped.swap(queue_);
-    }
+    if (why != close_reason::shutdown)
+      dropped = take_queue_locked();
   }
   report_dropped(dropped);
   if (why == close_reason::client_closed)
@@ -524,9 +531,7 @@ void websocket_session::finish(close_reason why) {
   {
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
-    for (auto& o : queue_)
-      queued_bytes_ -= o.frame->size();
-    dropped.swap(queue_);
+    dropped = take_queue_locked();
   }
   report_dropped(dropped);
   if (close_timer_)

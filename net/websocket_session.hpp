@@ -125,6 +125,10 @@ private:
   /// Closes after input that breaks the protocol or a limit.
   void fail(close_reason why);
   void queue_control(frame_ptr f);
+  /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
+  bool push_locked(outgoing o);
+  /// Under `mutex_`: takes every queued frame out (not the one in flight).
+  std::vector<outgoing> take_queue_locked();
   void arm_close_timer();
   /// Ends the session once: metrics, log, and tells the inbound handler.
   void finish(close_reason why);
