@@ -92,19 +92,23 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       auto& e = self->state.users[user];
       self->monitor(m.conn);
       e.connections.push_back(std::move(m));
-      if (e.connections.size() == 1) {
+      if (e.connections.size() == 1)
         metrics::global().users++;
-        attach(self, user);
-      }
+      // Attaching again for a further connection is harmless for the user
+      // and hands over what waits in its inbox: a message the user's other
+      // (closing) connection here refused is not left waiting.
+      attach(self, user);
     },
     [self](deliver_atom, const std::string& user, const std::string& text) {
       auto it = self->state.users.find(user);
       if (it == self->state.users.end())
         return std::uint64_t{0};
+      // Counts the sockets that took the frame: a closing connection refuses
+      // it, and with no taker the user keeps it for the next connection.
       auto frame = make_frame(text);
+      std::uint64_t n = 0;
       for (auto& m : it->second.connections)
-        m.link->deliver(frame);
-      auto n = static_cast<std::uint64_t>(it->second.connections.size());
+        n += m.link->deliver(frame) ? 1 : 0;
       metrics::global().messages_delivered += n;
       return n;
     },

@@ -17,8 +17,10 @@ public:
   virtual ~client_link() = default;
 
   /// Queues one text frame. Over the outgoing limits the session closes
-  /// with `slow_consumer` instead of growing without bound.
-  virtual void deliver(frame_ptr frame) = 0;
+  /// with `slow_consumer` instead of growing without bound. Returns false
+  /// when the frame was refused (the session is closing or over its limits):
+  /// it will not be written, and a caller that must not lose it keeps it.
+  virtual bool deliver(frame_ptr frame) = 0;
 
   /// Called once per confirmed frame: `true` when the frame was written to
   /// the socket, `false` when it was dropped (closed, slow consumer). Runs on

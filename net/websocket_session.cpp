@@ -343,11 +343,15 @@ void websocket_session::frame_done() {
 
 // -- writing ----------------------------------------------------------------------
 
-void websocket_session::deliver(frame_ptr frame) {
-  deliver(std::move(frame), nullptr);
+bool websocket_session::deliver(frame_ptr frame) {
+  return enqueue(std::move(frame), nullptr);
 }
 
 void websocket_session::deliver(frame_ptr frame, written_fn written) {
+  enqueue(std::move(frame), std::move(written));
+}
+
+bool websocket_session::enqueue(frame_ptr frame, written_fn written) {
   bool kick = false;
   {
     std::unique_lock<std::mutex> guard{mutex_};
@@ -355,7 +359,7 @@ void websocket_session::deliver(frame_ptr frame, written_fn written) {
       guard.unlock();
       if (written)
         written(false);
-      return;
+      return false;
     }
     kick = push_locked(outgoing{std::move(frame), std::move(written)});
     auto& lim = ctx_->cfg.limits;
@@ -364,6 +368,7 @@ void websocket_session::deliver(frame_ptr frame, written_fn written) {
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
+  return true;
 }
 
 bool websocket_session::push_locked(outgoing o) {

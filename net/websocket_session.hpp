@@ -89,7 +89,7 @@ public:
   void run(boost::beast::http::request<boost::beast::http::string_body> req);
 
   // -- client_link ------------------------------------------------------------
-  void deliver(frame_ptr frame) override;
+  bool deliver(frame_ptr frame) override;
   void deliver(frame_ptr frame, written_fn written) override;
   void close(close_reason why) override;
   void frame_done() override;
@@ -115,7 +115,8 @@ private:
   read_outcome on_frame(int opcode, bool fin, std::string_view payload);
   void hand_on(std::string text);
   // Writing.
-  void kick();
+  /// Any thread: queues `frame`; false (and `written(false)`) when refused.
+  bool enqueue(frame_ptr frame, written_fn written);
   /// Worker: writes everything queued in one gathered write.
   void flush();
   void on_written(boost::beast::error_code ec, std::size_t bytes);

@@ -24,7 +24,14 @@ namespace rc::test {
 /// A client link that records what the actors queue for the socket.
 class recording_link : public client_link {
 public:
-  void deliver(frame_ptr frame) override { frames.emplace_back(frame->text()); }
+  /// Plain frames are recorded unless `closing` (a session that has begun
+  /// to close refuses them).
+  bool deliver(frame_ptr frame) override {
+    if (closing)
+      return false;
+    frames.emplace_back(frame->text());
+    return true;
+  }
   /// Confirmed frames are recorded (and reported written) unless `refuse`.
   void deliver(frame_ptr frame, written_fn written) override {
     if (!refuse)
@@ -56,6 +63,7 @@ public:
   std::vector<close_reason> closed;
   int done = 0;
   bool refuse = false;
+  bool closing = false;
 };
 
 struct test_config : caf::actor_system_config {

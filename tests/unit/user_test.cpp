@@ -77,6 +77,19 @@ CAF_TEST(a user who leaves every connection gets later messages in the inbox) {
   }
 }
 
+CAF_TEST(a private message refused by a closing socket waits for the next connection) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  b.link->closing = true; // its session is closing; the actors do not know yet
+  frame(a, send_to("bob", "in between"));
+  CAF_CHECK(b.link->frames.empty());
+  auto b2 = connect("bob");
+  {
+    auto popped = b2.link->pop();
+    CAF_CHECK_EQUAL(popped["data"], "in between");
+  }
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(user_inbox_limit_tests, small_inbox_fixture)
