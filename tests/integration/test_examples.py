@@ -70,7 +70,11 @@ class Chat(ExampleCase):
         self.assertEqual(await expect(alice, "history"),
                          {"type": "history", "room": "chat:lobby", "messages": []})
         for i in range(3):
-            await send(alice, {"type": "publish", "room": "chat:lobby", "data": {"text": f"m{i}"}})
+            await send(alice, {"type": "publish", "room": "chat:lobby", "data": {"text": f"m{i}"},
+                               "id": i})
+        # Bob joins after the room has all three (an ack carries the room's seq).
+        for _ in range(3):
+            await next_of_type(alice, "ack")
         bob = await self.client("bob")
         await self.join(bob, "chat:lobby")
         members = await expect(bob, "presence")
@@ -89,9 +93,11 @@ class Chat(ExampleCase):
         alice = await self.client("writer")
         await self.join(alice, "chat:long")
         for i in range(60):
-            await send(alice, {"type": "publish", "room": "chat:long", "data": i})
-        await send(alice, {"type": "ping", "id": "sync"})
-        await next_of_type(alice, "pong")
+            await send(alice, {"type": "publish", "room": "chat:long", "data": i, "id": i})
+        # The reader joins after the room has all 60 (a pong would not say so:
+        # the connection answers it while publishes are still on their way).
+        for _ in range(60):
+            await next_of_type(alice, "ack")
         reader = await self.client("reader")
         await self.join(reader, "chat:long")
         await expect(reader, "presence")
