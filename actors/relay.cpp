@@ -2,6 +2,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/send.hpp>
 
 #include <algorithm>
 
@@ -11,6 +12,11 @@
 #include "common/metrics.hpp"
 
 namespace rc {
+
+relay_state::~relay_state() {
+  if (room_actor)
+    caf::anon_send(room_actor, detach_atom::value, caf::actor_cast<caf::actor>(self_addr));
+}
 
 namespace {
 
@@ -174,6 +180,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
   st.directory = std::move(directory);
   st.locator = std::move(locator);
   st.idle_timeout = idle_timeout;
+  st.self_addr = self->address();
   arm_idle_timer(self);
   attach(self);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -185,11 +192,6 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       return;
     }
     remove_member(self, dm.source);
-  });
-  self->attach_functor([self] {
-    auto& st = self->state;
-    if (st.room_actor)
-      self->send(st.room_actor, detach_atom::value, caf::actor_cast<caf::actor>(self));
   });
   return {
     [self](caf::join_atom, member_ref& m, std::string& id) {

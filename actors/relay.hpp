@@ -39,6 +39,11 @@ struct relay_state {
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
   int attach_failures = 0;
+  /// This relay, for the goodbye its state's destructor sends the room.
+  caf::actor_addr self_addr;
+  /// Tells the room this relay is gone. Here and not in an exit hook: CAF
+  /// 0.17 runs `attach_functor`s after it destroyed the state.
+  ~relay_state();
   static inline const char* name = "relay";
 };
 
