@@ -8,6 +8,7 @@
 #include "actors/hardening.hpp"
 #include "actors/names.hpp"
 #include "actors/protocol.hpp"
+#include "actors/request_timeout.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -74,10 +75,14 @@ void handle(self_ptr self, request& req) {
       // `await`: the next request is read only after the join completes,
       // so a publish right behind a join finds the membership in place. The
       // relay writes `joined` itself, ordered with the room's messages.
-      self->request(st.ctx->relays, request_timeout, caf::join_atom::value, req.room,
-                    member_ref{self, st.who.user, st.link}, req.id)
-        .await([self, room = req.room](caf::actor relay) { self->state.rooms[room] = std::move(relay); },
-               on_failure(self, req.id, "join"));
+      auto join = self->request(st.ctx->relays, request_timeout, caf::join_atom::value, req.room,
+                                member_ref{self, st.who.user, st.link}, req.id);
+      join.await(
+        [self, room = req.room, id = join.id()](caf::actor relay) {
+          forget_request_timeout(self, id);
+          self->state.rooms[room] = std::move(relay);
+        },
+        on_failure(self, req.id, "join"));
       return;
     }
     case request::kind::leave: {

@@ -7,6 +7,7 @@
 
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
+#include "actors/request_timeout.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -33,10 +34,11 @@ void attach(self_ptr self, const std::string& user) {
     .then(
       [self, user, retry](caf::actor dir) {
         count_if_remote(self, dir, kind::control);
-        self->request(dir, std::chrono::seconds{5}, attach_atom::value, user,
-                      caf::actor_cast<caf::actor>(self))
-          .then(
-            [self, user](caf::actor owner) {
+        auto attach = self->request(dir, std::chrono::seconds{5}, attach_atom::value, user,
+                                    caf::actor_cast<caf::actor>(self));
+        attach.then(
+            [self, user, req = attach.id()](caf::actor owner) {
+              forget_request_timeout(self, req);
               auto it = self->state.users.find(user);
               if (it == self->state.users.end()) {
                 // Everyone left while attaching.

@@ -9,6 +9,7 @@
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
 #include "actors/protocol.hpp"
+#include "actors/request_timeout.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -123,10 +124,11 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
     return;
   }
   count_if_remote(self, st.room_actor, kind::control);
-  self->request(st.room_actor, request_timeout, caf::join_atom::value,
-                caf::actor_cast<caf::actor>(self), member_info{key.id(), m.user})
-    .then(
-      [self, m, id, rp](std::vector<std::string>& to_joiner) mutable {
+  auto join = self->request(st.room_actor, request_timeout, caf::join_atom::value,
+                            caf::actor_cast<caf::actor>(self), member_info{key.id(), m.user});
+  join.then(
+      [self, m, id, rp, req = join.id()](std::vector<std::string>& to_joiner) mutable {
+        forget_request_timeout(self, req);
         auto& st = self->state;
         // Added only now: the room's messages after its answer come after
         // `joined` and the logic's frames for the joiner.
