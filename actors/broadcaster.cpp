@@ -10,13 +10,11 @@ namespace rc {
 
 caf::behavior broadcaster(caf::stateful_actor<broadcaster_state>* self) {
   harden(self, "broadcaster");
-  self->set_down_handler(
-    [self](caf::down_msg& dm) { self->state.connections.erase(dm.source); });
   return {
     [self](caf::join_atom, member_ref& m) {
-      self->monitor(m.conn);
       self->state.connections.emplace(m.conn.address(), std::move(m.link));
     },
+    [self](caf::leave_atom, const caf::actor_addr& conn) { self->state.connections.erase(conn); },
     [self](caf::publish_atom, envelope& env) {
       auto frame = make_frame(encode_broadcast(env.from, env.data));
       for (auto& [_, link] : self->state.connections)

@@ -16,7 +16,9 @@ struct broadcaster_state {
 /// Knows every connection of this node, for `broadcast`.
 ///
 /// Messages:
-/// - `(join_atom, member_ref)`: registers a connection (removed when it exits).
+/// - `(join_atom, member_ref)`: registers a connection.
+/// - `(leave_atom, actor_addr)`: the connection ended (sent by its exit
+///   hook: cheaper than a monitor per connection).
 /// - `(publish_atom, envelope)`: writes the frame to every connection (no reply;
 ///   the router sends one such message to each node's broadcaster).
 ///

@@ -2,6 +2,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 
 #include <variant>
 
@@ -138,6 +139,13 @@ void handle(self_ptr self, request& req) {
 
 } // namespace
 
+connection_state::~connection_state() {
+  if (!ctx)
+    return;
+  caf::anon_send(ctx->users, caf::leave_atom::value, who.user, self_addr);
+  caf::anon_send(ctx->everyone, caf::leave_atom::value, self_addr);
+}
+
 caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
                          identity who, connection_context_ptr ctx) {
   harden(self, "connection");
@@ -147,6 +155,7 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
   st.ctx = std::move(ctx);
   st.limiter.emplace(st.ctx->limits.rate_limit, st.ctx->limits.rate_burst);
   st.opened = std::chrono::steady_clock::now();
+  st.self_addr = self->address();
   // The session closes itself when the actor ends for any reason other than
   // the socket closing: 1001 on shutdown, 1011 on a failure.
   self->attach_functor([l = st.link](const caf::error& reason) {

@@ -40,6 +40,12 @@ struct connection_state {
   std::map<std::string, caf::actor> rooms;
   std::optional<rate_limiter> limiter;
   std::chrono::steady_clock::time_point opened;
+  caf::actor_addr self_addr;
+  /// Tells the node's user registry and broadcaster that the connection is
+  /// gone, on every exit (a message instead of a monitor each). Here and not
+  /// in an exit hook: CAF 0.17 runs `attach_functor`s after it destroyed
+  /// the state.
+  ~connection_state();
   static inline const char* name = "connection";
 };
 

@@ -73,26 +73,12 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
         attach(self, it->first);
         return;
       }
-      auto& conns = e.connections;
-      auto c = std::find_if(conns.begin(), conns.end(),
-                            [&](const member_ref& m) { return m.conn.address() == dm.source; });
-      if (c == conns.end())
-        continue;
-      conns.erase(c);
-      if (conns.empty()) {
-        metrics::global().users--;
-        if (e.owner)
-          self->send(e.owner, detach_atom::value, caf::actor_cast<caf::actor>(self));
-        users.erase(it);
-      }
-      return;
     }
   });
   return {
     [self](caf::join_atom, member_ref& m) {
       auto user = m.user;
       auto& e = self->state.users[user];
-      self->monitor(m.conn);
       e.connections.push_back(std::move(m));
       if (e.connections.size() == 1)
         metrics::global().users++;
@@ -100,6 +86,25 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       // and hands over what waits in its inbox: a message the user's other
       // (closing) connection here refused is not left waiting.
       attach(self, user);
+    },
+    [self](caf::leave_atom, const std::string& user, const caf::actor_addr& conn) {
+      auto& users = self->state.users;
+      auto it = users.find(user);
+      if (it == users.end())
+        return;
+      auto& e = it->second;
+      auto& conns = e.connections;
+      auto c = std::find_if(conns.begin(), conns.end(),
+                            [&](const member_ref& m) { return m.conn.address() == conn; });
+      if (c == conns.end())
+        return;
+      conns.erase(c);
+      if (conns.empty()) {
+        metrics::global().users--;
+        if (e.owner)
+          self->send(e.owner, detach_atom::value, caf::actor_cast<caf::actor>(self));
+        users.erase(it);
+      }
     },
     [self](deliver_atom, const std::string& user, const std::string& text) {
       auto it = self->state.users.find(user);

@@ -35,7 +35,10 @@ struct local_users_state {
 /// and is written to every local connection of the user.
 ///
 /// Messages:
-/// - `(join_atom, member_ref)` from a connection; removed when it exits.
+/// - `(join_atom, member_ref)` from a connection.
+/// - `(leave_atom, user, actor_addr)`: the connection ended (sent by its
+///   exit hook: cheaper than a monitor per connection, and found without
+///   scanning every user).
 /// - `(deliver_atom, user, frame text)` -> number of local connections written to.
 /// - `(deliver_atom, user, frame text, confirm_atom)` -> `1` once the frame
 ///   has been written to one of the user's sockets here, `0` when it was

@@ -122,6 +122,37 @@ CAF_TEST(broadcast reaches every connection including the sender) {
   }
 }
 
+CAF_TEST(a closed connection no longer gets broadcasts or room messages) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  auto c = connect("carol");
+  for (auto* x : {&a, &b, &c})
+    frame(*x, R"({"type":"join","room":"r","id":1})");
+  close(b);
+  b.link->frames.clear();
+  frame(a, R"({"type":"broadcast","data":"all","id":2})");
+  frame(a, R"({"type":"publish","room":"r","data":1,"id":3})");
+  CAF_CHECK_EQUAL(c.link->of_type("broadcast").size(), 1u);
+  CAF_CHECK_EQUAL(c.link->of_type("message").size(), 1u);
+  CAF_CHECK(b.link->frames.empty());
+}
+
+CAF_TEST(a connection that fails leaves the broadcaster and the user registry) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(b, R"({"type":"join","room":"r","id":1})");
+  caf::anon_send_exit(b.conn, caf::exit_reason::kill);
+  sched.run();
+  b.link->frames.clear();
+  frame(a, R"({"type":"broadcast","data":"all","id":1})");
+  frame(a, R"({"type":"send","to":"bob","data":"later","id":2})");
+  CAF_CHECK(b.link->frames.empty());
+  // Bob has no connection left, so the private waits in his inbox.
+  auto b2 = connect("bob");
+  auto popped = b2.link->pop();
+  CAF_CHECK_EQUAL(popped["data"], "later");
+}
+
 CAF_TEST(an expired token closes the connection with auth_expired) {
   identity who;
   who.expires = std::chrono::system_clock::now() + std::chrono::seconds{30};
