@@ -135,7 +135,8 @@ private:
   void finish(close_reason why);
   /// Called by the worker's liveness timer.
   void on_ping_tick();
-  /// Gives back the queues' memory when nothing is being written.
+  /// Gives back the queues' memory when nothing is being written, and lets
+  /// the next drain do so too.
   void release_idle_queues();
 
   static void report_dropped(std::vector<outgoing>& dropped);
@@ -176,6 +177,7 @@ private:
   std::vector<outgoing> inflight_frames_;
   std::vector<boost::asio::const_buffer> buffers_;
   std::size_t inflight_bytes_ = 0;
+  std::uint32_t drains_since_tick_ = 0; ///< the first few drains after a tick free the queues
 
   // Outgoing queue, shared with deliver() callers.
   std::mutex mutex_;
