@@ -16,7 +16,7 @@ namespace rc::net {
 /// of rooms or actors; the node fills these in.
 struct server_hooks {
   /// A WebSocket was accepted for `who`; returns who gets its frames.
-  std::function<std::shared_ptr<inbound_handler>(client_link_ptr, const identity& who)> open;
+  std::function<std::shared_ptr<inbound_handler>(client_link_ptr, identity who)> open;
   /// `POST /api/publish` with an authorised body; `reply` may be called from
   /// any thread, once, with an HTTP status and a JSON body.
   std::function<void(std::string body, std::function<void(unsigned, std::string)> reply)> publish;

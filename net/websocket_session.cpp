@@ -88,8 +88,9 @@ struct readable_handler {
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, io_worker& worker,
                                      server_context_ptr ctx, identity who, std::string leftover)
-  : socket_(worker.context().get_executor()), worker_(worker), ctx_(std::move(ctx)), who_(std::move(who)),
-    handshake_(std::make_unique<websocket::stream<beast::tcp_stream>>(std::move(stream))),
+  : socket_(worker.context().get_executor()), worker_(worker), ctx_(std::move(ctx)), user_(who.user),
+    opening_(std::make_unique<opening>(opening{websocket::stream<beast::tcp_stream>{std::move(stream)},
+                                               std::move(who)})),
     partial_(std::move(leftover)) {
 }
 
@@ -108,30 +109,29 @@ void websocket_session::report_dropped(std::vector<outgoing>& dropped) {
 
 void websocket_session::run(http::request<http::string_body> req) {
   // Beast bounds the opening handshake; the worker's timer handles idle peers.
-  beast::get_lowest_layer(*handshake_).expires_never();
+  auto& ws = opening_->ws;
+  beast::get_lowest_layer(ws).expires_never();
   websocket::stream_base::timeout t{};
   t.handshake_timeout = ctx_->cfg.limits.handshake_timeout;
   t.idle_timeout = websocket::stream_base::none();
   t.keep_alive_pings = false;
-  handshake_->set_option(t);
-  handshake_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+  ws.set_option(t);
+  ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::server, "roomcast");
   }));
-  handshake_->async_accept(req, beast::bind_front_handler(&websocket_session::on_accept,
-                                                          shared_from_this()));
+  ws.async_accept(req, beast::bind_front_handler(&websocket_session::on_accept, shared_from_this()));
 }
 
 void websocket_session::on_accept(beast::error_code ec) {
-  auto ws = std::move(handshake_);
+  auto op = std::move(opening_);
   if (ec) {
-    spdlog::debug("websocket handshake failed for {}: {}", who_.user, ec.message());
+    spdlog::debug("websocket handshake failed for {}: {}", user_, ec.message());
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
     return;
   }
   // From here on the session frames the protocol itself (see the header).
-  auto tcp = ws->next_layer().release_socket();
-  ws.reset();
+  auto tcp = op->ws.next_layer().release_socket();
   auto protocol = tcp.local_endpoint(ec).protocol();
   if (!ec) {
     auto fd = tcp.release(ec);
@@ -142,7 +142,7 @@ void websocket_session::on_accept(beast::error_code ec) {
     }
   }
   if (ec) {
-    spdlog::debug("cannot take over the socket of {}: {}", who_.user, ec.message());
+    spdlog::debug("cannot take over the socket of {}: {}", user_, ec.message());
     std::lock_guard<std::mutex> guard{mutex_};
     closed_ = true;
     return;
@@ -152,7 +152,7 @@ void websocket_session::on_accept(beast::error_code ec) {
   metrics::global().connections++;
   worker_.add(this);
   registered_ = true;
-  inbound_ = ctx_->hooks.open(shared_from_this(), who_);
+  inbound_ = ctx_->hooks.open(shared_from_this(), std::move(op->who));
   if (!partial_.empty())
     process(nullptr, 0); // a client may send frames right behind its request
   else
@@ -471,7 +471,7 @@ void websocket_session::on_written(beast::error_code ec, std::size_t) {
   inflight_bytes_ = 0;
   if (ec) {
     if (ec != asio::error::operation_aborted)
-      spdlog::debug("write to {} failed: {}", who_.user, ec.message());
+      spdlog::debug("write to {} failed: {}", user_, ec.message());
     return finish(close_started_ ? reason_ : close_reason::network_error);
   }
   if (sent_close) {
@@ -570,7 +570,7 @@ void websocket_session::finish(close_reason why) {
   mx.connections--;
   mx.count_close(why);
   mx.connection_duration.observe(seconds_since(opened_));
-  spdlog::debug("connection of {} closed: {}", who_.user, to_string(why));
+  spdlog::debug("connection of {} closed: {}", user_, to_string(why));
   if (inbound_) {
     inbound_->on_closed(why);
     inbound_.reset();

@@ -148,11 +148,16 @@ private:
   socket_type socket_;
   io_worker& worker_;
   server_context_ptr ctx_;
-  identity who_;
+  std::string user_; ///< for logs
   std::shared_ptr<inbound_handler> inbound_;
   std::chrono::steady_clock::time_point opened_;
-  /// During the opening handshake only.
-  std::unique_ptr<boost::beast::websocket::stream<boost::beast::tcp_stream>> handshake_;
+  /// During the opening handshake only: Beast's stream, and who is
+  /// connecting (handed to the inbound handler once accepted).
+  struct opening {
+    boost::beast::websocket::stream<boost::beast::tcp_stream> ws;
+    identity who;
+  };
+  std::unique_ptr<opening> opening_;
 
   // Worker only.
   std::string partial_;  ///< unparsed bytes of an incomplete frame (or held while paused)

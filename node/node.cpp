@@ -111,8 +111,8 @@ std::uint16_t node::start() {
   }
   auto ctx = core_.context_for(node_name_, cfg_);
   net::server_hooks hooks;
-  hooks.open = [this, ctx](client_link_ptr link, const identity& who) {
-    auto conn = system_->spawn(connection, std::move(link), who, ctx);
+  hooks.open = [this, ctx](client_link_ptr link, identity who) {
+    auto conn = system_->spawn(connection, std::move(link), std::move(who), ctx);
     return std::make_shared<actor_inbound>(std::move(conn));
   };
   hooks.publish = [this](std::string body, std::function<void(unsigned, std::string)> reply) {
