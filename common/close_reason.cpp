@@ -15,6 +15,7 @@ std::string_view to_string(close_reason r) {
     case close_reason::ping_timeout: return "ping_timeout";
     case close_reason::network_error: return "network_error";
     case close_reason::server_error: return "server_error";
+    case close_reason::node_full: return "node_full";
   }
   return "unknown";
 }
@@ -32,6 +33,7 @@ std::uint16_t close_code(close_reason r) {
     case close_reason::ping_timeout: return 1008;
     case close_reason::network_error: return 1006;
     case close_reason::server_error: return 1011;
+    case close_reason::node_full: return 1013;
   }
   return 1011;
 }

@@ -19,9 +19,10 @@ enum class close_reason : std::uint8_t {
   ping_timeout,      ///< missed too many server pings (1008)
   network_error,     ///< read or write failed (no close frame possible)
   server_error,      ///< the connection actor failed (1011)
+  node_full,         ///< the node holds --max-connections already (1013 try again later)
 };
 
-inline constexpr std::size_t close_reason_count = 11;
+inline constexpr std::size_t close_reason_count = 12;
 
 /// The snake_case name used in logs and metrics.
 std::string_view to_string(close_reason r);

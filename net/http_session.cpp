@@ -292,16 +292,15 @@ void http_session::upgrade(request req) {
   auto who = ctx_->auth.resolve(query_param(query, "token"), bearer, query_param(query, "user"));
   if (auto refusal = std::get_if<http_refusal>(&who))
     return refuse(refusal->status, refusal->code, refusal->message);
-  // Reserve a slot before the handshake so concurrent upgrades cannot overshoot.
-  if (++ctx_->websockets > ctx_->cfg.limits.max_connections) {
-    ctx_->websockets--;
-    return refuse(503, "unavailable", "node is full, try another node");
-  }
+  // Reserve a slot before the handshake so concurrent upgrades cannot
+  // overshoot. Over the limit the upgrade still succeeds, but only to close
+  // with 1013 (PROTOCOL.md): a browser cannot read an HTTP status.
+  bool full = ++ctx_->websockets > ctx_->cfg.limits.max_connections;
   // Bytes a client sent right behind its request belong to the WebSocket.
   auto ahead = buffer_.data();
   std::string leftover{static_cast<const char*>(ahead.data()), ahead.size()};
   std::make_shared<websocket_session>(std::move(stream_), worker_, ctx_,
-                                      std::get<identity>(std::move(who)), std::move(leftover))
+                                      std::get<identity>(std::move(who)), std::move(leftover), full)
     ->run(std::move(req));
 }
 

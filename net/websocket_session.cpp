@@ -87,11 +87,12 @@ struct readable_handler {
 };
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, io_worker& worker,
-                                     server_context_ptr ctx, identity who, std::string leftover)
+                                     server_context_ptr ctx, identity who, std::string leftover,
+                                     bool full)
   : socket_(worker.context().get_executor()), worker_(worker), ctx_(std::move(ctx)), user_(who.user),
     opening_(std::make_unique<opening>(opening{websocket::stream<beast::tcp_stream>{std::move(stream)},
                                                std::move(who)})),
-    partial_(std::move(leftover)) {
+    partial_(std::move(leftover)), full_(full) {
 }
 
 websocket_session::~websocket_session() {
@@ -152,7 +153,10 @@ void websocket_session::on_accept(beast::error_code ec) {
   metrics::global().connections++;
   worker_.add(this);
   registered_ = true;
-  inbound_ = ctx_->hooks.open(shared_from_this(), std::move(op->who));
+  if (full_)
+    start_close(close_reason::node_full); // no connection actor; read only for the close echo
+  else
+    inbound_ = ctx_->hooks.open(shared_from_this(), std::move(op->who));
   if (!partial_.empty())
     process(nullptr, 0); // a client may send frames right behind its request
   else

@@ -81,8 +81,11 @@ class websocket_session : public client_link,
                           public std::enable_shared_from_this<websocket_session> {
 public:
   /// `leftover`: bytes the HTTP session read past the upgrade request.
+  /// `full`: the node is at its connection limit; the session completes the
+  /// handshake only to close with 1013 (try again later), as the protocol
+  /// says, so that even a browser learns why.
   websocket_session(boost::beast::tcp_stream&& stream, io_worker& worker, server_context_ptr ctx,
-                    identity who, std::string leftover);
+                    identity who, std::string leftover, bool full = false);
   ~websocket_session() override;
 
   /// Completes the handshake for `req` and starts reading.
@@ -172,6 +175,7 @@ private:
   bool discard_input_ = false;
   bool finished_ = false;
   bool registered_ = false;
+  bool full_ = false; ///< closes with 1013 right after the handshake
   std::size_t slot_ = 0; ///< index in the worker's session list
   std::uint32_t missed_pongs_ = 0;
   close_reason reason_ = close_reason::client_closed;

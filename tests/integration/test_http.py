@@ -55,7 +55,7 @@ class EndpointsTest(harness.ServerTestCase):
         reasons = {s.labels["reason"] for s in families["roomcast_closes"].samples}
         self.assertEqual(reasons, {"client_closed", "shutdown", "binary_frame", "invalid_utf8",
                                    "protocol_error", "too_large", "slow_consumer", "auth_expired", "ping_timeout",
-                                   "network_error", "server_error"})
+                                   "network_error", "server_error", "node_full"})
         codes = {s.labels["code"] for s in families["roomcast_errors"].samples}
         self.assertEqual(codes, {"bad_json", "bad_request", "unknown_type", "bad_name",
                                  "not_member", "forbidden", "rate_limited", "unavailable",

@@ -206,15 +206,16 @@ class OriginTest(harness.ServerTestCase):
 class MaxConnectionsTest(harness.ServerTestCase):
     server_args = ("--max-connections", "2")
 
-    async def test_third_connection_is_503(self):
+    async def test_third_connection_is_closed_with_1013(self):
         a = await self.client("m1")
         b = await self.client("m2")
-        before = self.server.metric("roomcast_upgrades_refused_total")
-        refused(self, self.server, 503, "unavailable", "/ws?user=m3")
-        with self.assertRaises(harness.websockets.exceptions.InvalidStatusCode) as cm:
-            await harness.connect(self.server.ws_url(user="m3"))
-        self.assertEqual(cm.exception.status_code, 503)
-        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 2)
+        before = self.server.metric("roomcast_closes_total", reason="node_full")
+        # The upgrade succeeds, then the node closes with 1013 "try again
+        # later" (PROTOCOL.md) before anything else: no welcome.
+        ws = await harness.connect(self.server.ws_url(user="m3"))
+        code, reason, frames = await harness.wait_closed(ws)
+        self.assertEqual((code, reason, frames), (1013, "node_full", []))
+        self.assertEqual(self.server.metric("roomcast_closes_total", reason="node_full"), before + 1)
         # The two open connections still work.
         for ws in (a, b):
             await request(ws, {"type": "ping"}, "pong")
@@ -223,13 +224,17 @@ class MaxConnectionsTest(harness.ServerTestCase):
         ws = None
         deadline = time.monotonic() + 5
         while ws is None and time.monotonic() < deadline:
+            candidate = await harness.connect(self.server.ws_url(user="m4"))
             try:
-                ws = await self.client("m4")
-            except harness.websockets.exceptions.InvalidStatusCode as e:
-                self.assertEqual(e.status_code, 503)
+                welcome = await harness.recv_json(candidate)
+                self.assertEqual(welcome["type"], "welcome")
+                self.assertEqual(welcome["user"], "m4")
+                ws = candidate
+                self._clients.append(ws)
+            except harness.websockets.exceptions.ConnectionClosed as e:
+                self.assertEqual(harness.close_info(e), (1013, "node_full"))
                 await asyncio.sleep(0.05)
         self.assertIsNotNone(ws, "no slot freed within 5 s after a close")
-        self.assertEqual(ws.welcome["user"], "m4")
 
 
 if __name__ == "__main__":

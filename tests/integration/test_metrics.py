@@ -9,7 +9,7 @@ from harness import expect, raw_upgrade, recv_json, request, send_json
 
 ALL_REASONS = ("client_closed", "shutdown", "binary_frame", "invalid_utf8", "protocol_error",
                "too_large", "slow_consumer", "auth_expired", "ping_timeout", "network_error",
-               "server_error")
+               "server_error", "node_full")
 ALL_CODES = ("bad_json", "bad_request", "unknown_type", "bad_name", "not_member", "forbidden",
              "rate_limited", "unavailable", "internal")
 
