@@ -198,6 +198,32 @@ describe('connection loss and reconnect', () => {
     }
   });
 
+  it('a full node closes with 1013 before the welcome: a failed attempt, and the next URL is tried', async () => {
+    const full = await new Server(['--max-connections', '1'], { name: 'w-full' }).start();
+    const spare = await new Server([], { name: 'w-spare' }).start();
+    const occupant = new WebSocket(`${full.wsUrl}?user=occupant`);
+    try {
+      await within(new Promise((resolve, reject) => {
+        occupant.once('message', resolve);
+        occupant.once('error', reject);
+      }), 5000, 'the occupant\'s welcome');
+      const c = client([full.wsUrl, spare.wsUrl], { user: 'late' });
+      const events = record(c, 'close', 'reconnecting');
+      const welcome = await within(c.connect(), 5000, 'connect');
+      assert.equal(welcome.node, 'w-spare');
+      const close = events.find((e) => e.type === 'close');
+      assert.ok(close, 'a close event for the full node');
+      assert.equal(close.detail.code, 1013);
+      assert.equal(close.detail.reason, 'node_full');
+      assert.equal(close.detail.willReconnect, true);
+      assert.equal(events.filter((e) => e.type === 'reconnecting').length, 1);
+    } finally {
+      occupant.terminate();
+      await full.stop();
+      await spare.stop();
+    }
+  });
+
   it('after the server restarts it reconnects with growing jittered delays, rejoins and reports the new epoch as a gap', async () => {
     const first = await new Server([], { name: 'w-restart' }).start();
     const port = first.port;
