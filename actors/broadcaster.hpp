@@ -17,8 +17,8 @@ struct broadcaster_state {
 ///
 /// Messages:
 /// - `(join_atom, member_ref)`: registers a connection.
-/// - `(leave_atom, actor_addr)`: the connection ended (sent by its exit
-///   hook: cheaper than a monitor per connection).
+/// - `(leave_atom, actor_addr)`: the connection ended (sent when the
+///   connection actor ends: cheaper than a monitor per connection).
 /// - `(publish_atom, envelope)`: writes the frame to every connection (no reply;
 ///   the router sends one such message to each node's broadcaster).
 ///

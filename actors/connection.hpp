@@ -40,7 +40,7 @@ struct connection_state {
   std::map<std::string, caf::actor> rooms;
   std::optional<rate_limiter> limiter;
   std::chrono::steady_clock::time_point opened;
-  caf::actor_addr self_addr;
+  caf::actor_addr self_addr; ///< this connection, for the goodbye below
   /// Tells the node's user registry and broadcaster that the connection is
   /// gone, on every exit (a message instead of a monitor each). Here and not
   /// in an exit hook: CAF 0.17 runs `attach_functor`s after it destroyed

@@ -36,9 +36,9 @@ struct local_users_state {
 ///
 /// Messages:
 /// - `(join_atom, member_ref)` from a connection.
-/// - `(leave_atom, user, actor_addr)`: the connection ended (sent by its
-///   exit hook: cheaper than a monitor per connection, and found without
-///   scanning every user).
+/// - `(leave_atom, user, actor_addr)`: the connection ended (sent when the
+///   connection actor ends: cheaper than a monitor per connection, and
+///   found without scanning every user).
 /// - `(deliver_atom, user, frame text)` -> number of local connections written to.
 /// - `(deliver_atom, user, frame text, confirm_atom)` -> `1` once the frame
 ///   has been written to one of the user's sockets here, `0` when it was
