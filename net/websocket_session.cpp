@@ -426,11 +426,8 @@ void websocket_session::flush() {
         drained = true;
       else
         inflight_frames_.swap(queue_);
-      if (drained) {
+      if (drained)
         writing_ = false;
-        if (release)
-          decltype(queue_){}.swap(queue_);
-      }
     }
     if (!overflow)
       break;
@@ -439,8 +436,7 @@ void websocket_session::flush() {
   if (drained) {
     ++drains_since_tick_;
     if (release) {
-      decltype(inflight_frames_){}.swap(inflight_frames_);
-      decltype(buffers_){}.swap(buffers_);
+      free_queues();
     } else {
       release_if_large(inflight_frames_);
       release_if_large(buffers_);
@@ -585,6 +581,10 @@ void websocket_session::finish(close_reason why) {
 
 void websocket_session::release_idle_queues() {
   drains_since_tick_ = 0;
+  free_queues();
+}
+
+void websocket_session::free_queues() {
   std::vector<outgoing> spare;
   {
     std::lock_guard<std::mutex> guard{mutex_};

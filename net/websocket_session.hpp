@@ -138,9 +138,11 @@ private:
   void finish(close_reason why);
   /// Called by the worker's liveness timer.
   void on_ping_tick();
-  /// Gives back the queues' memory when nothing is being written, and lets
-  /// the next drain do so too.
+  /// Ping tick: gives back the queues' memory, and lets the next drains do
+  /// so too.
   void release_idle_queues();
+  /// Gives back the queues' memory unless a write is scheduled or in flight.
+  void free_queues();
 
   static void report_dropped(std::vector<outgoing>& dropped);
 
