@@ -244,6 +244,10 @@ class Server:
     def metric(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())))
 
+    def closes(self, reason):
+        """Connections closed so far for `reason` (roomcast_closes_total)."""
+        return self.metric("roomcast_closes_total", reason=reason)
+
     def wait_metric(self, name, expected, timeout=5.0, **labels):
         """Polls until the sample equals `expected`; returns the last value seen."""
         deadline = time.monotonic() + timeout

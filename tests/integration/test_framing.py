@@ -11,10 +11,6 @@ import harness
 from harness import RawWebSocket, encode_frame, raw_upgrade
 
 
-def closes(server, reason):
-    return server.metric("roomcast_closes_total", reason=reason)
-
-
 class FramingTest(harness.ServerTestCase):
 
     def open(self, user):
@@ -85,7 +81,7 @@ class FramingTest(harness.ServerTestCase):
         self.assertEqual(types[1], {"type": "pong", "id": "early"})
 
     def test_client_close_is_echoed(self):
-        before = closes(self.server, "client_closed")
+        before = self.server.closes("client_closed")
         raw = self.open("closer")
         raw.send_frame(RawWebSocket.OP_CLOSE, struct.pack("!H", 4001) + b"bye")
         code, _, frames = raw.read_until_close()
@@ -97,7 +93,7 @@ class FramingTest(harness.ServerTestCase):
                                                  reason="client_closed"), before + 1)
 
     def assert_protocol_error(self, user, bad):
-        before = closes(self.server, "protocol_error")
+        before = self.server.closes("protocol_error")
         raw = self.open(user)
         raw.sock.sendall(bad)
         code, reason, frames = raw.read_until_close()

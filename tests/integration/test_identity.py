@@ -147,7 +147,7 @@ class JwtTest(harness.ServerTestCase):
         await request(ws, {"type": "join", "room": "anything-at-all"}, "joined")
 
     async def test_expiry_while_connected_closes_1008(self):
-        before = self.server.metric("roomcast_closes_total", reason="auth_expired")
+        before = self.server.closes("auth_expired")
         exp = int(time.time()) + 2
         ws = await self.client(token=make_jwt(SECRET, {"sub": "frank", "exp": exp}))
         await request(ws, {"type": "ping"}, "pong")  # usable until exp
@@ -209,13 +209,13 @@ class MaxConnectionsTest(harness.ServerTestCase):
     async def test_third_connection_is_closed_with_1013(self):
         a = await self.client("m1")
         b = await self.client("m2")
-        before = self.server.metric("roomcast_closes_total", reason="node_full")
+        before = self.server.closes("node_full")
         # The upgrade succeeds, then the node closes with 1013 "try again
         # later" (PROTOCOL.md) before anything else: no welcome.
         ws = await harness.connect(self.server.ws_url(user="m3"))
         code, reason, frames = await harness.wait_closed(ws)
         self.assertEqual((code, reason, frames), (1013, "node_full", []))
-        self.assertEqual(self.server.metric("roomcast_closes_total", reason="node_full"), before + 1)
+        self.assertEqual(self.server.closes("node_full"), before + 1)
         # The two open connections still work.
         for ws in (a, b):
             await request(ws, {"type": "ping"}, "pong")

@@ -11,17 +11,13 @@ import harness
 from harness import RawWebSocket, expect, recv_json, request, send_json, wait_closed
 
 
-def closes(server, reason):
-    return server.metric("roomcast_closes_total", reason=reason)
-
-
 class ViolationsTest(harness.ServerTestCase):
     """Default limits (max-frame-bytes 64 KiB, rate 100/s, burst 200)."""
 
     server_args = ("--max-rooms-per-connection", "2")
 
     async def test_binary_frame_closes_1003(self):
-        before = closes(self.server, "binary_frame")
+        before = self.server.closes("binary_frame")
         ws = await self.client("binary")
         await ws.send(b'{"type":"ping"}')
         code, reason, frames = await wait_closed(ws)
@@ -31,7 +27,7 @@ class ViolationsTest(harness.ServerTestCase):
                                                         reason="binary_frame"), before + 1)
 
     def test_invalid_utf8_closes_1007(self):
-        before = closes(self.server, "invalid_utf8")
+        before = self.server.closes("invalid_utf8")
         raw = RawWebSocket(self.server.port, "/ws?user=utf8")
         try:
             op, payload = raw.read_frame()
@@ -63,7 +59,7 @@ class ViolationsTest(harness.ServerTestCase):
             raw.close()
 
     async def test_two_mib_frame_closes_1009(self):
-        before = closes(self.server, "too_large")
+        before = self.server.closes("too_large")
         ws = await self.client("big", max_size=None)
         big = json.dumps({"type": "ping", "data": "x" * (2 * 1024 * 1024)})
         try:
@@ -174,7 +170,7 @@ class SlowConsumerBytesTest(harness.ServerTestCase):
         slow = await self.client("slow", max_queue=1, read_limit=16384)
         await request(pub, {"type": "join", "room": room}, "joined")
         await request(slow, {"type": "join", "room": room}, "joined")
-        before = closes(self.server, "slow_consumer")
+        before = self.server.closes("slow_consumer")
         blob = "z" * self.payload_bytes
         # No ids (no acks) except on the last publish: the publisher's own
         # queue stays at one frame, whatever the limits under test.
@@ -210,7 +206,7 @@ class PingTimeoutTest(harness.ServerTestCase):
                    "--handshake-timeout", "1s")
 
     def test_unanswered_pings_close_1008(self):
-        before = closes(self.server, "ping_timeout")
+        before = self.server.closes("ping_timeout")
         start = time.monotonic()
         raw = RawWebSocket(self.server.port, "/ws?user=mute")
         try:
