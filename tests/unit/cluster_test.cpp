@@ -94,14 +94,7 @@ CAF_TEST(relays re-register their members when the owner dies) {
   y.link->frames.clear();
   CAF_CHECK_EQUAL(count(b.rooms), 1u);
   // Node b fails: its directory and rooms die; the membership drops it.
-  view->live = {"a"};
-  caf::anon_send_exit(b.rooms, caf::exit_reason::kill);
-  sched.run();
-  std::map<std::string, caf::actor> rooms{{"a", a.rooms}};
-  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
-  sched.run();
-  sched.trigger_timeouts(); // the relay's re-attach backoff
-  sched.run();
+  fail_rooms_of_b();
   for (auto* c : {&x, &y}) {
     auto fresh = c->link->of_type("joined");
     CAF_REQUIRE_EQUAL(fresh.size(), 1u);

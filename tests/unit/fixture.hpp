@@ -183,6 +183,20 @@ struct two_nodes : test_coordinator_fixture<test_config> {
     sched.run();
   }
 
+  /// Node b fails with its rooms: its room directory (and so every room on
+  /// it) dies, the membership drops it from a's view, and the timeouts due
+  /// then fire (the relays' re-attach backoff, a room's tick).
+  void fail_rooms_of_b() {
+    view->live = {"a"};
+    caf::anon_send_exit(b.rooms, caf::exit_reason::kill);
+    sched.run();
+    std::map<std::string, caf::actor> rooms{{"a", a.rooms}};
+    caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+    sched.run();
+    sched.trigger_timeouts();
+    sched.run();
+  }
+
   std::uint64_t count(const caf::actor& dir) {
     self->send(dir, caf::get_atom::value);
     sched.run();

@@ -198,14 +198,7 @@ CAF_TEST(after a failover the logic meets each member once and after its fresh j
   x.link->frames.clear();
   y.link->frames.clear();
   // Node b dies with the room; a's relay re-registers x and y with a new room.
-  view->live = {"a"};
-  caf::anon_send_exit(b.rooms, caf::exit_reason::kill);
-  sched.run();
-  std::map<std::string, caf::actor> rooms{{"a", a.rooms}};
-  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
-  sched.run();
-  sched.trigger_timeouts(); // the relay's re-attach backoff (and the tick)
-  sched.run();
+  fail_rooms_of_b();
   std::vector<std::uint64_t> others;
   for (auto* c : {&x, &y}) {
     std::vector<std::string> types;
