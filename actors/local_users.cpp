@@ -63,17 +63,14 @@ void attach(self_ptr self, const std::string& user) {
 caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::actor locator) {
   harden(self, "local_users");
   self->state.locator = std::move(locator);
+  // An owner moved or failed. Owners go in bursts (a node fails, the
+  // membership changes), so DOWNs are collected and one scan of the users
+  // re-attaches all of them: a scan per DOWN would be quadratic.
   self->set_down_handler([self](caf::down_msg& dm) {
-    auto& users = self->state.users;
-    for (auto it = users.begin(); it != users.end(); ++it) {
-      auto& e = it->second;
-      if (e.owner && e.owner.address() == dm.source) {
-        // The user's owner moved or failed: attach to whoever owns it now.
-        e.owner = nullptr;
-        attach(self, it->first);
-        return;
-      }
-    }
+    auto& gone = self->state.gone_owners;
+    if (gone.empty())
+      self->send(self, retry_atom::value);
+    gone.insert(dm.source);
   });
   return {
     [self](caf::join_atom, member_ref& m) {
@@ -101,8 +98,12 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       conns.erase(c);
       if (conns.empty()) {
         metrics::global().users--;
-        if (e.owner)
+        if (e.owner) {
           self->send(e.owner, detach_atom::value, caf::actor_cast<caf::actor>(self));
+          // The owner's monitors are few, so this walk is short; without it
+          // the owner's end would still reach us as a DOWN.
+          self->demonitor(e.owner);
+        }
         users.erase(it);
       }
     },
@@ -147,6 +148,16 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
         it->second.rp.deliver(std::uint64_t{written ? 1u : 0u});
         writes.erase(it);
       }
+    },
+    [self](retry_atom) {
+      auto& st = self->state;
+      for (auto& [user, e] : st.users)
+        if (e.owner && st.gone_owners.count(e.owner.address()) > 0) {
+          // Attach to whoever owns the user now.
+          e.owner = nullptr;
+          attach(self, user);
+        }
+      st.gone_owners.clear();
     },
     [self](retry_atom, const std::string& user) {
       auto it = self->state.users.find(user);

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "actors/messages.hpp"
@@ -18,6 +19,8 @@ struct local_users_state {
     bool attaching = false;
   };
   std::unordered_map<std::string, entry> users;
+  /// Owners whose DOWN arrived since the last re-attach scan.
+  std::unordered_set<caf::actor_addr> gone_owners;
   /// Confirmed deliveries waiting for their first successful write.
   struct pending_write {
     caf::response_promise rp;

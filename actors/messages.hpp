@@ -55,6 +55,8 @@ using store_atom = caf::atom_constant<caf::atom("store")>;
 using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 
 // -- message types --------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 #include "actors/user.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include <algorithm>
 
@@ -12,6 +13,11 @@
 #include "common/metrics.hpp"
 
 namespace rc {
+
+user_state::~user_state() {
+  for (auto& node : nodes)
+    caf::anon_send(watch, unwatch_atom::value, node, self_addr);
+}
 
 namespace {
 
@@ -47,6 +53,15 @@ std::string next_id(self_ptr self) {
   if (st.id_prefix.empty())
     st.id_prefix = make_epoch();
   return st.id_prefix + "-" + std::to_string(++st.next_id);
+}
+
+/// Starts delivering to `node` (a registry), watched for its end.
+void add_node(self_ptr self, const caf::actor& node) {
+  auto& st = self->state;
+  if (std::find(st.nodes.begin(), st.nodes.end(), node) != st.nodes.end())
+    return;
+  self->send(st.watch, watch_atom::value, node, st.self_addr);
+  st.nodes.push_back(node);
 }
 
 void remove_node(self_ptr self, const caf::actor_addr& node) {
@@ -259,10 +274,12 @@ void drain(self_ptr self) {
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store) {
+                   caf::actor store, caf::actor watch) {
   harden(self, "user");
   auto& st = self->state;
   st.store = std::move(store);
+  st.watch = std::move(watch);
+  st.self_addr = self->address();
   st.user = std::move(name);
   st.directory = std::move(directory);
   st.idle_timeout = idle_timeout;
@@ -271,6 +288,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   // (queued before this one): a user spawned for a connection is not idle,
   // and a timer armed now would sit in CAF's clock for a whole idle timeout.
   self->send(self, caf::idle_atom::value);
+  // From the node watch: a registry we deliver to has ended.
   self->set_down_handler([self](caf::down_msg& dm) {
     remove_node(self, dm.source);
     abandon_batch_on(self, dm.source);
@@ -280,10 +298,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      if (std::find(st.nodes.begin(), st.nodes.end(), node) == st.nodes.end()) {
-        self->monitor(node);
-        st.nodes.push_back(node);
-      }
+      add_node(self, node);
       auto inbox = std::move(st.inbox);
       st.inbox.clear();
       for (auto& text : inbox)
@@ -296,7 +311,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     [self](detach_atom, const caf::actor& node) {
       if (self->state.move.divert(self))
         return;
-      self->demonitor(node);
+      auto& st = self->state;
+      self->send(st.watch, unwatch_atom::value, node, st.self_addr);
       remove_node(self, node.address());
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
@@ -391,10 +407,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       // Messages kept by the old owner come before any kept here.
       st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
       for (auto& node : snap.nodes)
-        if (std::find(st.nodes.begin(), st.nodes.end(), node) == st.nodes.end()) {
-          self->monitor(node);
-          st.nodes.push_back(node);
-        }
+        add_node(self, node);
       if (!st.nodes.empty() && !st.inbox.empty()) {
         auto inbox = std::move(st.inbox);
         st.inbox.clear();

@@ -15,8 +15,11 @@ namespace rc {
 
 struct user_state {
   std::string user;
-  /// The `local_users` registries of the nodes with connections of this user.
+  /// The `local_users` registries of the nodes with connections of this user,
+  /// each watched through `watch` (actors/node_watch.hpp) for its end.
   std::vector<caf::actor> nodes;
+  caf::actor watch;
+  caf::actor_addr self_addr;
   /// Private frames (JSON text) for a user with no connection, oldest first.
   /// (A vector: an empty std::deque allocates ~600 bytes, per user.)
   std::vector<std::string> inbox;
@@ -47,12 +50,13 @@ struct user_state {
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
   std::string id_prefix;
   std::uint64_t next_id = 0;
+  ~user_state(); // unwatches `nodes`, however the actor ends
   static inline const char* name = "user";
 };
 
 /// One user, on the user's owner node: the nodes that have connections of
 /// the user, and an inbox for private messages while there are none.
-/// Spawned by the user directory.
+/// Spawned by the user directory; `watch` is the node's node_watch.
 ///
 /// Messages:
 /// - `(attach_atom, local_users)` -> this actor; the inbox is sent to that
@@ -78,6 +82,6 @@ struct user_state {
 /// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store);
+                   caf::actor store, caf::actor watch);
 
 } // namespace rc

@@ -9,6 +9,7 @@
 #include "actors/hardening.hpp"
 #include "actors/local_users.hpp"
 #include "actors/locator.hpp"
+#include "actors/node_watch.hpp"
 #include "actors/relay.hpp"
 #include "actors/room.hpp"
 #include "actors/router.hpp"
@@ -46,9 +47,10 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
       return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
     },
     false, "rooms"});
+  core.node_watch = sys.spawn(node_watch);
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox, store](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store);
+    [idle, inbox, store, watch = core.node_watch](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store, watch);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);
@@ -78,7 +80,7 @@ void core_actors::close_connections() const {
 }
 
 void core_actors::stop() const {
-  for (auto& a : {router, local_users, relays, locator, everyone, users, rooms})
+  for (auto& a : {router, local_users, relays, locator, everyone, users, rooms, node_watch})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& s : supervisors)

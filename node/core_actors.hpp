@@ -18,6 +18,7 @@ struct core_actors {
   caf::actor users;       ///< directory of the users this node owns
   caf::actor relays;      ///< directory of this node's relays (one per room with local members)
   caf::actor local_users; ///< this node's registry of user connections
+  caf::actor node_watch;  ///< watches the registries this node's users deliver to
   caf::actor everyone;    ///< this node's broadcaster
   caf::actor locator;     ///< where rooms and users live (local, or the cluster membership)
   caf::actor router;

@@ -149,4 +149,54 @@ CAF_TEST(a user moves with its inbox and privates reach it on any node) {
     CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
 }
 
+CAF_TEST(a user forgets a node whose registry ended and keeps its privates) {
+  set_live({"a", "b"});
+  auto name = name_owned_by("a", "user-");
+  auto u = connect(b, name);
+  CAF_CHECK_EQUAL(count(a.users), 1u);
+  // Node b's registry ends (its node failed): a's node watch tells the
+  // user, which then has no node left and goes idle.
+  caf::anon_send_exit(b.local_users, caf::exit_reason::kill);
+  sched.run();
+  sched.trigger_timeouts();
+  sched.run();
+  CAF_CHECK_EQUAL(count(a.users), 0u);
+  // A private for the user now waits in a fresh user's inbox for its next
+  // connection.
+  self->send(a.users, caf::publish_atom::value, name, envelope{"api", "1", false, {}});
+  sched.run();
+  self->receive([](std::uint64_t nodes) { CAF_CHECK_EQUAL(nodes, 0u); });
+  auto again = connect(a, name);
+  CAF_CHECK_EQUAL(again.link->of_type("private").size(), 1u);
+  CAF_CHECK_EQUAL(u.link->of_type("private").size(), 0u);
+}
+
+CAF_TEST(a registry re-attaches every user whose owner failed) {
+  set_live({"a", "b"});
+  std::vector<std::string> names;
+  std::vector<node_fixture::client> clients;
+  for (int i = 0; names.size() < 3; ++i) {
+    auto name = "user-" + std::to_string(i);
+    if (owner_of(name, {"a", "b"}) == "a") {
+      names.push_back(name);
+      clients.push_back(connect(b, name));
+    }
+  }
+  CAF_CHECK_EQUAL(count(a.users), 3u);
+  // Node a fails with its users; b's registry gets three DOWNs and attaches
+  // each user to b, its owner now.
+  view->live = {"b"};
+  caf::anon_send_exit(a.users, caf::exit_reason::kill);
+  set_live({"b"});
+  sched.trigger_timeouts(); // re-attaches that reached a's dead directory
+  sched.run();
+  CAF_REQUIRE_EQUAL(count(b.users), 3u);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    self->send(b.users, caf::publish_atom::value, names[i], envelope{"api", "1", false, {}});
+    sched.run();
+    self->receive([](std::uint64_t nodes) { CAF_CHECK_EQUAL(nodes, 1u); });
+    CAF_CHECK_EQUAL(clients[i].link->of_type("private").size(), 1u);
+  }
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
