@@ -727,6 +727,22 @@ template <class Pred> bool wait_for(Pred done, double limit_s) {
   return true;
 }
 
+/// The servers' CPU seconds since `from` once they have gone quiet: sampled
+/// every 250 ms until two samples in a row add less than one clock tick
+/// (10 ms), or until `limit_s` passes.
+double cpu_until_quiet(const std::vector<int>& pids, double from, double limit_s) {
+  auto until = clock_type::now() + std::chrono::duration<double>(limit_s);
+  double last = cpu_seconds(pids);
+  int quiet = 0;
+  while (quiet < 2 && clock_type::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{250});
+    double now = cpu_seconds(pids);
+    quiet = now - last < 0.01 ? quiet + 1 : 0;
+    last = now;
+  }
+  return last - from;
+}
+
 void sleep_s(double s) {
   std::this_thread::sleep_for(std::chrono::duration<double>(s));
 }
@@ -948,6 +964,10 @@ int main(int argc, char** argv) {
     asio::post(w->ioc, [&w = *w] { w.close_all(); });
   for (auto& w : rs.workers)
     w->thread.join();
+  if (opt.kind == scenario::idle)
+    // All connections closed at once: a server with per-connection work that
+    // grows with the number of connections shows it here.
+    out["close_cpu_s"] = cpu_until_quiet(opt.pids, cpu1, 30.0);
 
   histogram latency;
   std::uint64_t gaps = 0, dups = 0;
