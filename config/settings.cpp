@@ -27,6 +27,8 @@ std::string settings::validate() const {
     return "ping-interval must be positive";
   if (limits.max_missed_pongs == 0)
     return "max-missed-pongs must be at least 1";
+  if (write_delay.count() < 0 || write_delay.count() > 1000)
+    return "write-delay must be between 0 and 1s";
   if (drain_timeout.count() < 0)
     return "drain-timeout must not be negative";
   if (room_idle_timeout.count() <= 0)

@@ -77,6 +77,11 @@ struct settings {
   std::uint16_t http_port = 8080;
   /// This node's name in `welcome` frames, logs and metrics; empty = host name.
   std::string node_name;
+  /// A socket written less than this long ago keeps further frames queued
+  /// for at most this long, so they leave in one write (fewer system calls
+  /// at high message rates, for up to this much latency); 0 = every frame
+  /// is written at once.
+  duration write_delay{0};
   /// Asio I/O threads; 0 = number of cores.
   std::uint32_t threads = 0;
   /// CAF scheduler threads; 0 = number of cores.

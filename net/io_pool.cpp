@@ -7,7 +7,31 @@
 
 namespace rc::net {
 
-io_worker::io_worker(std::chrono::milliseconds ping_interval) : ping_interval_(ping_interval) {
+io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay)
+  : ping_interval_(ping_interval), write_delay_ms_(static_cast<std::uint32_t>(write_delay.count())) {
+}
+
+std::uint32_t io_worker::now_ms() const {
+  auto since = std::chrono::steady_clock::now() - epoch_;
+  return static_cast<std::uint32_t>(
+    std::chrono::duration_cast<std::chrono::milliseconds>(since).count());
+}
+
+void io_worker::defer_flush(std::shared_ptr<websocket_session> s) {
+  deferred_.push_back(std::move(s));
+  if (delay_armed_)
+    return;
+  delay_armed_ = true;
+  delay_timer_.expires_after(std::chrono::milliseconds{write_delay_ms_});
+  delay_timer_.async_wait([this](boost::system::error_code ec) {
+    delay_armed_ = false;
+    if (ec)
+      return;
+    deferred_run_.swap(deferred_);
+    for (auto& s : deferred_run_)
+      s->flush();
+    deferred_run_.clear();
+  });
 }
 
 void io_worker::schedule_flush(std::shared_ptr<websocket_session> s) {
@@ -27,7 +51,10 @@ void io_worker::run_flushes() {
     flushing_.swap(to_flush_);
   }
   for (auto& s : flushing_)
-    s->flush();
+    if (must_wait(s->last_write_ms_))
+      defer_flush(s);
+    else
+      s->flush();
   flushing_.clear();
 }
 
@@ -74,9 +101,10 @@ void io_worker::join() {
     thread_.join();
 }
 
-io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval) {
+io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
+                 std::chrono::milliseconds write_delay) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i)
-    workers_.push_back(std::make_unique<io_worker>(ping_interval));
+    workers_.push_back(std::make_unique<io_worker>(ping_interval, write_delay));
 }
 
 io_pool::~io_pool() {

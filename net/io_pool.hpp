@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -21,15 +22,29 @@ class websocket_session;
 ///   post per burst (a room's fan-out to thousands of sessions costs a few
 ///   posts, not one per session);
 /// - liveness: one timer per worker pings all of its sessions, instead of a
-///   timer in every session.
+///   timer in every session;
+/// - the optional write delay: a session written less than `write_delay` ago
+///   leaves its next frames queued until the worker's delay tick, so they go
+///   out in one gathered write (one timer per worker, not per session).
 class io_worker {
 public:
-  explicit io_worker(std::chrono::milliseconds ping_interval);
+  io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay);
 
   boost::asio::io_context& context() { return ioc_; }
 
   /// Any thread: `s->flush()` runs soon on this worker.
   void schedule_flush(std::shared_ptr<websocket_session> s);
+
+  /// Milliseconds since the worker was made, wrapping: a 4-byte write
+  /// timestamp per session.
+  std::uint32_t now_ms() const;
+  /// Whether a session last written at `written_ms` waits for the delay tick.
+  bool must_wait(std::uint32_t written_ms) const {
+    return write_delay_ms_ != 0 && now_ms() - written_ms < write_delay_ms_;
+  }
+  bool delays_writes() const { return write_delay_ms_ != 0; }
+  /// Worker thread only: `s->flush()` at the next delay tick.
+  void defer_flush(std::shared_ptr<websocket_session> s);
 
   /// Worker thread only: sessions pinged by the liveness timer.
   void add(websocket_session* s);
@@ -53,12 +68,21 @@ private:
   std::vector<std::shared_ptr<websocket_session>> flushing_; // worker thread only
 
   std::vector<websocket_session*> sessions_; // worker thread only
+
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+  std::uint32_t write_delay_ms_;
+  boost::asio::steady_timer delay_timer_{ioc_};
+  bool delay_armed_ = false;
+  // Worker thread only: sessions waiting for the delay tick, and the batch
+  // being flushed.
+  std::vector<std::shared_ptr<websocket_session>> deferred_, deferred_run_;
 };
 
 /// The server's I/O workers; new connections are dealt out round robin.
 class io_pool {
 public:
-  io_pool(unsigned threads, std::chrono::milliseconds ping_interval);
+  io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
+          std::chrono::milliseconds write_delay);
   ~io_pool();
 
   io_worker& next();

@@ -452,6 +452,8 @@ void websocket_session::flush() {
     buffers_.emplace_back(wire.data(), wire.size());
     inflight_bytes_ += o.frame->size();
   }
+  if (worker_.delays_writes())
+    last_write_ms_ = worker_.now_ms();
   asio::async_write(socket_, buffer_span{buffers_.data(), buffers_.data() + buffers_.size()},
                     beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
 }
@@ -482,7 +484,16 @@ void websocket_session::on_written(beast::error_code ec, std::size_t) {
     beast::error_code ignored;
     socket_.shutdown(socket_type::shutdown_send, ignored);
   }
+  // With a write delay, what queued during this write waits for the
+  // worker's delay tick and leaves with whatever comes until then.
+  if (worker_.delays_writes() && has_queued())
+    return worker_.defer_flush(shared_from_this());
   flush();
+}
+
+bool websocket_session::has_queued() {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return !queue_.empty();
 }
 
 // -- closing ------------------------------------------------------------------------

@@ -141,6 +141,7 @@ private:
   /// Ping tick: gives back the queues' memory, and lets the next drains do
   /// so too.
   void release_idle_queues();
+  bool has_queued();
   /// Gives back the queues' memory unless a write is scheduled or in flight.
   void free_queues();
 
@@ -189,6 +190,7 @@ private:
   std::vector<boost::asio::const_buffer> buffers_;
   std::size_t inflight_bytes_ = 0;
   std::uint32_t drains_since_tick_ = 0; ///< the first few drains after a tick free the queues
+  std::uint32_t last_write_ms_ = 0;     ///< worker's now_ms() at the last write (write delay)
 
   // Outgoing queue, shared with deliver() callers.
   std::mutex mutex_;

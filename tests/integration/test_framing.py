@@ -3,12 +3,14 @@ fragmented messages, control frames, frames sent right behind the upgrade
 request, many frames in one TCP segment, the close handshake in both
 directions, and protocol violations (close 1002)."""
 
+import asyncio
 import json
 import socket
 import struct
+import time
 
 import harness
-from harness import RawWebSocket, encode_frame, raw_upgrade
+from harness import RawWebSocket, encode_frame, expect, raw_upgrade, request, send_json
 
 
 class FramingTest(harness.ServerTestCase):
@@ -133,6 +135,35 @@ class FramingTest(harness.ServerTestCase):
         self.addCleanup(sock.close)
         self.assertEqual(response.status, 101)
 
+
+class WriteDelayTest(harness.ServerTestCase):
+    """--write-delay: a socket written less than the delay ago keeps further
+    frames until its worker's delay tick, then writes them together; a frame
+    for a socket not written within the delay leaves at once."""
+
+    server_args = ("--write-delay", "1s")
+
+    async def test_frames_behind_a_recent_write_wait_and_leave_together(self):
+        room = self.unique("wd")
+        sub = await self.client("wd-sub")
+        pub = await self.client("wd-pub")
+        await request(sub, {"type": "join", "room": room}, "joined")
+        await request(pub, {"type": "join", "room": room}, "joined")
+        await asyncio.sleep(1.2)  # nothing written to either socket for longer than the delay
+        sent = time.monotonic()
+        await send_json(pub, {"type": "publish", "room": room, "data": 1})
+        self.assertEqual((await expect(sub, "message"))["data"], 1)
+        first = time.monotonic()
+        # Right behind that write: these two wait for the delay tick.
+        for n in (2, 3):
+            await send_json(pub, {"type": "publish", "room": room, "data": n})
+        arrived = []
+        for n in (2, 3):
+            self.assertEqual((await expect(sub, "message"))["data"], n)
+            arrived.append(time.monotonic())
+        self.assertLess(first - sent, 0.5)  # the first went out at once
+        self.assertGreater(arrived[0] - first, 0.5)
+        self.assertLess(arrived[1] - arrived[0], 0.1)  # in one write
 
 if __name__ == "__main__":
     harness.main()

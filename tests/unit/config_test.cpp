@@ -38,6 +38,7 @@ CAF_TEST(defaults are those the docs promise) {
   auto r = load({});
   CAF_REQUIRE(r.what == action::run);
   CAF_CHECK_EQUAL(r.cfg.http_port, 8080u);
+  CAF_CHECK_EQUAL(r.cfg.write_delay.count(), 0); // writes leave at once unless asked
   CAF_CHECK_EQUAL(r.cfg.bind, "0.0.0.0");
   CAF_CHECK_EQUAL(r.cfg.limits.max_frame_bytes, 65536u);
   CAF_CHECK_EQUAL(r.cfg.limits.max_queue_frames, 1024u);
@@ -118,6 +119,9 @@ CAF_TEST(unknown or invalid settings fail with a message naming them) {
   CAF_CHECK(r.message.find("max-missed-pongs") != std::string::npos);
   r = load({"--log-level", "loud"});
   CAF_CHECK(r.what == action::fail);
+  r = load({"--write-delay", "2s"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("write-delay") != std::string::npos);
   r = load({"--http-port"});
   CAF_CHECK(r.what == action::fail);
 }
