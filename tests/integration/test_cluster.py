@@ -320,6 +320,29 @@ class Failover(ClusterTestCase):
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 20)))
         self.cluster.wait_members(2, nodes=survivors)
 
+    async def test_privates_for_a_user_whose_node_died_wait_for_its_next_connection(self):
+        n1, n2, n3 = self.cluster.nodes
+        user = next(u for u in (f"dora-{i}" for i in range(1000))
+                    if owner_of(u, ["n1", "n2", "n3"]) == "n1")
+        alice = await n2.connect(user="alice")
+        dora = await n3.connect(user=user)
+        self.clients += [alice, dora]
+        await asyncio.sleep(0.3)  # n3 attaches to the user's owner, n1
+        await send(alice, {"type": "send", "to": user, "data": 0, "id": 0})
+        await expect(alice, "ack")
+        self.assertEqual((await expect(dora, "private"))["data"], 0)
+        # The user's only node dies: what follows waits in the inbox of the
+        # user's owner (n1) for the next connection, on any node.
+        n3.kill()
+        self.cluster.wait_members(2, nodes=[n1, n2])
+        for i in range(1, 4):
+            await send(alice, {"type": "send", "to": user, "data": i, "id": i})
+            await expect(alice, "ack")
+        again = await n2.connect(user=user)
+        self.clients.append(again)
+        for i in range(1, 4):
+            self.assertEqual((await expect(again, "private"))["data"], i)
+
     async def test_a_frozen_node_is_declared_down_within_5_seconds(self):
         frozen = self.cluster.nodes[2]
         os.kill(frozen.proc.pid, signal.SIGSTOP)
