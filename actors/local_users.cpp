@@ -69,7 +69,7 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& gone = self->state.gone_owners;
     if (gone.empty())
-      self->send(self, retry_atom::value);
+      self->send(self, reattach_atom::value);
     gone.insert(dm.source);
   });
   return {
@@ -149,7 +149,7 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
         writes.erase(it);
       }
     },
-    [self](retry_atom) {
+    [self](reattach_atom) {
       auto& st = self->state;
       for (auto& [user, e] : st.users)
         if (e.owner && st.gone_owners.count(e.owner.address()) > 0) {

@@ -57,6 +57,7 @@ using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
+using reattach_atom = caf::atom_constant<caf::atom("reattach")>;
 
 // -- message types --------------------------------------------------------------
 
