@@ -36,6 +36,12 @@ caf::behavior node_watch(caf::stateful_actor<node_watch_state>* self) {
       self->demonitor(registry);
       watchers.erase(it);
     },
+    [self](caf::get_atom) {
+      std::uint64_t holders = 0;
+      for (auto& [_, users] : self->state.watchers)
+        holders += users.size();
+      return holders;
+    },
   };
 }
 

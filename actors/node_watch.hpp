@@ -24,6 +24,7 @@ struct node_watch_state {
 /// Messages:
 /// - `(watch_atom, registry, user)`: `user` holds `registry` from now on.
 /// - `(unwatch_atom, registry, user)`: it no longer does (or it ended).
+/// - `(get_atom)` -> number of (registry, user) pairs watched.
 ///
 /// Guarantee: when a watched registry ends (its node failed or stopped),
 /// every user that holds it gets the registry's `down_msg`, exactly as if

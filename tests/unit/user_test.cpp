@@ -77,6 +77,25 @@ CAF_TEST(a user who leaves every connection gets later messages in the inbox) {
   }
 }
 
+CAF_TEST(the node watch forgets a registry once its users have no connection there) {
+  auto count_watched = [this] {
+    self->send(core.node_watch, caf::get_atom::value);
+    sched.run();
+    std::uint64_t n = 0;
+    self->receive([&](std::uint64_t x) { n = x; });
+    return n;
+  };
+  auto a = connect("alice");
+  auto a2 = connect("alice");
+  auto b = connect("bob");
+  CAF_CHECK_EQUAL(count_watched(), 2u); // one registry, held by two users
+  close(a);
+  CAF_CHECK_EQUAL(count_watched(), 2u); // alice still has a connection here
+  close(a2);
+  close(b);
+  CAF_CHECK_EQUAL(count_watched(), 0u);
+}
+
 CAF_TEST(a private message refused by a closing socket waits for the next connection) {
   auto a = connect("alice");
   auto b = connect("bob");
