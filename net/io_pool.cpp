@@ -1,5 +1,7 @@
 #include "net/io_pool.hpp"
 
+#include <pthread.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
@@ -87,6 +89,8 @@ void io_worker::arm_ping_timer() {
 void io_worker::start() {
   arm_ping_timer();
   thread_ = std::thread{[this] {
+    // Named for top and perf: CAF names its own workers caf.multiplexer.
+    pthread_setname_np(pthread_self(), "roomcast.io");
     auto guard = boost::asio::make_work_guard(ioc_);
     ioc_.run();
   }};
