@@ -4,6 +4,7 @@ CAF INI files with the precedence file < environment < command line."""
 
 import asyncio
 import os
+import re
 import signal
 import tempfile
 import time
@@ -140,6 +141,18 @@ class CommandLineTest(unittest.TestCase):
         res = harness.run_roomcastd(["--version"])
         self.assertEqual(res.returncode, 0)
         self.assertIn("roomcastd", res.stdout)
+
+    def test_every_option_is_documented(self):
+        # docs/configuration.md is the reference; --help is the truth.
+        res = harness.run_roomcastd(["--help"])
+        options = set(re.findall(r"^\s+(--[a-z][a-z0-9-]+)", res.stdout, re.M))
+        self.assertIn("--write-delay", options)
+        docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                            "configuration.md")
+        with open(docs) as f:
+            text = f.read()
+        missing = sorted(o for o in options if not re.search(f"`{o}[` ]", text))
+        self.assertEqual(missing, [], "options missing from docs/configuration.md")
 
     def test_bad_command_lines_exit_2(self):
         self.assertExit2(["--no-such-option", "1"], mention="no-such-option")
