@@ -53,10 +53,7 @@ void io_worker::run_flushes() {
     flushing_.swap(to_flush_);
   }
   for (auto& s : flushing_)
-    if (must_wait(s->last_write_ms_))
-      defer_flush(s);
-    else
-      s->flush();
+    s->flush_soon();
   flushing_.clear();
 }
 

@@ -40,7 +40,7 @@ public:
   std::uint32_t now_ms() const;
   /// Whether a session last written at `written_ms` waits for the delay tick.
   bool must_wait(std::uint32_t written_ms) const {
-    return write_delay_ms_ != 0 && now_ms() - written_ms < write_delay_ms_;
+    return delays_writes() && now_ms() - written_ms < write_delay_ms_;
   }
   bool delays_writes() const { return write_delay_ms_ != 0; }
   /// Worker thread only: `s->flush()` at the next delay tick.

@@ -484,9 +484,13 @@ void websocket_session::on_written(beast::error_code ec, std::size_t) {
     beast::error_code ignored;
     socket_.shutdown(socket_type::shutdown_send, ignored);
   }
-  // With a write delay, what queued during this write waits for the
-  // worker's delay tick and leaves with whatever comes until then.
-  if (worker_.delays_writes() && has_queued())
+  flush_soon();
+}
+
+void websocket_session::flush_soon() {
+  // With a write delay, frames for a socket written within the delay wait
+  // for the worker's delay tick and leave with whatever comes until then.
+  if (worker_.must_wait(last_write_ms_) && has_queued())
     return worker_.defer_flush(shared_from_this());
   flush();
 }

@@ -122,6 +122,9 @@ private:
   bool enqueue(frame_ptr frame, written_fn written);
   /// Worker: writes everything queued in one gathered write.
   void flush();
+  /// Worker: flush() now, or at the worker's delay tick when the socket was
+  /// written within the write delay.
+  void flush_soon();
   void on_written(boost::beast::error_code ec, std::size_t bytes);
   // Closing (worker only).
   /// Queues our close frame (`code_override`: the code echoed to a client's close).
