@@ -9,8 +9,20 @@
 
 namespace rc::net {
 
-io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay)
-  : ping_interval_(ping_interval), write_delay_ms_(static_cast<std::uint32_t>(write_delay.count())) {
+io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay,
+                     std::uint32_t write_delay_min_rate)
+  : ping_interval_(ping_interval), write_delay_ms_(static_cast<std::uint32_t>(write_delay.count())),
+    load_(write_delay_min_rate, write_delay_ms_) {
+}
+
+bool io_worker::must_wait(std::uint32_t written_ms) {
+  if (!delays_writes())
+    return false;
+  auto now = now_ms();
+  if (now - written_ms >= write_delay_ms_)
+    return false; // a quiet socket is written at once
+  // A lightly loaded worker writes at once too (load_gate).
+  return load_.loaded(now);
 }
 
 std::uint32_t io_worker::now_ms() const {
@@ -53,7 +65,7 @@ void io_worker::run_flushes() {
     flushing_.swap(to_flush_);
   }
   for (auto& s : flushing_)
-    s->flush_soon();
+    s->flush(true);
   flushing_.clear();
 }
 
@@ -103,9 +115,10 @@ void io_worker::join() {
 }
 
 io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-                 std::chrono::milliseconds write_delay) {
+                 std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_rate) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i)
-    workers_.push_back(std::make_unique<io_worker>(ping_interval, write_delay));
+    workers_.push_back(
+      std::make_unique<io_worker>(ping_interval, write_delay, write_delay_min_rate));
 }
 
 io_pool::~io_pool() {

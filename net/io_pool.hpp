@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "net/load_gate.hpp"
+
 namespace rc::net {
 
 class websocket_session;
@@ -23,12 +25,14 @@ class websocket_session;
 ///   posts, not one per session);
 /// - liveness: one timer per worker pings all of its sessions, instead of a
 ///   timer in every session;
-/// - the optional write delay: a session written less than `write_delay` ago
-///   leaves its next frames queued until the worker's delay tick, so they go
-///   out in one gathered write (one timer per worker, not per session).
+/// - the write delay: while the worker writes at least `write_delay_min_rate`
+///   frames a second, a session written less than `write_delay` ago leaves
+///   its next frames queued until the worker's delay tick, so they go out in
+///   one gathered write (one timer per worker, not per session).
 class io_worker {
 public:
-  io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay);
+  io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay,
+            std::uint32_t write_delay_min_rate);
 
   boost::asio::io_context& context() { return ioc_; }
 
@@ -38,11 +42,12 @@ public:
   /// Milliseconds since the worker was made, wrapping: a 4-byte write
   /// timestamp per session.
   std::uint32_t now_ms() const;
-  /// Whether a session last written at `written_ms` waits for the delay tick.
-  bool must_wait(std::uint32_t written_ms) const {
-    return delays_writes() && now_ms() - written_ms < write_delay_ms_;
-  }
+  /// Worker thread only: whether a session last written at `written_ms`
+  /// waits for the delay tick.
+  bool must_wait(std::uint32_t written_ms);
   bool delays_writes() const { return write_delay_ms_ != 0; }
+  /// Worker thread only: a session wrote `frames` frames (the load measure).
+  void count_written(std::size_t frames) { load_.count(frames); }
   /// Worker thread only: `s->flush()` at the next delay tick.
   void defer_flush(std::shared_ptr<websocket_session> s);
 
@@ -73,6 +78,7 @@ private:
   std::uint32_t write_delay_ms_;
   boost::asio::steady_timer delay_timer_{ioc_};
   bool delay_armed_ = false;
+  load_gate load_; // worker thread only
   // Worker thread only: sessions waiting for the delay tick, and the batch
   // being flushed.
   std::vector<std::shared_ptr<websocket_session>> deferred_, deferred_run_;
@@ -82,7 +88,7 @@ private:
 class io_pool {
 public:
   io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-          std::chrono::milliseconds write_delay);
+          std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_rate);
   ~io_pool();
 
   io_worker& next();

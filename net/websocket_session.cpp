@@ -403,7 +403,7 @@ void websocket_session::queue_control(frame_ptr f) {
     worker_.schedule_flush(shared_from_this());
 }
 
-void websocket_session::flush() {
+void websocket_session::flush(bool may_wait) {
   if (finished_) {
     std::lock_guard<std::mutex> guard{mutex_};
     writing_ = false;
@@ -416,6 +416,7 @@ void websocket_session::flush() {
   // writes often keeps it until the next tick (releasing on every drain
   // cost ~4% of fan-out throughput).
   bool release = drains_since_tick_ < releasing_drains;
+  bool wait = false;
   for (;;) {
     bool overflow = false;
     {
@@ -424,6 +425,11 @@ void websocket_session::flush() {
         overflow = true;
       else if (queue_.empty())
         drained = true;
+      // With the write delay, frames for a socket written within the delay
+      // wait for the worker's delay tick and leave with whatever comes until
+      // then (asked only when something is queued: no clock read otherwise).
+      else if (may_wait && worker_.must_wait(last_write_ms_))
+        wait = true;
       else
         inflight_frames_.swap(queue_);
       if (drained)
@@ -433,6 +439,8 @@ void websocket_session::flush() {
       break;
     start_close(close_reason::slow_consumer); // drops the queue, queues the close frame
   }
+  if (wait)
+    return worker_.defer_flush(shared_from_this());
   if (drained) {
     ++drains_since_tick_;
     if (release) {
@@ -452,8 +460,10 @@ void websocket_session::flush() {
     buffers_.emplace_back(wire.data(), wire.size());
     inflight_bytes_ += o.frame->size();
   }
-  if (worker_.delays_writes())
+  if (worker_.delays_writes()) {
     last_write_ms_ = worker_.now_ms();
+    worker_.count_written(inflight_frames_.size());
+  }
   asio::async_write(socket_, buffer_span{buffers_.data(), buffers_.data() + buffers_.size()},
                     beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
 }
@@ -484,21 +494,9 @@ void websocket_session::on_written(beast::error_code ec, std::size_t) {
     beast::error_code ignored;
     socket_.shutdown(socket_type::shutdown_send, ignored);
   }
-  flush_soon();
+  flush(true);
 }
 
-void websocket_session::flush_soon() {
-  // With a write delay, frames for a socket written within the delay wait
-  // for the worker's delay tick and leave with whatever comes until then.
-  if (worker_.must_wait(last_write_ms_) && has_queued())
-    return worker_.defer_flush(shared_from_this());
-  flush();
-}
-
-bool websocket_session::has_queued() {
-  std::lock_guard<std::mutex> guard{mutex_};
-  return !queue_.empty();
-}
 
 // -- closing ------------------------------------------------------------------------
 

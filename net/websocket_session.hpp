@@ -120,11 +120,10 @@ private:
   // Writing.
   /// Any thread: queues `frame`; false (and `written(false)`) when refused.
   bool enqueue(frame_ptr frame, written_fn written);
-  /// Worker: writes everything queued in one gathered write.
-  void flush();
-  /// Worker: flush() now, or at the worker's delay tick when the socket was
-  /// written within the write delay.
-  void flush_soon();
+  /// Worker: writes everything queued in one gathered write; with
+  /// `may_wait`, leaves it for the worker's delay tick instead when the
+  /// socket was written within the write delay (io_worker::must_wait).
+  void flush(bool may_wait = false);
   void on_written(boost::beast::error_code ec, std::size_t bytes);
   // Closing (worker only).
   /// Queues our close frame (`code_override`: the code echoed to a client's close).
@@ -144,7 +143,6 @@ private:
   /// Ping tick: gives back the queues' memory, and lets the next drains do
   /// so too.
   void release_idle_queues();
-  bool has_queued();
   /// Gives back the queues' memory unless a write is scheduled or in flight.
   void free_queues();
 

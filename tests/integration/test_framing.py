@@ -137,11 +137,12 @@ class FramingTest(harness.ServerTestCase):
 
 
 class WriteDelayTest(harness.ServerTestCase):
-    """--write-delay: a socket written less than the delay ago keeps further
-    frames until its worker's delay tick, then writes them together; a frame
-    for a socket not written within the delay leaves at once."""
+    """--write-delay with the load gate off (--write-delay-min-rate 0): a
+    socket written less than the delay ago keeps further frames until its
+    worker's delay tick, then writes them together; a frame for a socket not
+    written within the delay leaves at once."""
 
-    server_args = ("--write-delay", "1s")
+    server_args = ("--write-delay", "1s", "--write-delay-min-rate", "0")
 
     async def test_frames_behind_a_recent_write_wait_and_leave_together(self):
         room = self.unique("wd")
@@ -164,6 +165,69 @@ class WriteDelayTest(harness.ServerTestCase):
         self.assertLess(first - sent, 0.5)  # the first went out at once
         self.assertGreater(arrived[0] - first, 0.5)
         self.assertLess(arrived[1] - arrived[0], 0.1)  # in one write
+
+
+class LoadGateCase(harness.ServerTestCase):
+    """The write delay applies only while an I/O thread writes at least
+    --write-delay-min-rate frames a second: a quiet node writes a frame that
+    follows another at once, and a busy one gathers frames for the tick."""
+
+    async def stream(self, room, count, gap):
+        """Publishes `count` messages `gap` seconds apart; returns each one's
+        latency at a subscriber, in publish order."""
+        sub = await self.client(self.unique("lg-sub"))
+        pub = await self.client(self.unique("lg-pub"))
+        await request(sub, {"type": "join", "room": room}, "joined")
+        await request(pub, {"type": "join", "room": room}, "joined")
+        await asyncio.sleep(1.2)  # nothing written to either socket within the delay
+        sent = {}
+
+        async def publish():
+            for n in range(count):
+                sent[n] = time.monotonic()
+                await send_json(pub, {"type": "publish", "room": room, "data": n, "id": n})
+                await asyncio.sleep(gap)
+
+        async def drain_acks():
+            for _ in range(count):
+                await expect(pub, "ack", timeout=10)
+
+        sender = asyncio.ensure_future(publish())
+        acks = asyncio.ensure_future(drain_acks())
+        latency = []
+        for n in range(count):
+            msg = await expect(sub, "message", timeout=10)
+            self.assertEqual(msg["data"], n)
+            latency.append(time.monotonic() - sent[n])
+        await sender
+        await acks
+        return latency
+
+
+class WriteDelayQuietNodeTest(LoadGateCase):
+    server_args = ("--write-delay", "1s", "--threads", "1")
+
+    async def test_a_quiet_node_writes_at_once(self):
+        # Default gate (20000 frames/s per I/O thread): three messages in a
+        # row all leave at once although each follows a write within 1 s.
+        latency = await self.stream(self.unique("quiet"), 3, 0)
+        self.assertLess(max(latency), 0.5, latency)
+
+
+class WriteDelayUnderLoadTest(LoadGateCase):
+    """A gate this test's own traffic opens: 100 frames/s."""
+
+    server_args = ("--write-delay", "1s", "--write-delay-min-rate", "100", "--threads", "1")
+
+    async def test_a_busy_worker_gathers_frames_after_one_window(self):
+        # About 200 frames/s (message and ack) for 1.6 s. The first window
+        # (one delay long) decides nothing yet, so those frames leave at
+        # once; from its end on the worker is loaded and frames behind a
+        # recent write wait for the 1 s tick.
+        latency = await self.stream(self.unique("busy"), 160, 0.01)
+        self.assertLess(max(latency[:20]), 0.5, latency[:20])
+        self.assertGreater(max(latency[100:]), 0.5, latency[100:])
+
 
 if __name__ == "__main__":
     harness.main()
