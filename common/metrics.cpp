@@ -77,6 +77,9 @@ std::string metrics::render() const {
   scalar(out, "roomcast_upgrades_refused_total", "counter",
          "WebSocket upgrades refused (auth, origin, capacity).",
          static_cast<long long>(upgrades_refused.load()));
+  scalar(out, "roomcast_delayed_writes_total", "counter",
+         "Socket writes held for the write delay's tick (only under load).",
+         static_cast<long long>(delayed_writes.load()));
   connection_duration.render(out, "roomcast_connection_duration_seconds",
                              "Lifetime of closed WebSocket connections.");
   fanout_latency.render(out, "roomcast_fanout_latency_seconds",

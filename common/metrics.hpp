@@ -42,6 +42,8 @@ public:
   std::atomic<std::uint64_t> frames_received{0};
   std::atomic<std::uint64_t> messages_delivered{0};
   std::atomic<std::uint64_t> upgrades_refused{0};
+  /// Socket writes held for a write-delay tick (the delay at work under load).
+  std::atomic<std::uint64_t> delayed_writes{0};
   histogram connection_duration;
   histogram fanout_latency;
 

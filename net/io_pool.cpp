@@ -5,6 +5,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
+#include "common/metrics.hpp"
 #include "net/websocket_session.hpp"
 
 namespace rc::net {
@@ -42,6 +43,7 @@ void io_worker::defer_flush(std::shared_ptr<websocket_session> s) {
     if (ec)
       return;
     deferred_run_.swap(deferred_);
+    metrics::global().delayed_writes += deferred_run_.size(); // one atomic per tick
     for (auto& s : deferred_run_)
       s->flush();
     deferred_run_.clear();

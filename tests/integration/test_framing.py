@@ -151,6 +151,7 @@ class WriteDelayTest(harness.ServerTestCase):
         await request(sub, {"type": "join", "room": room}, "joined")
         await request(pub, {"type": "join", "room": room}, "joined")
         await asyncio.sleep(1.2)  # nothing written to either socket for longer than the delay
+        delayed = self.server.metric("roomcast_delayed_writes_total")
         sent = time.monotonic()
         await send_json(pub, {"type": "publish", "room": room, "data": 1})
         self.assertEqual((await expect(sub, "message"))["data"], 1)
@@ -165,6 +166,7 @@ class WriteDelayTest(harness.ServerTestCase):
         self.assertLess(first - sent, 0.5)  # the first went out at once
         self.assertGreater(arrived[0] - first, 0.5)
         self.assertLess(arrived[1] - arrived[0], 0.1)  # in one write
+        self.assertEqual(self.server.metric("roomcast_delayed_writes_total"), delayed + 1)
 
 
 class LoadGateCase(harness.ServerTestCase):
@@ -212,6 +214,7 @@ class WriteDelayQuietNodeTest(LoadGateCase):
         # row all leave at once although each follows a write within 1 s.
         latency = await self.stream(self.unique("quiet"), 3, 0)
         self.assertLess(max(latency), 0.5, latency)
+        self.assertEqual(self.server.metric("roomcast_delayed_writes_total"), 0)
 
 
 class WriteDelayUnderLoadTest(LoadGateCase):
@@ -227,6 +230,7 @@ class WriteDelayUnderLoadTest(LoadGateCase):
         latency = await self.stream(self.unique("busy"), 160, 0.01)
         self.assertLess(max(latency[:20]), 0.5, latency[:20])
         self.assertGreater(max(latency[100:]), 0.5, latency[100:])
+        self.assertGreater(self.server.metric("roomcast_delayed_writes_total"), 0)
 
 
 if __name__ == "__main__":

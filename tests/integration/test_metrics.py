@@ -43,6 +43,7 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
                 ("roomcast_users", ()): 0, ("roomcast_frames_received_total", ()): 0,
                 ("roomcast_messages_delivered_total", ()): 0,
                 ("roomcast_upgrades_refused_total", ()): 0,
+                ("roomcast_delayed_writes_total", ()): 0,
                 ("roomcast_connection_duration_seconds_count", ()): 0,
                 ("roomcast_fanout_latency_seconds_count", ()): 0}
         zero.update({("roomcast_closes_total", (("reason", r),)): 0 for r in ALL_REASONS})
