@@ -20,8 +20,10 @@ using self_ptr = caf::stateful_actor<connection_state>*;
 
 constexpr auto request_timeout = std::chrono::seconds{10};
 
+/// Everything the connection itself sends answers the client's own request
+/// (or greets it): never held for the write delay.
 void send_text(self_ptr self, std::string text) {
-  self->state.link->deliver(make_frame(std::move(text)));
+  self->state.link->reply(make_frame(std::move(text)));
 }
 
 void send_error(self_ptr self, const std::string& id, error_code code,

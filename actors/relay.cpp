@@ -119,7 +119,7 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
   }
   auto key = m.conn.address();
   if (st.members.count(key) > 0) {
-    m.link->deliver(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
+    m.link->reply(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
     rp.deliver(caf::actor_cast<caf::actor>(self));
     return;
   }
@@ -133,7 +133,7 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
         // Added only now: the room's messages after its answer come after
         // `joined` and the logic's frames for the joiner.
         self->monitor(m.conn);
-        m.link->deliver(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
+        m.link->reply(make_frame(encode_joined(st.room, st.last_seq, st.epoch, id)));
         for (auto& text : to_joiner)
           m.link->deliver(make_frame(std::move(text)));
         st.by_id.emplace(m.conn.id(), m.conn.address());
@@ -206,7 +206,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       auto it = st.members.find(conn.address());
       if (it != st.members.end()) {
         self->demonitor(conn);
-        it->second.link->deliver(make_frame(encode_left(st.room, id)));
+        it->second.link->reply(make_frame(encode_left(st.room, id)));
         remove_member(self, conn.address());
       }
       return caf::ok_atom::value;

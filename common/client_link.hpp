@@ -30,6 +30,11 @@ public:
   /// Like `deliver`, and reports whether this frame reached the socket.
   virtual void deliver(frame_ptr frame, written_fn written) = 0;
 
+  /// Like `deliver`, for a frame the client is waiting for (the answer to
+  /// its request): it never waits for the write delay's tick, and takes
+  /// whatever is queued before it along.
+  virtual bool reply(frame_ptr frame) { return deliver(std::move(frame)); }
+
   /// Writes what is queued (bounded by the drain time), then closes.
   virtual void close(close_reason why) = 0;
 

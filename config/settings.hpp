@@ -77,15 +77,14 @@ struct settings {
   std::uint16_t http_port = 8080;
   /// This node's name in `welcome` frames, logs and metrics; empty = host name.
   std::string node_name;
-  /// While an I/O thread writes at least `write_delay_min_rate` frames a
-  /// second, a socket written less than this long ago keeps further frames
-  /// queued for at most this long, so they leave in one write (fewer system
-  /// calls under load, for up to this much latency); 0 = every frame is
-  /// written at once.
+  /// While an I/O thread is behind (`write_delay_min_lag_us`), a socket
+  /// written less than this long ago keeps further frames queued for at
+  /// most this long, so they leave in one write (fewer system calls under
+  /// load, for up to this much latency); 0 = every frame is written at once.
   duration write_delay{5};
-  /// Frames per second per I/O thread from which the write delay applies;
-  /// 0 = always.
-  std::uint32_t write_delay_min_rate = 20000;
+  /// Mean wait, in microseconds, of an I/O thread's write kicks from which
+  /// the write delay applies to its sockets; 0 = always.
+  std::uint32_t write_delay_min_lag_us = 300;
   /// Asio I/O threads; 0 = number of cores.
   std::uint32_t threads = 0;
   /// CAF scheduler threads; 0 = number of cores.

@@ -11,9 +11,9 @@
 namespace rc::net {
 
 io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay,
-                     std::uint32_t write_delay_min_rate)
+                     std::chrono::microseconds write_delay_min_lag)
   : ping_interval_(ping_interval), write_delay_ms_(static_cast<std::uint32_t>(write_delay.count())),
-    load_(write_delay_min_rate, write_delay_ms_) {
+    load_(write_delay_min_lag, write_delay_ms_) {
 }
 
 bool io_worker::must_wait(std::uint32_t written_ms) {
@@ -45,7 +45,7 @@ void io_worker::defer_flush(std::shared_ptr<websocket_session> s) {
     deferred_run_.swap(deferred_);
     metrics::global().delayed_writes += deferred_run_.size(); // one atomic per tick
     for (auto& s : deferred_run_)
-      s->flush();
+      s->flush_held();
     deferred_run_.clear();
   });
 }
@@ -56,16 +56,22 @@ void io_worker::schedule_flush(std::shared_ptr<websocket_session> s) {
     std::lock_guard<std::mutex> guard{flush_mutex_};
     first = to_flush_.empty();
     to_flush_.push_back(std::move(s));
+    if (first && delays_writes())
+      kick_posted_ = std::chrono::steady_clock::now();
   }
   if (first)
     boost::asio::post(ioc_, [this] { run_flushes(); });
 }
 
 void io_worker::run_flushes() {
+  std::chrono::steady_clock::time_point posted;
   {
     std::lock_guard<std::mutex> guard{flush_mutex_};
     flushing_.swap(to_flush_);
+    posted = kick_posted_;
   }
+  if (delays_writes())
+    load_.observe(std::chrono::steady_clock::now() - posted);
   for (auto& s : flushing_)
     s->flush(true);
   flushing_.clear();
@@ -117,10 +123,11 @@ void io_worker::join() {
 }
 
 io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-                 std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_rate) {
+                 std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_lag_us) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i)
     workers_.push_back(
-      std::make_unique<io_worker>(ping_interval, write_delay, write_delay_min_rate));
+      std::make_unique<io_worker>(ping_interval, write_delay,
+                                  std::chrono::microseconds{write_delay_min_lag_us}));
 }
 
 io_pool::~io_pool() {

@@ -25,14 +25,15 @@ class websocket_session;
 ///   posts, not one per session);
 /// - liveness: one timer per worker pings all of its sessions, instead of a
 ///   timer in every session;
-/// - the write delay: while the worker writes at least `write_delay_min_rate`
-///   frames a second, a session written less than `write_delay` ago leaves
-///   its next frames queued until the worker's delay tick, so they go out in
-///   one gathered write (one timer per worker, not per session).
+/// - the write delay: while the worker is behind (its write kicks wait at
+///   least `write_delay_min_lag` on average, see load_gate), a session
+///   written less than `write_delay` ago leaves its next frames queued until
+///   the worker's delay tick, so they go out in one gathered write (one
+///   timer per worker, not per session).
 class io_worker {
 public:
   io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay,
-            std::uint32_t write_delay_min_rate);
+            std::chrono::microseconds write_delay_min_lag);
 
   boost::asio::io_context& context() { return ioc_; }
 
@@ -46,9 +47,7 @@ public:
   /// waits for the delay tick.
   bool must_wait(std::uint32_t written_ms);
   bool delays_writes() const { return write_delay_ms_ != 0; }
-  /// Worker thread only: a session wrote `frames` frames (the load measure).
-  void count_written(std::size_t frames) { load_.count(frames); }
-  /// Worker thread only: `s->flush()` at the next delay tick.
+  /// Worker thread only: `s->flush_held()` at the next delay tick.
   void defer_flush(std::shared_ptr<websocket_session> s);
 
   /// Worker thread only: sessions pinged by the liveness timer.
@@ -70,6 +69,7 @@ private:
 
   std::mutex flush_mutex_;
   std::vector<std::shared_ptr<websocket_session>> to_flush_;
+  std::chrono::steady_clock::time_point kick_posted_; // the first of to_flush_ (load gate)
   std::vector<std::shared_ptr<websocket_session>> flushing_; // worker thread only
 
   std::vector<websocket_session*> sessions_; // worker thread only
@@ -88,7 +88,7 @@ private:
 class io_pool {
 public:
   io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-          std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_rate);
+          std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_lag_us);
   ~io_pool();
 
   io_worker& next();

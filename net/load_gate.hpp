@@ -1,52 +1,64 @@
 #pragma once
 
 #include <algorithm>
-#include <cstddef>
+#include <chrono>
 #include <cstdint>
 
 namespace rc::net {
 
-/// Whether an I/O worker is busy enough for the write delay to pay: it counts
-/// the frames the worker writes and decides, once per window, whether they
-/// came at `min_rate` frames a second or more. On a lightly loaded worker the
-/// delay would only add latency; under load it saves the system calls the
-/// frames would otherwise queue behind (docs/configuration.md).
+/// Whether an I/O worker is behind enough for the write delay to pay. It
+/// watches how long the worker's write kicks wait before the worker runs
+/// them (its lag) and decides, once per window, whether their mean reached
+/// `min_lag`. A worker that keeps up answers within microseconds: delaying
+/// its writes would only add latency. One that is behind already holds
+/// frames back for its lag; gathering them for the delay then saves the
+/// CPU they queue for (docs/configuration.md).
 ///
-/// Frames are counted, not writes, so the measure does not fall when the
-/// delay starts gathering them. Not thread-safe: one per worker thread.
+/// Not thread-safe: one per worker thread.
 class load_gate {
 public:
-  /// Shortest window: one fan-out burst alone does not count as load.
+  /// Shortest window: one fan-out burst alone does not make a worker late.
   static constexpr std::uint32_t min_window_ms = 100;
 
-  /// `min_rate` 0: always loaded. `delay_ms`: the write delay (a window is
-  /// at least that long, so frames gathered by the delay are counted in it).
-  load_gate(std::uint32_t min_rate, std::uint32_t delay_ms)
-    : min_rate_(min_rate), window_ms_(std::max(min_window_ms, delay_ms)),
-      loaded_(min_rate == 0) {
+  /// `min_lag` zero: always loaded. `delay_ms`: the write delay (a window
+  /// is at least that long).
+  load_gate(std::chrono::microseconds min_lag, std::uint32_t delay_ms)
+    : min_lag_ns_(std::chrono::nanoseconds{min_lag}.count()),
+      window_ms_(std::max(min_window_ms, delay_ms)), loaded_(min_lag.count() == 0) {
   }
 
-  void count(std::size_t frames) { frames_ += frames; }
+  /// One write kick ran `lag` after it was posted.
+  void observe(std::chrono::nanoseconds lag) {
+    lag_sum_ns_ += static_cast<std::uint64_t>(std::max<std::int64_t>(0, lag.count()));
+    ++observations_;
+  }
 
   /// `now_ms`: a wrapping millisecond clock. Decides once `now_ms` is a full
-  /// window past the last decision; a window that ran long because nothing
-  /// asked counts its quiet time too.
+  /// window past the last decision. A window without kicks keeps the last
+  /// decision (a worker whose sockets all write or wait kicks nobody); one
+  /// that ran ten windows long because nobody asked means the worker was
+  /// mostly idle: not loaded, whatever its few kicks waited.
   bool loaded(std::uint32_t now_ms) {
-    if (min_rate_ == 0)
+    if (min_lag_ns_ == 0)
       return true;
     auto span = now_ms - window_start_;
     if (span >= window_ms_) {
-      loaded_ = frames_ * 1000 >= std::uint64_t{min_rate_} * span;
-      frames_ = 0;
+      if (span >= 10 * window_ms_)
+        loaded_ = false;
+      else if (observations_ > 0)
+        loaded_ = lag_sum_ns_ >= static_cast<std::uint64_t>(min_lag_ns_) * observations_;
+      lag_sum_ns_ = 0;
+      observations_ = 0;
       window_start_ = now_ms;
     }
     return loaded_;
   }
 
 private:
-  std::uint32_t min_rate_;
+  std::int64_t min_lag_ns_;
   std::uint32_t window_ms_;
-  std::uint64_t frames_ = 0;
+  std::uint64_t lag_sum_ns_ = 0;
+  std::uint64_t observations_ = 0;
   std::uint32_t window_start_ = 0;
   bool loaded_;
 };

@@ -357,7 +357,11 @@ void websocket_session::deliver(frame_ptr frame, written_fn written) {
   enqueue(std::move(frame), std::move(written));
 }
 
-bool websocket_session::enqueue(frame_ptr frame, written_fn written) {
+bool websocket_session::reply(frame_ptr frame) {
+  return enqueue(std::move(frame), nullptr, true);
+}
+
+bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer) {
   bool kick = false;
   {
     std::unique_lock<std::mutex> guard{mutex_};
@@ -367,7 +371,7 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written) {
         written(false);
       return false;
     }
-    kick = push_locked(outgoing{std::move(frame), std::move(written)});
+    kick = push_locked(outgoing{std::move(frame), std::move(written)}, answer);
     auto& lim = ctx_->cfg.limits;
     if (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes)
       overflowed_ = true;
@@ -377,11 +381,28 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written) {
   return true;
 }
 
-bool websocket_session::push_locked(outgoing o) {
+void websocket_session::flush_held() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (!held_)
+      return;
+    held_ = false;
+  }
+  flush();
+}
+
+bool websocket_session::push_locked(outgoing o, bool answer) {
   queued_bytes_ += o.frame->size();
   queue_.push_back(std::move(o));
-  bool kick = !writing_;
+  // An answer does not wait for the delay tick: it wakes a held session
+  // (the tick then finds it no longer held), or leaves right after the
+  // write in flight.
+  bool kick = !writing_ || (answer && held_);
   writing_ = true;
+  if (answer) {
+    answer_queued_ = true;
+    held_ = false;
+  }
   return kick;
 }
 
@@ -397,7 +418,7 @@ void websocket_session::queue_control(frame_ptr f) {
   bool kick;
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    kick = push_locked(outgoing{std::move(f), nullptr});
+    kick = push_locked(outgoing{std::move(f), nullptr}, true); // pongs, pings, close
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
@@ -428,10 +449,12 @@ void websocket_session::flush(bool may_wait) {
       // With the write delay, frames for a socket written within the delay
       // wait for the worker's delay tick and leave with whatever comes until
       // then (asked only when something is queued: no clock read otherwise).
-      else if (may_wait && worker_.must_wait(last_write_ms_))
-        wait = true;
-      else
+      else if (may_wait && !answer_queued_ && worker_.must_wait(last_write_ms_))
+        wait = held_ = true;
+      else {
         inflight_frames_.swap(queue_);
+        answer_queued_ = false;
+      }
       if (drained)
         writing_ = false;
     }
@@ -460,10 +483,8 @@ void websocket_session::flush(bool may_wait) {
     buffers_.emplace_back(wire.data(), wire.size());
     inflight_bytes_ += o.frame->size();
   }
-  if (worker_.delays_writes()) {
+  if (worker_.delays_writes())
     last_write_ms_ = worker_.now_ms();
-    worker_.count_written(inflight_frames_.size());
-  }
   asio::async_write(socket_, buffer_span{buffers_.data(), buffers_.data() + buffers_.size()},
                     beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
 }

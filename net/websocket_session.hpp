@@ -94,6 +94,7 @@ public:
   // -- client_link ------------------------------------------------------------
   bool deliver(frame_ptr frame) override;
   void deliver(frame_ptr frame, written_fn written) override;
+  bool reply(frame_ptr frame) override;
   void close(close_reason why) override;
   void frame_done() override;
 
@@ -119,11 +120,15 @@ private:
   void hand_on(std::string text);
   // Writing.
   /// Any thread: queues `frame`; false (and `written(false)`) when refused.
-  bool enqueue(frame_ptr frame, written_fn written);
+  /// An `answer` is written without waiting for the write delay's tick.
+  bool enqueue(frame_ptr frame, written_fn written, bool answer = false);
   /// Worker: writes everything queued in one gathered write; with
   /// `may_wait`, leaves it for the worker's delay tick instead when the
   /// socket was written within the write delay (io_worker::must_wait).
   void flush(bool may_wait = false);
+  /// Worker, at the delay tick: flush() unless an answer took the held
+  /// frames out meanwhile.
+  void flush_held();
   void on_written(boost::beast::error_code ec, std::size_t bytes);
   // Closing (worker only).
   /// Queues our close frame (`code_override`: the code echoed to a client's close).
@@ -132,7 +137,7 @@ private:
   void fail(close_reason why);
   void queue_control(frame_ptr f);
   /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
-  bool push_locked(outgoing o);
+  bool push_locked(outgoing o, bool answer);
   /// Under `mutex_`: takes every queued frame out (not the one in flight).
   std::vector<outgoing> take_queue_locked();
   void arm_close_timer();
@@ -200,6 +205,8 @@ private:
   bool writing_ = false;         ///< a flush is scheduled or a write in flight
   bool overflowed_ = false;
   bool closed_ = false;          ///< no more frames accepted
+  bool held_ = false;            ///< waiting for the worker's delay tick
+  bool answer_queued_ = false;   ///< the queue holds an answer: no delay
 };
 
 } // namespace rc::net

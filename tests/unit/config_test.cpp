@@ -39,7 +39,7 @@ CAF_TEST(defaults are those the docs promise) {
   CAF_REQUIRE(r.what == action::run);
   CAF_CHECK_EQUAL(r.cfg.http_port, 8080u);
   CAF_CHECK_EQUAL(r.cfg.write_delay.count(), 5);
-  CAF_CHECK_EQUAL(r.cfg.write_delay_min_rate, 20000u); // the delay only under load
+  CAF_CHECK_EQUAL(r.cfg.write_delay_min_lag_us, 300u); // the delay only on a busy thread
   CAF_CHECK_EQUAL(r.cfg.bind, "0.0.0.0");
   CAF_CHECK_EQUAL(r.cfg.limits.max_frame_bytes, 65536u);
   CAF_CHECK_EQUAL(r.cfg.limits.max_queue_frames, 1024u);
@@ -123,9 +123,9 @@ CAF_TEST(unknown or invalid settings fail with a message naming them) {
   r = load({"--write-delay", "2s"});
   CAF_CHECK(r.what == action::fail);
   CAF_CHECK(r.message.find("write-delay") != std::string::npos);
-  r = load({"--write-delay-min-rate", "many"});
+  r = load({"--write-delay-min-lag-us", "soon"});
   CAF_CHECK(r.what == action::fail);
-  CAF_CHECK(r.message.find("write-delay-min-rate") != std::string::npos);
+  CAF_CHECK(r.message.find("write-delay-min-lag-us") != std::string::npos);
   r = load({"--http-port"});
   CAF_CHECK(r.what == action::fail);
 }
