@@ -83,7 +83,8 @@ struct settings {
   /// load, for up to this much latency); 0 = every frame is written at once.
   duration write_delay{5};
   /// Mean wait, in microseconds, of an I/O thread's write kicks from which
-  /// the write delay applies to its sockets; 0 = always.
+  /// the write delay applies to its sockets (until they wait less than
+  /// half); 0 = always.
   std::uint32_t write_delay_min_lag_us = 300;
   /// Asio I/O threads; 0 = number of cores.
   std::uint32_t threads = 0;

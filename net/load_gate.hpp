@@ -9,7 +9,7 @@ namespace rc::net {
 /// Whether an I/O worker is behind enough for the write delay to pay. It
 /// watches how long the worker's write kicks wait before the worker runs
 /// them (its lag) and decides, once per window, whether their mean reached
-/// `min_lag`. A worker that keeps up answers within microseconds: delaying
+/// `min_lag`; once loaded, it stays so until the mean falls below half. A worker that keeps up answers within microseconds: delaying
 /// its writes would only add latency. One that is behind already holds
 /// frames back for its lag; gathering them for the delay then saves the
 /// CPU they queue for (docs/configuration.md).
@@ -45,8 +45,13 @@ public:
     if (span >= window_ms_) {
       if (span >= 10 * window_ms_)
         loaded_ = false;
-      else if (observations_ > 0)
-        loaded_ = lag_sum_ns_ >= static_cast<std::uint64_t>(min_lag_ns_) * observations_;
+      else if (observations_ > 0) {
+        // Hysteresis: the delay itself makes a late worker catch up, which
+        // must not close the gate at once (measured: three nodes flipped
+        // between 1.0x and 1.45x the CPU of one without it).
+        auto threshold = static_cast<std::uint64_t>(loaded_ ? min_lag_ns_ / 2 : min_lag_ns_);
+        loaded_ = lag_sum_ns_ >= threshold * observations_;
+      }
       lag_sum_ns_ = 0;
       observations_ = 0;
       window_start_ = now_ms;

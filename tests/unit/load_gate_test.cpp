@@ -58,6 +58,17 @@ CAF_TEST(load ends with the first window that keeps up) {
   CAF_CHECK(!run_for(gate, 300, 300, 5, 50us));
 }
 
+CAF_TEST(once loaded the gate closes only below half the lag) {
+  load_gate gate{300us, 5};
+  // 200 us does not open it...
+  CAF_CHECK(!run_for(gate, 0, 300, 5, 200us));
+  CAF_CHECK(run_for(gate, 300, 300, 5, 1ms));
+  // ...but keeps it open once open (the delay itself lowers the lag)...
+  CAF_CHECK(run_for(gate, 600, 300, 5, 200us));
+  // ...until the kicks wait less than 150 us.
+  CAF_CHECK(!run_for(gate, 900, 300, 5, 100us));
+}
+
 CAF_TEST(a window without kicks keeps the decision unless the worker idled) {
   load_gate gate{300us, 5};
   CAF_CHECK(run_for(gate, 0, 300, 5, 1ms));
