@@ -123,11 +123,9 @@ void io_worker::join() {
 }
 
 io_pool::io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-                 std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_lag_us) {
+                 std::chrono::milliseconds write_delay, std::chrono::microseconds write_delay_min_lag) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i)
-    workers_.push_back(
-      std::make_unique<io_worker>(ping_interval, write_delay,
-                                  std::chrono::microseconds{write_delay_min_lag_us}));
+    workers_.push_back(std::make_unique<io_worker>(ping_interval, write_delay, write_delay_min_lag));
 }
 
 io_pool::~io_pool() {

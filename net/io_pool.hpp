@@ -88,7 +88,7 @@ private:
 class io_pool {
 public:
   io_pool(unsigned threads, std::chrono::milliseconds ping_interval,
-          std::chrono::milliseconds write_delay, std::uint32_t write_delay_min_lag_us);
+          std::chrono::milliseconds write_delay, std::chrono::microseconds write_delay_min_lag);
   ~io_pool();
 
   io_worker& next();

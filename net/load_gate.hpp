@@ -9,10 +9,11 @@ namespace rc::net {
 /// Whether an I/O worker is behind enough for the write delay to pay. It
 /// watches how long the worker's write kicks wait before the worker runs
 /// them (its lag) and decides, once per window, whether their mean reached
-/// `min_lag`; once loaded, it stays so until the mean falls below half. A worker that keeps up answers within microseconds: delaying
-/// its writes would only add latency. One that is behind already holds
-/// frames back for its lag; gathering them for the delay then saves the
-/// CPU they queue for (docs/configuration.md).
+/// `min_lag`; once loaded, it stays so until the mean falls below half.
+/// A worker that keeps up answers within microseconds: delaying its writes
+/// would only add latency. One that is behind already holds frames back for
+/// its lag; gathering them for the delay then saves the CPU they queue for
+/// (docs/configuration.md).
 ///
 /// Not thread-safe: one per worker thread.
 class load_gate {
@@ -24,7 +25,7 @@ public:
   /// is at least that long).
   load_gate(std::chrono::microseconds min_lag, std::uint32_t delay_ms)
     : min_lag_ns_(std::chrono::nanoseconds{min_lag}.count()),
-      window_ms_(std::max(min_window_ms, delay_ms)), loaded_(min_lag.count() == 0) {
+      window_ms_(std::max(min_window_ms, delay_ms)) {
   }
 
   /// One write kick ran `lag` after it was posted.
@@ -65,7 +66,7 @@ private:
   std::uint64_t lag_sum_ns_ = 0;
   std::uint64_t observations_ = 0;
   std::uint32_t window_start_ = 0;
-  bool loaded_;
+  bool loaded_ = false;
 };
 
 } // namespace rc::net

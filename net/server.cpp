@@ -25,7 +25,7 @@ std::uint16_t server::start() {
   try {
     auto n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
     pool_ = std::make_unique<io_pool>(n, cfg.limits.ping_interval, cfg.write_delay,
-                                     cfg.write_delay_min_lag_us);
+                                     std::chrono::microseconds{cfg.write_delay_min_lag_us});
     listener_ = std::make_shared<listener>(*pool_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},
                                            ctx_);
   } catch (const boost::system::system_error& e) {
