@@ -1,0 +1,114 @@
+#pragma once
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/policy/unprofiled.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
+#include <caf/scheduler/coordinator.hpp>
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+
+namespace rc {
+
+/// CAF's work sharing (one queue, workers sleep on a condition variable),
+/// except that an actor made ready by another actor does not wake a
+/// sleeping worker when it is the only job waiting: the worker that made it
+/// ready takes it next, as soon as its current actor yields.
+///
+/// Why: a publish crosses connection, relay, room and relay. At low rates
+/// (many small rooms) CAF's work sharing woke a sleeping worker for every
+/// hop, a futex call and two context switches each, although the sending
+/// worker was about to go idle. Jobs from outside the workers (sockets,
+/// timers) still wake a worker at once, and a second waiting job wakes
+/// another, so a loaded node keeps every worker busy. An actor yields its
+/// worker after `hand_off_throughput` messages, so a busy actor holds up a
+/// job it made ready for at most that many (CAF's default is unlimited).
+class hand_off_policy : public caf::policy::unprofiled {
+public:
+  struct coordinator_data {
+    explicit coordinator_data(caf::scheduler::abstract_coordinator*) {
+    }
+    std::deque<caf::resumable*> queue;
+    std::mutex lock;
+    std::condition_variable cv;
+  };
+
+  struct worker_data {
+    explicit worker_data(caf::scheduler::abstract_coordinator*) {
+    }
+  };
+
+  template <class Coordinator>
+  void central_enqueue(Coordinator* self, caf::resumable* job) {
+    push(d(self), job, true);
+  }
+
+  template <class Worker>
+  void external_enqueue(Worker* self, caf::resumable* job) {
+    push(d(self->parent()), job, true);
+  }
+
+  template <class Worker>
+  void internal_enqueue(Worker* self, caf::resumable* job) {
+    push(d(self->parent()), job, false);
+  }
+
+  template <class Worker>
+  void resume_job_later(Worker* self, caf::resumable* job) {
+    push(d(self->parent()), job, false);
+  }
+
+  template <class Worker>
+  caf::resumable* dequeue(Worker* self) {
+    auto& data = d(self->parent());
+    std::unique_lock<std::mutex> guard{data.lock};
+    data.cv.wait(guard, [&] { return !data.queue.empty(); });
+    auto job = data.queue.front();
+    data.queue.pop_front();
+    return job;
+  }
+
+  template <class Worker, class UnaryFunction>
+  void foreach_resumable(Worker*, UnaryFunction) {
+  }
+
+  template <class Coordinator, class UnaryFunction>
+  void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
+    auto& data = d(self);
+    std::unique_lock<std::mutex> guard{data.lock};
+    while (!data.queue.empty()) {
+      auto job = data.queue.front();
+      data.queue.pop_front();
+      f(job);
+    }
+  }
+
+private:
+  /// `wake`: the job comes from outside the workers; otherwise a worker
+  /// wakes only when another job already waits.
+  static void push(coordinator_data& data, caf::resumable* job, bool wake) {
+    {
+      std::lock_guard<std::mutex> guard{data.lock};
+      data.queue.push_back(job);
+      wake = wake || data.queue.size() > 1;
+    }
+    if (wake)
+      data.cv.notify_one();
+  }
+};
+
+inline constexpr std::size_t hand_off_throughput = 64;
+
+/// Makes `cfg`'s actor system schedule with `hand_off_policy`.
+inline void use_hand_off_scheduler(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.max-throughput", hand_off_throughput);
+  cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {
+    return new caf::scheduler::coordinator<hand_off_policy>(sys);
+  });
+}
+
+} // namespace rc
