@@ -35,15 +35,7 @@ void send_error(self_ptr self, const std::string& id, error_code code,
 /// Error continuation for requests: maps a failed reply to an error frame.
 auto on_failure(self_ptr self, std::string id, const char* what) {
   return [self, id = std::move(id), what](caf::error& err) {
-    auto code = to_error_code(err);
-    auto message = error_text(err);
-    if (!message.empty())
-      return send_error(self, id, code, message);
-    switch (code) {
-      case error_code::not_member: message = "not a member of this room"; break;
-      case error_code::unavailable: message = std::string{what} + " is unavailable, try again"; break;
-      default: message = std::string{what} + " failed";
-    }
+    auto [code, message] = describe_failure(err, what);
     send_error(self, id, code, message);
   };
 }
@@ -109,14 +101,11 @@ void handle(self_ptr self, request& req) {
       if (it == st.rooms.end())
         return send_error(self, req.id, error_code::not_member,
                           "join room '" + req.room + "' before publishing to it");
-      envelope env{st.who.user, std::move(req.data), req.echo, self->address()};
-      self->request(it->second, request_timeout, caf::publish_atom::value, std::move(env))
-        .then(
-          [self, id = req.id](std::uint64_t seq) {
-            if (!id.empty())
-              send_text(self, encode_ack(id, seq));
-          },
-          on_failure(self, req.id, "publish"));
+      // The relay answers on the link: the answer then costs this actor no
+      // second activation, which matters for many small rooms (issue 7).
+      publish_request pub{envelope{st.who.user, std::move(req.data), req.echo, self->address()},
+                          req.id, st.link};
+      self->send(it->second, caf::publish_atom::value, std::move(pub));
       return;
     }
     case request::kind::send: {

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/client_link.hpp"
@@ -47,6 +49,7 @@ using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
 using moved_atom = caf::atom_constant<caf::atom("moved")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using introduce_atom = caf::atom_constant<caf::atom("introduce")>;
 using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
@@ -90,6 +93,15 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
   return f(caf::meta::type_name("rc::envelope"), x.from, x.data, x.echo, x.sender, x.id);
 }
+
+/// A member's publish, from its connection to the room's relay on the same
+/// node (never crosses nodes). The relay answers on `link` itself: `ack` with
+/// the seq when `id` is set, `error` on failure.
+struct publish_request {
+  envelope env;
+  std::string id;
+  client_link_ptr link;
+};
 
 /// One member of a room as the room's owner sees it: the connection's actor
 /// id on the relay's node, and its user.
@@ -185,9 +197,26 @@ inline error_code to_error_code(const caf::error& err) {
   return error_code::unavailable;
 }
 
+/// The client-visible code and message for a failed request: the error's own
+/// message if it carries one, else a generic one naming `what` failed.
+inline std::pair<error_code, std::string> describe_failure(const caf::error& err,
+                                                           std::string_view what) {
+  auto code = to_error_code(err);
+  auto message = error_text(err);
+  if (message.empty()) {
+    switch (code) {
+      case error_code::not_member: message = "not a member of this room"; break;
+      case error_code::unavailable: message = std::string{what} + " is unavailable, try again"; break;
+      default: message = std::string{what} + " failed";
+    }
+  }
+  return {code, std::move(message)};
+}
+
 } // namespace rc
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rc::member_ref)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rc::publish_request)
 
 namespace rc {
 

@@ -27,6 +27,9 @@ using kind = metrics::cluster_kind;
 
 constexpr auto hold_limit = std::chrono::seconds{5};
 constexpr auto request_timeout = std::chrono::seconds{5};
+/// How long a publish handed to the room waits for its answer (the sweep
+/// runs every half of it, so `unavailable` comes after 10 to 15 s).
+constexpr auto publish_timeout = std::chrono::seconds{10};
 
 void arm_idle_timer(self_ptr self) {
   auto& st = self->state;
@@ -157,19 +160,68 @@ void remove_member(self_ptr self, const caf::actor_addr& conn) {
   arm_idle_timer(self);
 }
 
-void do_publish(self_ptr self, envelope env, caf::response_promise rp) {
+void answer_publish_failure(const std::string& id, const client_link_ptr& link,
+                            const caf::error& err) {
+  auto [code, message] = describe_failure(err, "publish");
+  metrics::global().count_error(code);
+  link->reply(make_frame(encode_error(id, code, message)));
+}
+
+/// Answers the pending publish `token` (if it still waits) with the room's
+/// answer: `ack` with the seq (only when the member gave an id) or `error`.
+void answer_publish(self_ptr self, std::uint64_t token, caf::expected<std::uint64_t> seq) {
+  auto& pending = self->state.pending;
+  // The room answers in order, so this is nearly always the front.
+  auto it = std::find_if(pending.begin(), pending.end(),
+                         [token](auto& p) { return p.token == token; });
+  if (it == pending.end())
+    return; // answered already (timeout or the room's death)
+  if (!seq)
+    answer_publish_failure(it->id, it->link, seq.error());
+  else if (!it->id.empty())
+    it->link->reply(make_frame(encode_ack(it->id, *seq)));
+  pending.erase(it);
+}
+
+/// Answers every pending publish `unavailable` (the room died).
+void fail_pending(self_ptr self) {
+  for (auto& p : self->state.pending)
+    answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
+  self->state.pending.clear();
+}
+
+/// One timer per relay instead of one per publish (CAF's request timeout):
+/// at a few publishes a second per room, the clock thread's wake-ups were a
+/// measurable part of a publish's cost.
+void arm_sweep(self_ptr self) {
   auto& st = self->state;
-  if (st.members.count(env.sender) == 0 && env.sender) {
-    rp.deliver(make_error(error_code::not_member));
+  if (st.sweep_armed)
     return;
-  }
+  st.sweep_armed = true;
+  self->delayed_send(self, publish_timeout / 2, sweep_atom::value);
+}
+
+/// Hands a member's publish to the room; the relay answers it on the
+/// member's link, so the connection needs no second activation.
+void do_publish(self_ptr self, publish_request pub) {
+  auto& st = self->state;
+  if (st.members.count(pub.env.sender) == 0)
+    return answer_publish_failure(pub.id, pub.link, make_error(error_code::not_member));
   if (st.state != phase::attached) {
-    hold(self, [self, env, rp]() mutable { do_publish(self, std::move(env), rp); },
-         [rp]() mutable { rp.deliver(make_error(error_code::unavailable)); });
+    auto id = pub.id;
+    auto link = pub.link;
+    hold(self, [self, pub = std::move(pub)]() mutable { do_publish(self, std::move(pub)); },
+         [id, link] { answer_publish_failure(id, link, make_error(error_code::unavailable)); });
     return;
   }
+  auto token = ++st.next_token;
+  st.pending.push_back({token, std::move(pub.id), std::move(pub.link),
+                        std::chrono::steady_clock::now()});
+  arm_sweep(self);
   count_if_remote(self, st.room_actor, kind::request);
-  rp.delegate(st.room_actor, caf::publish_atom::value, std::move(env));
+  self->request(st.room_actor, caf::infinite, caf::publish_atom::value, std::move(pub.env))
+    .then([self, token](std::uint64_t seq) { answer_publish(self, token, seq); },
+          [self, token](caf::error& err) { answer_publish(self, token, std::move(err)); });
 }
 
 } // namespace
@@ -189,7 +241,9 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
     auto& st = self->state;
     if (st.room_actor && dm.source == st.room_actor.address()) {
       // The room's node failed (or the room crashed): find its new owner.
+      // What the old room had not answered, it never will.
       st.room_actor = nullptr;
+      fail_pending(self);
       schedule_attach(self);
       return;
     }
@@ -211,11 +265,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       }
       return caf::ok_atom::value;
     },
-    [self](caf::publish_atom, envelope& env) {
-      auto rp = self->make_response_promise();
-      do_publish(self, std::move(env), rp);
-      return rp;
-    },
+    [self](caf::publish_atom, publish_request& pub) { do_publish(self, std::move(pub)); },
     [self](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
            bool echo) {
       auto& st = self->state;
@@ -290,6 +340,18 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       st.held.erase(expired, st.held.end());
       if (!st.held.empty())
         self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    },
+    [self](sweep_atom) {
+      auto& st = self->state;
+      st.sweep_armed = false;
+      auto now = std::chrono::steady_clock::now();
+      while (!st.pending.empty() && now - st.pending.front().since >= publish_timeout) {
+        auto& p = st.pending.front();
+        answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
+        st.pending.pop_front();
+      }
+      if (!st.pending.empty())
+        arm_sweep(self);
     },
     [self](stop_atom) {
       auto& st = self->state;

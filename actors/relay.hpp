@@ -3,6 +3,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -36,6 +37,18 @@ struct relay_state {
     std::function<void()> expire;
   };
   std::vector<held_request> held;
+  /// Members' publishes the room has not answered yet. The relay answers
+  /// each on the member's link. A room's death or `publish_timeout` answers
+  /// them `unavailable`; an answer that comes later finds nothing.
+  struct pending_publish {
+    std::uint64_t token;
+    std::string id;
+    client_link_ptr link;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::deque<pending_publish> pending; ///< oldest first
+  std::uint64_t next_token = 0;
+  bool sweep_armed = false;
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
   int attach_failures = 0;
@@ -57,8 +70,11 @@ struct relay_state {
 /// are ordered with the room's messages on the socket):
 /// - `(join_atom, member_ref, std::string id)` -> `caf::actor` (this relay)
 /// - `(leave_atom, caf::actor conn, std::string id)` -> `ok_atom`
-/// - `(publish_atom, envelope)` -> the message's `seq`; `not_member` if the
-///   sender has not joined
+/// - `(publish_atom, publish_request)`: no reply; the relay answers on the
+///   request's link with `ack` (the message's `seq`) or `error` (`not_member`
+///   if the sender has not joined, the room's refusal, `unavailable` when the
+///   room dies first or has not answered after 10 to 15 s). The ack follows
+///   the frames the publish caused for the sender.
 /// From the room: `(fanout_atom, seq, frame text, sender, echo)`,
 /// `(deliver_atom, text)` (a logic's frame for all members),
 /// `(deliver_atom, conn id, text)` (for one), `(restart_atom, epoch, seq)`

@@ -109,6 +109,37 @@ CAF_TEST(relays re-register their members when the owner dies) {
   CAF_CHECK_EQUAL(msgs[0]["seq"], 1);
 }
 
+CAF_TEST(every publish sent as the room node fails is answered) {
+  auto room = name_owned_by_b();
+  set_live({"a", "b"});
+  auto x = connect(a, "x");
+  auto y = connect(a, "y");
+  frame(x, {{"type", "join"}, {"room", room}});
+  frame(y, {{"type", "join"}, {"room", room}});
+  x.link->frames.clear();
+  y.link->frames.clear();
+  // The publishes are on their way (in mailboxes) when b's rooms die.
+  for (int i = 1; i <= 5; ++i)
+    caf::anon_send(x.conn, ws_frame_atom::value,
+                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
+  fail_rooms_of_b();
+  auto acks = x.link->of_type("ack");
+  auto errors = x.link->of_type("error");
+  CAF_CHECK_EQUAL(acks.size() + errors.size(), 5u);
+  for (auto& e : errors)
+    CAF_CHECK_EQUAL(e["code"], "unavailable");
+  // What was acked was delivered, before the new room's fresh `joined`.
+  auto msgs = y.link->of_type("message");
+  CAF_CHECK_EQUAL(msgs.size(), acks.size());
+  CAF_MESSAGE(acks.size() << " acked, " << errors.size() << " unavailable");
+  // The room works again on its new owner.
+  x.link->frames.clear();
+  frame(x, {{"type", "publish"}, {"room", room}, {"data", "after"}, {"id", "after"}});
+  auto after = x.link->of_type("ack");
+  CAF_REQUIRE_EQUAL(after.size(), 1u);
+  CAF_CHECK_EQUAL(after[0]["seq"], 1);
+}
+
 CAF_TEST(a directory forwards requests for names another node owns) {
   auto room = name_owned_by_b();
   set_live({"a", "b"});

@@ -104,6 +104,26 @@ CAF_TEST(publish with an id is acked with the message seq) {
   }
 }
 
+CAF_TEST(an echoed publish reaches its sender before the ack) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  a.link->pop();
+  for (int i = 1; i <= 3; ++i) {
+    auto p = publish("r1", i, true);
+    p["id"] = i;
+    caf::anon_send(a.conn, ws_frame_atom::value, p.dump());
+  }
+  sched.run();
+  CAF_REQUIRE_EQUAL(a.link->frames.size(), 6u);
+  for (int i = 1; i <= 3; ++i) {
+    auto m = a.link->pop();
+    CAF_CHECK_EQUAL(m["type"], "message");
+    CAF_CHECK_EQUAL(m["seq"], i);
+    auto ack = a.link->pop();
+    CAF_CHECK_EQUAL(ack, json({{"type", "ack"}, {"id", i}, {"seq", i}}));
+  }
+}
+
 CAF_TEST(leave stops delivery and answers left) {
   auto a = connect("alice");
   auto b = connect("bob");
