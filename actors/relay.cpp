@@ -345,11 +345,12 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       auto& st = self->state;
       st.sweep_armed = false;
       auto now = std::chrono::steady_clock::now();
-      while (!st.pending.empty() && now - st.pending.front().since >= publish_timeout) {
-        auto& p = st.pending.front();
+      auto fresh = std::find_if(st.pending.begin(), st.pending.end(),
+                                [now](auto& p) { return now - p.since < publish_timeout; });
+      std::for_each(st.pending.begin(), fresh, [](auto& p) {
         answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
-        st.pending.pop_front();
-      }
+      });
+      st.pending.erase(st.pending.begin(), fresh);
       if (!st.pending.empty())
         arm_sweep(self);
     },
