@@ -50,6 +50,7 @@ using moved_atom = caf::atom_constant<caf::atom("moved")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+using published_atom = caf::atom_constant<caf::atom("published")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using introduce_atom = caf::atom_constant<caf::atom("introduce")>;
 using confirm_atom = caf::atom_constant<caf::atom("confirm")>;

@@ -219,9 +219,7 @@ void do_publish(self_ptr self, publish_request pub) {
                         std::chrono::steady_clock::now()});
   arm_sweep(self);
   count_if_remote(self, st.room_actor, kind::request);
-  self->request(st.room_actor, caf::infinite, caf::publish_atom::value, std::move(pub.env))
-    .then([self, token](std::uint64_t seq) { answer_publish(self, token, seq); },
-          [self, token](caf::error& err) { answer_publish(self, token, std::move(err)); });
+  self->send(st.room_actor, caf::publish_atom::value, std::move(pub.env), token);
 }
 
 } // namespace
@@ -266,6 +264,12 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       return caf::ok_atom::value;
     },
     [self](caf::publish_atom, publish_request& pub) { do_publish(self, std::move(pub)); },
+    [self](published_atom, std::uint64_t token, std::uint64_t seq) {
+      answer_publish(self, token, seq);
+    },
+    [self](published_atom, std::uint64_t token, caf::error& err) {
+      answer_publish(self, token, std::move(err));
+    },
     [self](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
            bool echo) {
       auto& st = self->state;

@@ -76,7 +76,8 @@ struct relay_state {
 ///   if the sender has not joined, the room's refusal, `unavailable` when the
 ///   room dies first or has not answered after 10 to 15 s). The ack follows
 ///   the frames the publish caused for the sender.
-/// From the room: `(fanout_atom, seq, frame text, sender, echo)`,
+/// From the room: `(published_atom, token, seq or caf::error)` (the answer
+/// to a publish this relay handed on), `(fanout_atom, seq, frame text, sender, echo)`,
 /// `(deliver_atom, text)` (a logic's frame for all members),
 /// `(deliver_atom, conn id, text)` (for one), `(restart_atom, epoch, seq)`
 /// (the room restarted), `(moved_atom, new room)`, `(release_atom, epoch, seq)`.

@@ -291,6 +291,33 @@ const room_state::member_entry* find_sender(self_ptr self, const caf::actor_addr
   return nullptr;
 }
 
+/// Runs a publish through the room's logic: the message's seq (0 when the
+/// logic answered the sender only or dropped it) or the logic's refusal.
+caf::expected<std::uint64_t> take_publish(self_ptr self, envelope& env) {
+  auto& st = self->state;
+  if (st.plain)
+    return context::fan_out(self, env.from, env.data, env.sender, env.echo);
+  auto sender = find_sender(self, env.sender);
+  member from = sender ? sender->who : member{0, env.from};
+  context ctx{self};
+  publish_decision d;
+  if (!guarded(self, [&] { d = st.logic->on_publish(ctx, from, nlohmann::json::parse(env.data)); }))
+    return make_error(error_code::internal, "the room's logic failed; the room restarted");
+  switch (d.what) {
+    case publish_decision::kind::forward:
+      return context::fan_out(self, env.from, d.data.dump(), env.sender, env.echo);
+    case publish_decision::kind::reply:
+      if (sender)
+        ctx.send_to(from, d.frame);
+      return std::uint64_t{0};
+    case publish_decision::kind::refuse:
+      return make_error(d.why.code, d.why.message);
+    case publish_decision::kind::drop:
+      break;
+  }
+  return std::uint64_t{0};
+}
+
 room_snapshot snapshot(self_ptr self) {
   auto& st = self->state;
   room_snapshot snap{st.room, st.epoch, st.seq, {}, {}};
@@ -398,30 +425,25 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
-      auto& st = self->state;
-      if (st.plain)
-        return context::fan_out(self, env.from, env.data, env.sender, env.echo);
-      auto sender = find_sender(self, env.sender);
-      member from = sender ? sender->who : member{0, env.from};
-      context ctx{self};
-      publish_decision d;
-      if (!guarded(self, [&] {
-            d = st.logic->on_publish(ctx, from, nlohmann::json::parse(env.data));
-          }))
-        return make_error(error_code::internal, "the room's logic failed; the room restarted");
-      switch (d.what) {
-        case publish_decision::kind::forward:
-          return context::fan_out(self, env.from, d.data.dump(), env.sender, env.echo);
-        case publish_decision::kind::reply:
-          if (sender)
-            ctx.send_to(from, d.frame);
-          return std::uint64_t{0};
-        case publish_decision::kind::refuse:
-          return make_error(d.why.code, d.why.message);
-        case publish_decision::kind::drop:
-          break;
-      }
-      return std::uint64_t{0};
+      auto seq = take_publish(self, env);
+      if (!seq)
+        return std::move(seq.error());
+      return *seq;
+    },
+    [self](caf::publish_atom, envelope& env, std::uint64_t token) {
+      // From a relay: answered with a message, not a response, so that the
+      // relay keeps no CAF response handler for an answer a failed node
+      // never sends.
+      if (self->state.move.divert(self))
+        return;
+      auto seq = take_publish(self, env);
+      auto relay = caf::actor_cast<caf::actor>(self->current_sender());
+      if (!relay)
+        return;
+      if (seq)
+        self->send(relay, published_atom::value, token, *seq);
+      else
+        self->send(relay, published_atom::value, token, std::move(seq.error()));
     },
     [self](introduce_atom, const std::vector<std::uint64_t>& ids) { introduce(self, ids); },
     [self](caf::tick_atom, std::uint64_t generation) {

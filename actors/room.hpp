@@ -71,6 +71,8 @@ struct room_state {
 /// - `(join_atom, relay, member_info)` -> frames for the joiner (the logic
 ///   may refuse with an error); `(leave_atom, relay, conn id)`; `(detach_atom, relay)`.
 /// - `(publish_atom, envelope)` -> the message's `seq`.
+/// - `(publish_atom, envelope, token)` from a relay: answered with
+///   `(published_atom, token, seq)` or `(published_atom, token, caf::error)`.
 /// - `(stop_atom)` -> `true` and quits if no relay is attached, else `false`.
 /// - `(handoff_atom, directory)` -> `ok_atom` once the room lives on in the
 ///   target directory's node with the same epoch and seq (see relay.hpp).
