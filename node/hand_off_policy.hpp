@@ -26,7 +26,9 @@ namespace rc {
 /// timers) still wake a worker at once, and a second waiting job wakes
 /// another, so a loaded node keeps every worker busy. An actor yields its
 /// worker after `hand_off_throughput` messages, so a busy actor holds up a
-/// job it made ready for at most that many (CAF's default is unlimited).
+/// job it made ready for at most that many (CAF's default is unlimited):
+/// a room whose logic takes 100 us a publish delays its relay by at most
+/// 1.6 ms, and only while no socket or timer wakes the other worker.
 class hand_off_policy : public caf::policy::unprofiled {
 public:
   struct coordinator_data {
@@ -101,7 +103,7 @@ private:
   }
 };
 
-inline constexpr std::size_t hand_off_throughput = 64;
+inline constexpr std::size_t hand_off_throughput = 16;
 
 /// Makes `cfg`'s actor system schedule with `hand_off_policy`.
 inline void use_hand_off_scheduler(caf::actor_system_config& cfg) {
