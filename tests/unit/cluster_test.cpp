@@ -62,23 +62,29 @@ CAF_TEST(publishes sent during a move keep their order) {
   y.link->frames.clear();
   // Queue publishes, then the view change, then more publishes, all before
   // any of them runs.
+  x.link->frames.clear();
   for (int i = 1; i <= 5; ++i)
     caf::anon_send(x.conn, ws_frame_atom::value,
-                   json{{"type", "publish"}, {"room", room}, {"data", i}}.dump());
+                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
   view->live = {"a", "b"};
   std::map<std::string, caf::actor> rooms{{"a", a.rooms}, {"b", b.rooms}};
   caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
   caf::anon_send(b.rooms, view_atom::value, rooms, std::string{"b"});
   for (int i = 6; i <= 10; ++i)
     caf::anon_send(x.conn, ws_frame_atom::value,
-                   json{{"type", "publish"}, {"room", room}, {"data", i}}.dump());
+                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
   sched.run();
   auto msgs = y.link->of_type("message");
   CAF_REQUIRE_EQUAL(msgs.size(), 10u);
+  // Acks too, including for publishes the old room passed to the new one.
+  auto acks = x.link->of_type("ack");
+  CAF_REQUIRE_EQUAL(acks.size(), 10u);
   for (int i = 0; i < 10; ++i) {
     auto& m = msgs[static_cast<size_t>(i)];
     CAF_CHECK_EQUAL(m["data"], i + 1);
     CAF_CHECK_EQUAL(m["seq"], i + 1);
+    CAF_CHECK_EQUAL(acks[static_cast<size_t>(i)]["id"], i + 1);
+    CAF_CHECK_EQUAL(acks[static_cast<size_t>(i)]["seq"], i + 1);
   }
   CAF_CHECK_EQUAL(count(b.rooms), 1u);
 }
