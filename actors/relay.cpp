@@ -183,11 +183,15 @@ void answer_publish(self_ptr self, std::uint64_t token, caf::expected<std::uint6
   pending.erase(it);
 }
 
-/// Answers every pending publish `unavailable` (the room died).
-void fail_pending(self_ptr self) {
-  for (auto& p : self->state.pending)
+/// Answers the `n` oldest pending publishes `unavailable`: all of them when
+/// the room died, the ones waiting too long at a sweep.
+void fail_oldest_pending(self_ptr self, std::size_t n) {
+  auto& pending = self->state.pending;
+  auto end = pending.begin() + static_cast<std::ptrdiff_t>(n);
+  std::for_each(pending.begin(), end, [](auto& p) {
     answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
-  self->state.pending.clear();
+  });
+  pending.erase(pending.begin(), end);
 }
 
 /// One timer per relay instead of one per publish (CAF's request timeout):
@@ -241,7 +245,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       // The room's node failed (or the room crashed): find its new owner.
       // What the old room had not answered, it never will.
       st.room_actor = nullptr;
-      fail_pending(self);
+      fail_oldest_pending(self, st.pending.size());
       schedule_attach(self);
       return;
     }
@@ -351,10 +355,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       auto now = std::chrono::steady_clock::now();
       auto fresh = std::find_if(st.pending.begin(), st.pending.end(),
                                 [now](auto& p) { return now - p.since < publish_timeout; });
-      std::for_each(st.pending.begin(), fresh, [](auto& p) {
-        answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
-      });
-      st.pending.erase(st.pending.begin(), fresh);
+      fail_oldest_pending(self, static_cast<std::size_t>(fresh - st.pending.begin()));
       if (!st.pending.empty())
         arm_sweep(self);
     },
