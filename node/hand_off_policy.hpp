@@ -2,14 +2,12 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/policy/unprofiled.hpp>
+#include <caf/policy/work_sharing.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
-#include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <mutex>
 
 namespace rc {
@@ -29,20 +27,9 @@ namespace rc {
 /// job it made ready for at most that many (CAF's default is unlimited):
 /// a room whose logic takes 100 us a publish delays its relay by at most
 /// 1.6 ms, and only while no socket or timer wakes the other worker.
-class hand_off_policy : public caf::policy::unprofiled {
+class hand_off_policy : public caf::policy::work_sharing {
 public:
-  struct coordinator_data {
-    explicit coordinator_data(caf::scheduler::abstract_coordinator*) {
-    }
-    std::deque<caf::resumable*> queue;
-    std::mutex lock;
-    std::condition_variable cv;
-  };
-
-  struct worker_data {
-    explicit worker_data(caf::scheduler::abstract_coordinator*) {
-    }
-  };
+  // Only where a job enters the queue differs; dequeue is work sharing's.
 
   template <class Coordinator>
   void central_enqueue(Coordinator* self, caf::resumable* job) {
@@ -64,38 +51,15 @@ public:
     push(d(self->parent()), job, false);
   }
 
-  template <class Worker>
-  caf::resumable* dequeue(Worker* self) {
-    auto& data = d(self->parent());
-    std::unique_lock<std::mutex> guard{data.lock};
-    data.cv.wait(guard, [&] { return !data.queue.empty(); });
-    auto job = data.queue.front();
-    data.queue.pop_front();
-    return job;
-  }
-
-  template <class Worker, class UnaryFunction>
-  void foreach_resumable(Worker*, UnaryFunction) {
-  }
-
-  template <class Coordinator, class UnaryFunction>
-  void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
-    auto& data = d(self);
-    std::unique_lock<std::mutex> guard{data.lock};
-    while (!data.queue.empty()) {
-      auto job = data.queue.front();
-      data.queue.pop_front();
-      f(job);
-    }
-  }
-
 private:
   /// `wake`: the job comes from outside the workers; otherwise a worker
   /// wakes only when another job already waits.
   static void push(coordinator_data& data, caf::resumable* job, bool wake) {
+    queue_type node; // allocated outside the lock, as work sharing does
+    node.push_back(job);
     {
       std::lock_guard<std::mutex> guard{data.lock};
-      data.queue.push_back(job);
+      data.queue.splice(data.queue.end(), node);
       wake = wake || data.queue.size() > 1;
     }
     if (wake)
