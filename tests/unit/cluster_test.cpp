@@ -29,10 +29,7 @@ CAF_TEST_FIXTURE_SCOPE(cluster_tests, two_nodes)
 
 CAF_TEST(a room moves to a joining owner with its members seq and epoch) {
   auto room = name_owned_by_b();
-  auto x = connect(a, "x");
-  auto y = connect(a, "y");
-  frame(x, {{"type", "join"}, {"room", room}});
-  frame(y, {{"type", "join"}, {"room", room}});
+  auto [x, y] = x_and_y_in(room);
   auto epoch = x.link->pop()["epoch"];
   for (int i = 1; i <= 3; ++i)
     frame(x, {{"type", "publish"}, {"room", room}, {"data", i}});
@@ -55,10 +52,7 @@ CAF_TEST(a room moves to a joining owner with its members seq and epoch) {
 
 CAF_TEST(publishes sent during a move keep their order) {
   auto room = name_owned_by_b();
-  auto x = connect(a, "x");
-  auto y = connect(a, "y");
-  frame(x, {{"type", "join"}, {"room", room}});
-  frame(y, {{"type", "join"}, {"room", room}});
+  auto [x, y] = x_and_y_in(room);
   y.link->frames.clear();
   // Queue publishes, then the view change, then more publishes, all before
   // any of them runs.
@@ -92,10 +86,7 @@ CAF_TEST(publishes sent during a move keep their order) {
 CAF_TEST(relays re-register their members when the owner dies) {
   auto room = name_owned_by_b();
   set_live({"a", "b"});
-  auto x = connect(a, "x");
-  auto y = connect(a, "y");
-  frame(x, {{"type", "join"}, {"room", room}});
-  frame(y, {{"type", "join"}, {"room", room}});
+  auto [x, y] = x_and_y_in(room);
   auto epoch = x.link->pop()["epoch"];
   y.link->frames.clear();
   CAF_CHECK_EQUAL(count(b.rooms), 1u);
@@ -118,10 +109,7 @@ CAF_TEST(relays re-register their members when the owner dies) {
 CAF_TEST(every publish sent as the room node fails is answered) {
   auto room = name_owned_by_b();
   set_live({"a", "b"});
-  auto x = connect(a, "x");
-  auto y = connect(a, "y");
-  frame(x, {{"type", "join"}, {"room", room}});
-  frame(y, {{"type", "join"}, {"room", room}});
+  auto [x, y] = x_and_y_in(room);
   x.link->frames.clear();
   y.link->frames.clear();
   // The publishes are on their way (in mailboxes) when b's rooms die.

@@ -219,6 +219,16 @@ struct two_nodes : test_coordinator_fixture<test_config> {
     caf::anon_send(c.conn, ws_frame_atom::value, j.dump());
     sched.run();
   }
+
+  /// Users x and y, connected to node a, both joined to `room` (their
+  /// `joined` frames still queued).
+  std::pair<node_fixture::client, node_fixture::client> x_and_y_in(const std::string& room) {
+    auto x = connect(a, "x");
+    auto y = connect(a, "y");
+    frame(x, {{"type", "join"}, {"room", room}});
+    frame(y, {{"type", "join"}, {"room", room}});
+    return {x, y};
+  }
 };
 
 
