@@ -638,7 +638,28 @@ void websocket_session::on_ping_tick() {
   if (missed_pongs_ >= ctx_->cfg.limits.max_missed_pongs)
     return start_close(close_reason::ping_timeout);
   ++missed_pongs_;
-  queue_control(ping_frame());
+  if (!send_now(ping_frame()))
+    queue_control(ping_frame());
+}
+
+bool websocket_session::send_now(const frame_ptr& f) {
+  // Held across the send: a frame queued meanwhile must not start a write
+  // of its own before this one has left (or been continued below).
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (writing_)
+    return false;
+  auto wire = f->wire();
+  beast::error_code ec;
+  auto n = socket_.send(asio::buffer(wire.data(), wire.size()), 0, ec);
+  if (ec || n == 0)
+    return false; // would block, or a failure the queued write will report
+  if (n < wire.size()) {
+    // Rare for a few bytes, but the rest must leave before any other frame.
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(wire.data() + n, wire.size() - n),
+                      beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
+  }
+  return true;
 }
 
 } // namespace rc::net

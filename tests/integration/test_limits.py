@@ -237,5 +237,53 @@ class PingTimeoutTest(harness.ServerTestCase):
         self.assertEqual(ws.close_code, None)
 
 
+
+class PingsBetweenMessagesTest(harness.ServerTestCase):
+    """A ping leaves with one direct send while its session writes nothing,
+    and through the queue while it does: either way, frames stay whole and in
+    order around it."""
+
+    server_args = ("--ping-interval", "20ms", "--max-missed-pongs", "100000",
+                   "--rate-limit", "100000", "--rate-burst", "100000")
+
+    async def test_pings_between_room_messages(self):
+        room = self.unique("pings")
+        count = 3000
+        raw = RawWebSocket(self.server.port, "/ws?user=reader")
+        try:
+            op, payload = raw.read_frame()
+            self.assertEqual(json.loads(payload)["type"], "welcome")
+            raw.send_text(json.dumps({"type": "join", "room": room, "id": 1}))
+
+            def read_all():
+                pings, data = 0, []
+                deadline = time.monotonic() + 20
+                while len(data) < count and time.monotonic() < deadline:
+                    op, payload = raw.read_frame(timeout=max(0.01, deadline - time.monotonic()))
+                    if op == RawWebSocket.OP_PING:
+                        pings += 1
+                        continue
+                    self.assertEqual(op, RawWebSocket.OP_TEXT)
+                    msg = json.loads(payload)
+                    if msg["type"] == "message":
+                        data.append(msg["data"])
+                return pings, data
+
+            reader = asyncio.ensure_future(asyncio.to_thread(read_all))
+            writer = await self.client("writer")
+            await request(writer, {"type": "join", "room": room}, "joined")
+            # Bursts with pauses: the reader's session is sometimes writing
+            # when a ping tick comes, sometimes idle.
+            for burst in range(count // 100):
+                for i in range(burst * 100, (burst + 1) * 100):
+                    await send_json(writer, {"type": "publish", "room": room, "data": i})
+                await asyncio.sleep(0.01)
+            pings, data = await reader
+            self.assertEqual(data, list(range(count)))
+            self.assertGreaterEqual(pings, 5)
+        finally:
+            raw.close()
+
+
 if __name__ == "__main__":
     harness.main()
