@@ -14,11 +14,6 @@
 
 namespace rc {
 
-relay_state::~relay_state() {
-  if (room_actor)
-    caf::anon_send(room_actor, detach_atom::value, caf::actor_cast<caf::actor>(self_addr));
-}
-
 namespace {
 
 using self_ptr = caf::stateful_actor<relay_state>*;
@@ -228,6 +223,19 @@ void do_publish(self_ptr self, publish_request pub) {
 
 } // namespace
 
+relay_state::~relay_state() {
+  if (room_actor)
+    caf::anon_send(room_actor, detach_atom::value, caf::actor_cast<caf::actor>(self_addr));
+  // A relay stops only with no members and nothing waiting, so this is a
+  // relay that failed. Its members would wait for answers and messages it
+  // will never write: answer the publishes, and close the connections
+  // (1011) so that their clients rejoin.
+  for (auto& p : pending)
+    answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
+  for (auto& [addr, m] : members)
+    m.link->close(close_reason::server_error);
+}
+
 caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
                     caf::actor directory, caf::actor locator, duration idle_timeout) {
   harden(self, "relay");
@@ -361,9 +369,12 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
     },
     [self](stop_atom) {
       auto& st = self->state;
-      bool idle = st.members.empty() && st.held.empty();
+      // Publishes of members that left still get their answers.
+      bool idle = st.members.empty() && st.held.empty() && st.pending.empty();
       if (idle)
         self->quit();
+      else if (st.members.empty())
+        arm_idle_timer(self); // ask again later
       return idle;
     },
     [self](caf::idle_atom, std::uint64_t generation) {

@@ -86,7 +86,10 @@ struct relay_state {
 /// once per epoch. When the room fails, the relay re-attaches to the new
 /// owner with its members, and each member gets a fresh `joined` with the new
 /// epoch. While it has no room, requests wait (up to 5 s, then
-/// `unavailable`); a room's planned move loses and reorders nothing.
+/// `unavailable`); a room's planned move loses and reorders nothing. The
+/// relay stops (the directory's `stop_atom`) only with no members and no
+/// publish waiting; if it fails instead, its state's destructor answers the
+/// waiting publishes `unavailable` and closes its members' links (1011).
 caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
                     caf::actor directory, caf::actor locator, duration idle_timeout);
 

@@ -2,6 +2,7 @@
 
 #include "fixture.hpp"
 
+#include "actors/relay.hpp"
 #include "common/metrics.hpp"
 
 using namespace rc;
@@ -194,6 +195,57 @@ CAF_TEST(a room with members does not stop when its idle timer fires) {
     auto popped = a.link->pop();
     CAF_CHECK_EQUAL(popped["seq"], 1);
   }
+}
+
+CAF_TEST(a relay that fails answers its waiting publishes and closes its members) {
+  auto a = connect("alice");
+  auto b = connect("bob");
+  frame(a, join("r1", 1));
+  frame(b, join("r1", 1));
+  a.link->frames.clear();
+  auto relay = deref<caf::stateful_actor<connection_state>>(a.conn).state.rooms.at("r1");
+  auto& waiting = deref<caf::stateful_actor<relay_state>>(relay).state.pending;
+  // Run until the relay has handed the publish on, not until the room answers.
+  auto p = publish("r1", 1);
+  p["id"] = "p1";
+  caf::anon_send(a.conn, ws_frame_atom::value, p.dump());
+  while (waiting.empty() && sched.try_run_once())
+    ;
+  CAF_REQUIRE_EQUAL(waiting.size(), 1u);
+  caf::anon_send_exit(relay, caf::exit_reason::kill);
+  sched.run();
+  auto errors = a.link->of_type("error");
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0]["id"], "p1");
+  CAF_CHECK_EQUAL(errors[0]["code"], "unavailable");
+  CAF_CHECK(a.link->of_type("ack").empty());
+  for (auto* c : {&a, &b})
+    CAF_CHECK_EQUAL(c->link->closed, std::vector<close_reason>{close_reason::server_error});
+}
+
+CAF_TEST(a relay whose members left stops only once their publishes are answered) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  auto relay = deref<caf::stateful_actor<connection_state>>(a.conn).state.rooms.at("r1");
+  auto p = publish("r1", 1);
+  p["id"] = "p1";
+  caf::anon_send(a.conn, ws_frame_atom::value, p.dump());
+  caf::anon_send(a.conn, ws_frame_atom::value, json{{"type", "leave"}, {"room", "r1"}}.dump());
+  auto& st = deref<caf::stateful_actor<relay_state>>(relay).state;
+  while (!(st.members.empty() && !st.pending.empty()) && sched.try_run_once())
+    ;
+  CAF_REQUIRE(st.members.empty() && !st.pending.empty());
+  // The directory asks the relay to stop while the room has not answered.
+  self->send(relay, stop_atom::value);
+  sched.run();
+  self->receive([](bool stopped) { CAF_CHECK(!stopped); },
+                caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("the relay did not answer"); });
+  CAF_CHECK(a.link->of_type("ack").size() == 1u);
+  self->send(relay, stop_atom::value);
+  sched.run();
+  self->receive([](bool stopped) { CAF_CHECK(stopped); },
+                caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("the relay did not answer"); });
+  CAF_CHECK(a.link->of_type("error").empty());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
