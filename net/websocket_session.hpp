@@ -62,7 +62,8 @@ struct wait_allocator {
 /// One WebSocket connection. Beast performs the opening handshake; after it
 /// the session owns the TCP socket and speaks RFC 6455 frames itself, because
 /// that is what lets it write pre-framed, shared frames: everything queued
-/// while a write is in flight leaves in one gathered write.
+/// while a write is in flight leaves in one gathered write, sent right away
+/// while the socket takes it all (an asynchronous write only for the rest).
 ///
 /// Threads: the socket and all state below "worker only" belong to the
 /// session's io_worker thread. `client_link` calls come from any thread and
@@ -127,10 +128,16 @@ private:
   /// `may_wait`, leaves it for the worker's delay tick instead when the
   /// socket was written within the write delay (io_worker::must_wait).
   void flush(bool may_wait = false);
+  /// One round of flush(): true when it wrote everything at once and the
+  /// queue must be looked at again.
+  bool write_queued(bool may_wait);
   /// Worker, at the delay tick: flush() unless an answer took the held
   /// frames out meanwhile.
   void flush_held();
   void on_written(boost::beast::error_code ec, std::size_t bytes);
+  /// After the frames in flight have left (or failed): reports them, and
+  /// true unless the session ended or the queue must not be written again.
+  bool complete_write(boost::beast::error_code ec);
   // Closing (worker only).
   /// Queues our close frame (`code_override`: the code echoed to a client's close).
   void start_close(close_reason why, std::uint16_t code_override = 0);

@@ -240,5 +240,39 @@ class WriteDelayUnderLoadTest(LoadGateCase):
         self.assertGreater(self.server.metric("roomcast_delayed_writes_total"), 0)
 
 
+
+class FullSocketTest(harness.ServerTestCase):
+    """A session sends what the socket takes at once and leaves the rest,
+    cut anywhere inside a frame, to an asynchronous write."""
+
+    server_args = ("--rate-limit", "100000", "--rate-burst", "100000",
+                   "--max-queue-bytes", "67108864")
+
+    async def test_frames_cut_by_a_full_socket_arrive_whole_and_in_order(self):
+        room = self.unique("full")
+        raw = RawWebSocket(self.server.port, "/ws?user=slow", rcvbuf=65536)
+        self.addCleanup(raw.close)
+        op, payload = raw.read_frame()
+        self.assertEqual(json.loads(payload)["type"], "welcome")
+        raw.send_text(json.dumps({"type": "join", "room": room, "id": 1}))
+        self.assertEqual(json.loads(raw.read_frame()[1])["type"], "joined")
+        writer = await self.client("writer")
+        await request(writer, {"type": "join", "room": room}, "joined")
+        count, pad = 300, "x" * 30001  # 9 MB: more than the socket buffers hold
+        for i in range(count):
+            await send_json(writer, {"type": "publish", "room": room, "data": [i, pad]})
+        await request(writer, {"type": "ping", "id": "last"}, "pong")
+        # The reader has read nothing yet: the server's socket is full.
+        await asyncio.sleep(0.2)
+
+        def read_all():
+            return [json.loads(raw.read_frame(timeout=10)[1])["data"] for _ in range(count)]
+
+        data = await asyncio.to_thread(read_all)
+        self.assertEqual([d[0] for d in data], list(range(count)))
+        self.assertTrue(all(d[1] == pad for d in data))
+        self.assertEqual(self.server.closes("slow_consumer"), 0)
+
+
 if __name__ == "__main__":
     harness.main()
