@@ -31,6 +31,8 @@ constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t keep_capacity = 16 * 1024;
 /// Drains after a ping tick that give the queues' memory back.
 constexpr std::uint32_t releasing_drains = 4;
+/// Writes one flush() may complete in place before it yields the worker.
+constexpr int inline_rounds = 4;
 
 const frame_ptr& ping_frame() {
   static const frame_ptr f = std::make_shared<const frame>("", ws_opcode::ping);
@@ -426,9 +428,16 @@ void websocket_session::queue_control(frame_ptr f) {
 
 void websocket_session::flush(bool may_wait) {
   // Each round that writes everything at once (the common case) is done;
-  // the next one takes whatever was queued meanwhile.
-  while (write_queued(may_wait))
+  // the next one takes whatever was queued meanwhile. A queue that other
+  // threads keep filling gets a few rounds here, then waits its turn behind
+  // the worker's other sessions.
+  for (int round = 0; write_queued(may_wait); ++round) {
     may_wait = true;
+    if (round + 1 == inline_rounds) {
+      asio::post(worker_.context(), [self = shared_from_this()] { self->flush(true); });
+      return;
+    }
+  }
 }
 
 bool websocket_session::write_queued(bool may_wait) {
