@@ -23,12 +23,22 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
                           && c.consume(amqp.queue, static_cast<std::uint16_t>(amqp.prefetch));
                  }};
   bool running = true;
+  // Deliveries handed on and not yet answered, on the connection counted.
+  // Once they fill the prefetch window no delivery can come, so the loop
+  // waits for verdicts instead of polling the socket, which held them (and
+  // so the whole queue) for up to `consume_poll`.
+  std::uint64_t unanswered = 0;
+  std::uint64_t counted_on = link.tag(0);
   auto handle = [&](auto&&... extra) {
     self->receive(
       [&](verdict_atom, std::uint64_t tag, bool ack) {
         // Verdicts for a lost connection are void: the broker redelivers.
         auto t = link.current(tag);
-        if (t && !(ack ? link.conn().ack(*t) : link.conn().reject(*t, true)))
+        if (!t)
+          return;
+        if (unanswered > 0)
+          --unanswered;
+        if (!(ack ? link.conn().ack(*t) : link.conn().reject(*t, true)))
           link.lost();
       },
       [&](caf::exit_msg&) { running = false; },
@@ -43,16 +53,25 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
       handle(caf::after(link.until_next_attempt()) >> [] {});
       continue;
     }
+    if (link.tag(0) != counted_on) { // a new connection: nothing is unanswered on it
+      counted_on = link.tag(0);
+      unanswered = 0;
+    }
     while (running && self->has_next_message())
       handle();
     if (!running)
       break;
+    if (unanswered >= amqp.prefetch) {
+      handle(caf::after(consume_poll) >> [] {});
+      continue;
+    }
     auto d = link.conn().next_delivery(consume_poll);
     if (!d) {
       if (!link.is_open())
         link.lost();
       continue;
     }
+    ++unanswered;
     auto from = d->headers.find("from");
     self->send(inbound, inbound_atom::value, link.tag(d->delivery_tag), std::move(d->routing_key),
                std::move(d->body), from == d->headers.end() ? std::string{} : from->second,
