@@ -171,7 +171,14 @@ bool amqp_connection::declare_topology(const amqp_settings& cfg) {
                         1, 0, 0, amqp_empty_table);
   if (!check_rpc("exchange.declare"))
     return false;
-  if (!declare_queue(cfg.queue) || !declare_queue("roomcast.dead"))
+  // One consumer at a time takes the shared queue (the broker hands it to
+  // another node's when that one goes): competing consumers took messages
+  // published back to back on different nodes, and they overtook each other.
+  amqp_table_entry_t single{};
+  single.key = amqp_cstring_bytes("x-single-active-consumer");
+  single.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  single.value.value.boolean = 1;
+  if (!declare_queue(cfg.queue, amqp_table_t{1, &single}) || !declare_queue("roomcast.dead"))
     return false;
   for (const char* key : {"room.#", "user.#", "broadcast"}) {
     amqp_queue_bind(conn_, main_channel, bytes(cfg.queue), bytes(cfg.exchange),
@@ -182,10 +189,10 @@ bool amqp_connection::declare_topology(const amqp_settings& cfg) {
   return true;
 }
 
-bool amqp_connection::declare_queue(const std::string& queue) {
+bool amqp_connection::declare_queue(const std::string& queue, amqp_table_t arguments) {
   if (!conn_)
     return false;
-  amqp_queue_declare(conn_, main_channel, bytes(queue), 0, 1, 0, 0, amqp_empty_table);
+  amqp_queue_declare(conn_, main_channel, bytes(queue), 0, 1, 0, 0, arguments);
   return check_rpc("queue.declare");
 }
 

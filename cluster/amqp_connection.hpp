@@ -74,10 +74,11 @@ public:
   const std::string& error() const { return error_; }
 
   /// Declares the durable topic exchange, the shared inbound queue bound
-  /// to `room.#`, `user.#` and `broadcast`, and the dead-letter queue.
+  /// to `room.#`, `user.#` and `broadcast` (single active consumer), and
+  /// the dead-letter queue.
   bool declare_topology(const amqp_settings& cfg);
-  /// Declares a durable queue (idempotent).
-  bool declare_queue(const std::string& queue);
+  /// Declares a durable queue (idempotent for the same `arguments`).
+  bool declare_queue(const std::string& queue, amqp_table_t arguments = amqp_empty_table);
   /// Number of ready messages in `queue`, or nullopt when it does not exist
   /// (or on failure: then `is_open()` is false).
   std::optional<std::uint32_t> probe_queue(const std::string& queue);
