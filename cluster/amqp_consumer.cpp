@@ -62,8 +62,11 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
     if (!running)
       break;
     if (unanswered >= amqp.prefetch) {
-      handle(caf::after(consume_poll) >> [] {});
-      continue;
+      bool quiet = false;
+      handle(caf::after(consume_poll) >> [&] { quiet = true; });
+      if (!quiet)
+        continue;
+      // No verdict for a while: read the socket too, for the heartbeats.
     }
     auto d = link.conn().next_delivery(consume_poll);
     if (!d) {
