@@ -156,6 +156,23 @@ class Broker:
         finally:
             conn.close()
 
+    def ctl(self, *args, timeout=60):
+        """rabbitmqctl against this broker: its output lines, split at tabs."""
+        out = subprocess.run([CTL, "-n", self.name, "-q", "--no-table-headers", *args],
+                             env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=timeout, check=True).stdout
+        return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+    def active_consumer_port(self, queue):
+        """The client's TCP port of the connection whose consumer is the single
+        active one on `queue`, or None while there is none."""
+        active = {pid for q, pid, on in self.ctl("list_consumers", "queue_name", "channel_pid",
+                                                 "active") if q == queue and on == "true"}
+        for pid, name in self.ctl("list_channels", "pid", "name"):
+            if pid in active:  # name: "127.0.0.1:PORT -> 127.0.0.1:5672 (N)"
+                return int(name.split(" ")[0].rsplit(":", 1)[1])
+        return None
+
     def queue_depth(self, queue):
         """Ready messages in `queue`, or None when it does not exist."""
         conn = self.connection()

@@ -11,6 +11,7 @@ is bounded in time (and loops in count).
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -191,6 +192,23 @@ class Server:
         self.stop()
 
     # -- addresses ----------------------------------------------------------------
+
+    def owns_local_port(self, port):
+        """Whether one of this process's TCP sockets has local port `port`."""
+        inodes = set()
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            with contextlib.suppress(OSError):
+                link = os.readlink(os.path.join(fd_dir, fd))
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                        return True
+        return False
 
     def ws_url(self, user=None, token=None, query=None):
         params = {}
