@@ -10,13 +10,23 @@ namespace rc {
 
 struct broadcaster_state {
   std::unordered_map<caf::actor_addr, client_link_ptr> connections;
+  bool closing = false; ///< the node is stopping: connections are closed as they come
+  /// Ends the connection actors still registered (the node stops).
+  ~broadcaster_state();
   static inline const char* name = "broadcaster";
 };
 
-/// Knows every connection of this node, for `broadcast`.
+/// Knows every connection of this node, for `broadcast`, and closes them all
+/// when the node stops. (Connection actors used to be linked to supervisor
+/// actors for that; CAF 0.17 walks an actor's whole link list on every link
+/// and unlink, and each link cost both actors an attachable.)
 ///
 /// Messages:
 /// - `(join_atom, member_ref)`: registers a connection.
+/// - `(stop_atom)`: ends every connection actor with `user_shutdown`, and
+///   any that registers afterwards (each closes its WebSocket with 1001,
+///   after what is queued); no reply.
+/// - exit: ends the connection actors still registered the same way.
 /// - `(leave_atom, actor_addr)`: the connection ended (sent when the
 ///   connection actor ends: cheaper than a monitor per connection).
 /// - `(publish_atom, envelope)`: writes the frame to every connection (no reply;

@@ -155,8 +155,6 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     else if (reason && reason != caf::exit_reason::normal)
       l->close(close_reason::server_error);
   });
-  if (auto& sups = st.ctx->supervisors; !sups.empty())
-    self->link_to(sups[self->id() % sups.size()]);
   send_text(self, encode_welcome(st.who.user, st.ctx->node));
   member_ref me{self, st.who.user, st.link};
   self->send(st.ctx->users, caf::join_atom::value, me);

@@ -23,10 +23,6 @@ struct connection_context {
   caf::actor users;       ///< this node's local_users registry
   caf::actor everyone;    ///< broadcaster
   caf::actor router;
-  /// Linked, one of them per connection; their exit closes every connection
-  /// (1001). Several, because CAF 0.17 scans an actor's whole link list on
-  /// each link and unlink: one supervisor would make connecting O(n).
-  std::vector<caf::actor> supervisors;
 };
 
 /// Shared by all connections of a node (one copy, not one per connection).

@@ -17,25 +17,6 @@
 
 namespace rc {
 
-namespace {
-
-/// Links to every connection actor; when it exits with user_shutdown, so do
-/// they, and each closes its WebSocket with 1001.
-caf::behavior supervisor(caf::event_based_actor* self) {
-  harden(self, "supervisor");
-  self->set_exit_handler([](caf::exit_msg&) {
-    // A connection ended; that is not our end.
-  });
-  return {[self](stop_atom) { self->quit(caf::exit_reason::user_shutdown); }};
-}
-
-/// CAF 0.17 walks an actor's whole link list to add or remove one link, so
-/// each supervisor should hold few: 15000 connections over 64 supervisors
-/// spent 6% of the connect storm's CPU in those walks.
-constexpr int supervisor_shards = 256;
-
-} // namespace
-
 core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
                               locator_factory make_locator,
                               std::shared_ptr<const room_kinds> kinds, core_services services) {
@@ -45,8 +26,6 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
-  for (int i = 0; i < supervisor_shards; ++i)
-    core.supervisors.push_back(sys.spawn(supervisor));
   core.rooms = sys.spawn(directory, directory_config{
     [setup](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
@@ -76,20 +55,17 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
 connection_context_ptr core_actors::context_for(std::string node, const settings& cfg) const {
   return std::make_shared<const connection_context>(
     connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays, local_users,
-                       everyone, router, supervisors});
+                       everyone, router});
 }
 
 void core_actors::close_connections() const {
-  for (auto& s : supervisors)
-    caf::anon_send(s, stop_atom::value);
+  caf::anon_send(everyone, stop_atom::value);
 }
 
 void core_actors::stop() const {
   for (auto& a : {router, local_users, relays, locator, everyone, users, rooms, node_watch})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  for (auto& s : supervisors)
-    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
 
 } // namespace rc

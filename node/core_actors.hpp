@@ -13,7 +13,6 @@ namespace rc {
 
 /// The long-lived actors of one node. Spawned together, stopped together.
 struct core_actors {
-  std::vector<caf::actor> supervisors; ///< each connection actor is linked to one
   caf::actor rooms;       ///< directory of the rooms this node owns
   caf::actor users;       ///< directory of the users this node owns
   caf::actor relays;      ///< directory of this node's relays (one per room with local members)
@@ -26,7 +25,8 @@ struct core_actors {
   /// What each connection actor of this node needs.
   connection_context_ptr context_for(std::string node, const settings& cfg) const;
 
-  /// Closes every connection with 1001 (the supervisors' exit reaches them).
+  /// Closes every connection with 1001, after what is queued for it (the
+  /// broadcaster knows them all).
   void close_connections() const;
 
   /// Stops all of them (rooms, users and relays die with their directories).

@@ -18,7 +18,7 @@ class server;
 class amqp_bridge;
 
 /// One roomcast node: the actor system with its long-lived actors (room and
-/// user directories, broadcaster, router, connection supervisor) and the
+/// user directories, broadcaster, router) and the
 /// HTTP/WebSocket server wired to them. The library's entry point: the
 /// daemon and every example embed a `node`.
 class node {

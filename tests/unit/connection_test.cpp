@@ -164,7 +164,7 @@ CAF_TEST(an expired token closes the connection with auth_expired) {
   CAF_CHECK(a.link->closed[0] == close_reason::auth_expired);
 }
 
-CAF_TEST(closing the connections supervisor closes every connection with shutdown) {
+CAF_TEST(close_connections closes every connection with shutdown and later ones too) {
   auto a = connect("alice");
   auto b = connect("bob");
   core.close_connections();
@@ -173,6 +173,19 @@ CAF_TEST(closing the connections supervisor closes every connection with shutdow
     CAF_REQUIRE_EQUAL(c->link->closed.size(), 1u);
     CAF_CHECK(c->link->closed[0] == close_reason::shutdown);
   }
+  // A connection whose actor starts while the node stops is closed too.
+  auto late = connect("carol");
+  CAF_REQUIRE_EQUAL(late.link->closed.size(), 1u);
+  CAF_CHECK(late.link->closed[0] == close_reason::shutdown);
+}
+
+CAF_TEST(stopping the core actors ends the connection actors with shutdown) {
+  auto a = connect("alice");
+  core.stop();
+  sched.run();
+  CAF_REQUIRE_EQUAL(a.link->closed.size(), 1u);
+  CAF_CHECK(a.link->closed[0] == close_reason::shutdown);
+  CAF_CHECK(a.conn->getf(caf::abstract_actor::is_terminated_flag));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
