@@ -10,7 +10,7 @@ namespace rc {
 
 struct broadcaster_state {
   std::unordered_map<caf::actor_addr, client_link_ptr> connections;
-  bool closing = false; ///< the node is stopping: connections are closed as they come
+  bool closing = false; ///< the node is stopping: connection actors are ended as they register
   /// Ends the connection actors still registered (the node stops).
   ~broadcaster_state();
   static inline const char* name = "broadcaster";

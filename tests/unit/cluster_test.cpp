@@ -14,6 +14,14 @@ using nlohmann::json;
 
 namespace {
 
+/// Hands `c`'s connection publishes to `room` with data and id `first` to
+/// `last`, without running them: they wait in its mailbox.
+void queue_publishes(const node_fixture::client& c, const std::string& room, int first, int last) {
+  for (int i = first; i <= last; ++i)
+    caf::anon_send(c.conn, ws_frame_atom::value,
+                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
+}
+
 /// A name that `b` owns once both nodes are live.
 std::string name_owned_by_b() {
   for (int i = 0;; ++i) {
@@ -57,16 +65,12 @@ CAF_TEST(publishes sent during a move keep their order) {
   // Queue publishes, then the view change, then more publishes, all before
   // any of them runs.
   x.link->frames.clear();
-  for (int i = 1; i <= 5; ++i)
-    caf::anon_send(x.conn, ws_frame_atom::value,
-                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
+  queue_publishes(x, room, 1, 5);
   view->live = {"a", "b"};
   std::map<std::string, caf::actor> rooms{{"a", a.rooms}, {"b", b.rooms}};
   caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
   caf::anon_send(b.rooms, view_atom::value, rooms, std::string{"b"});
-  for (int i = 6; i <= 10; ++i)
-    caf::anon_send(x.conn, ws_frame_atom::value,
-                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
+  queue_publishes(x, room, 6, 10);
   sched.run();
   auto msgs = y.link->of_type("message");
   CAF_REQUIRE_EQUAL(msgs.size(), 10u);
@@ -113,9 +117,7 @@ CAF_TEST(every publish sent as the room node fails is answered) {
   x.link->frames.clear();
   y.link->frames.clear();
   // The publishes are on their way (in mailboxes) when b's rooms die.
-  for (int i = 1; i <= 5; ++i)
-    caf::anon_send(x.conn, ws_frame_atom::value,
-                   json{{"type", "publish"}, {"room", room}, {"data", i}, {"id", i}}.dump());
+  queue_publishes(x, room, 1, 5);
   fail_rooms_of_b();
   auto acks = x.link->of_type("ack");
   auto errors = x.link->of_type("error");
