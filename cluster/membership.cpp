@@ -102,12 +102,27 @@ bool merge(self_ptr self, const node_info& info) {
   return true;
 }
 
+void connect_to(self_ptr self, const std::string& host, std::uint16_t port);
+
+/// A hello's answer: the node that answered first, then every member it
+/// knows. Only the first is merged: the others were named by a third node,
+/// and a handle from a third node is routed through it, so this node would
+/// never see them go down (CAF 0.17 tells a node only about the nodes it is
+/// connected to). Each of them is connected to directly instead, and merged
+/// from its own answer.
 void merge_all(self_ptr self, const std::vector<node_info>& infos) {
-  bool changed = false;
-  for (auto& info : infos)
-    changed = merge(self, info) || changed;
-  if (changed)
+  if (infos.empty())
+    return;
+  if (merge(self, infos.front()))
     view_changed(self);
+  auto& st = self->state;
+  for (auto it = infos.begin() + 1; it != infos.end(); ++it) {
+    if (it->name == st.cfg.self.name)
+      continue;
+    auto known = st.members.find(it->name);
+    if (known == st.members.end() || known->second.incarnation != it->incarnation)
+      connect_to(self, it->host, it->port);
+  }
 }
 
 void say_hello(self_ptr self, const caf::actor& peer) {
@@ -119,17 +134,27 @@ void say_hello(self_ptr self, const caf::actor& peer) {
           });
 }
 
-void connect_seed(self_ptr self, const std::string& host, std::uint16_t port) {
+/// Connects to a node's cluster port and says hello to the actor published
+/// there (its membership): a direct connection, which CAF watches with
+/// heartbeats, so the node's failure reaches this one.
+void connect_to(self_ptr self, const std::string& host, std::uint16_t port) {
+  auto target = std::make_pair(host, port);
+  if (!self->state.connecting.insert(target).second)
+    return; // already under way
   auto mm = self->home_system().middleman().actor_handle();
   self->request(mm, request_timeout, caf::connect_atom::value, host, port)
     .then(
-      [self](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+      [self, target](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                     const std::set<std::string>&) {
+        self->state.connecting.erase(target);
         auto peer = caf::actor_cast<caf::actor>(ptr);
         if (peer && peer != self->state.cfg.self.membership)
           say_hello(self, peer);
       },
-      [host, port](caf::error& err) {
-        spdlog::debug("cluster: seed {}:{} not reachable: {}", host, port, caf::to_string(err));
+      [self, target](caf::error& err) {
+        self->state.connecting.erase(target);
+        spdlog::debug("cluster: {}:{} not reachable: {}", target.first, target.second,
+                      caf::to_string(err));
       });
 }
 
@@ -144,7 +169,7 @@ void contact_seeds(self_ptr self) {
     for (auto& [_, m] : st.members)
       known = known || (m.host == host && m.port == port);
     if (!known)
-      connect_seed(self, host, port);
+      connect_to(self, host, port);
   }
 }
 

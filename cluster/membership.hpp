@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,14 +49,16 @@ struct membership_state {
   membership_config cfg;
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
+  std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
   std::chrono::steady_clock::time_point started;
   static inline const char* name = "membership";
 };
 
 /// The cluster membership of one node, and the cluster's locator. Published
 /// on the cluster port (CAF remoting). It connects to the seeds (retrying
-/// every second while they are absent), exchanges member lists so every node
-/// knows every other (a full mesh), and declares a node down when its
+/// every second while they are absent), exchanges member lists, and connects to
+/// every member it hears of, so every node is connected to every other (a
+/// full mesh), and declares a node down when its
 /// membership actor goes down: at once for a killed process, after the CAF
 /// connection timeout (`failure-timeout`) for a frozen one.
 ///

@@ -4,7 +4,8 @@ Three (or four) nodes form a cluster over CAF remoting; real WebSocket
 clients connect to different nodes. Covers: fan-out to members on every
 node exactly once and in order, private messages and broadcast across
 nodes, one inter-node message per other node per publish, kill -9 of a
-room's owner, a frozen node, a node joining and one leaving under traffic.
+room's owner, a frozen node (also one known only through the seed), a
+node joining and one leaving under traffic.
 """
 
 import asyncio
@@ -64,13 +65,14 @@ async def send(ws, obj):
 class Cluster:
     """N roomcastd nodes that know each other through their cluster ports."""
 
-    def __init__(self, n, *extra):
+    def __init__(self, n, *extra, seeds=2):
         self.cluster_ports = [free_port() for _ in range(n)]
         self.extra = extra
+        self.seeds = seeds
         self.nodes = [self._node(i) for i in range(n)]
 
     def _node(self, i, seeds=None):
-        seeds = seeds or self.cluster_ports[:2]
+        seeds = seeds or self.cluster_ports[:self.seeds]
         port = self.cluster_ports[i]
         return Server("--cluster-port", port, "--seeds",
                       ",".join(f"{harness.HOST}:{p}" for p in seeds),
@@ -365,6 +367,36 @@ class Failover(ClusterTestCase):
         _, doc = self.cluster.nodes[0].http_json("GET", "/api/cluster")
         new = {m["name"]: m["incarnation"] for m in doc["members"]}["n3"]
         self.assertNotEqual(old, new)
+
+
+class OneSeed(ClusterTestCase):
+    """Every node names only n1 as its seed, so n2 and n3 hear of each other
+    from n1 and must connect to each other to see each other fail."""
+
+    def setUp(self):
+        self.cluster = Cluster(3, seeds=1).start()
+
+    async def assert_n3_gone_for_n2(self, timeout):
+        n1, n2, n3 = self.cluster.nodes
+        t0 = time.monotonic()
+        self.cluster.wait_members(2, timeout=timeout, nodes=[n1, n2])
+        self.assertLess(time.monotonic() - t0, timeout)
+        # A room n3 owned is n1's or n2's now, and n2 reaches it at once.
+        room = room_owned_by("n3", ["n1", "n2", "n3"])
+        _, joined = await self.join(n2, "late", room)
+        self.assertEqual(joined["room"], room)
+
+    async def test_a_killed_node_heard_of_through_the_seed_is_declared_down(self):
+        self.cluster.nodes[2].kill()
+        await self.assert_n3_gone_for_n2(timeout=3.0)
+
+    async def test_a_frozen_node_heard_of_through_the_seed_is_declared_down(self):
+        frozen = self.cluster.nodes[2]
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            await self.assert_n3_gone_for_n2(timeout=5.0)
+        finally:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
 
 
 class MembershipChangesUnderTraffic(ClusterTestCase):
