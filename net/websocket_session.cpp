@@ -286,7 +286,7 @@ websocket_session::read_outcome websocket_session::on_frame(int opcode, bool fin
   switch (opcode) {
     case op_ping:
       if (!close_started_)
-        queue_control(std::make_shared<const frame>(payload, ws_opcode::pong));
+        queue_control(std::make_shared<const frame>(payload, ws_opcode::pong), true);
       return read_outcome::more;
     case op_pong:
       return read_outcome::more;
@@ -416,11 +416,18 @@ std::vector<websocket_session::outgoing> websocket_session::take_queue_locked() 
   return taken;
 }
 
-void websocket_session::queue_control(frame_ptr f) {
+void websocket_session::queue_control(frame_ptr f, bool limited) {
   bool kick;
   {
     std::lock_guard<std::mutex> guard{mutex_};
+    // A client that pings and never reads fills the queue with pongs like
+    // any other slow consumer.
+    if (limited && overflowed_)
+      return;
     kick = push_locked(outgoing{std::move(f), nullptr}, true); // pongs, pings, close
+    auto& lim = ctx_->cfg.limits;
+    if (limited && (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes))
+      overflowed_ = true;
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());

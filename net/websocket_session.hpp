@@ -143,7 +143,7 @@ private:
   void start_close(close_reason why, std::uint16_t code_override = 0);
   /// Closes after input that breaks the protocol or a limit.
   void fail(close_reason why);
-  void queue_control(frame_ptr f);
+  void queue_control(frame_ptr f, bool limited = false);
   /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
   bool push_locked(outgoing o, bool answer);
   /// Under `mutex_`: takes every queued frame out (not the one in flight).

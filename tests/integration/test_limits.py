@@ -4,6 +4,7 @@ limit."""
 
 import asyncio
 import json
+import struct
 import time
 import unittest
 
@@ -199,6 +200,36 @@ class SlowConsumerFramesTest(SlowConsumerBytesTest):
 
     server_args = ("--max-queue-bytes", "1073741824", "--max-queue-frames", "4",
                    "--rate-limit", "100000", "--rate-burst", "100000")
+
+
+class PingFloodTest(harness.ServerTestCase):
+    """WebSocket pings from a client that never reads: their pongs count
+    against the outgoing queue like any other frame."""
+
+    server_args = ("--max-frame-bytes", "1024", "--max-queue-bytes", "4096",
+                   "--max-queue-frames", "16")
+
+    def test_pongs_nobody_reads_close_1008(self):
+        before = self.server.closes("slow_consumer")
+        raw = RawWebSocket(self.server.port, "/ws?user=pinger", rcvbuf=4096)
+        try:
+            self.assertEqual(raw.read_frame()[0], RawWebSocket.OP_TEXT)  # welcome
+            pings = 20000  # 2.5 MB of pongs: far more than the kernel buffers hold
+            for _ in range(pings // 100):
+                raw.sock.sendall(harness.encode_frame(RawWebSocket.OP_PING, b"p" * 125) * 100)
+            pongs = 0
+            while True:
+                op, payload = raw.read_frame(timeout=10)
+                if op != RawWebSocket.OP_PONG:
+                    break
+                pongs += 1
+            self.assertEqual(op, RawWebSocket.OP_CLOSE)
+            self.assertEqual(payload, struct.pack("!H", 1008) + b"slow_consumer")
+            self.assertLess(pongs, pings)
+        finally:
+            raw.close()
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
+                                                 reason="slow_consumer"), before + 1)
 
 
 class PingTimeoutTest(harness.ServerTestCase):
