@@ -373,9 +373,9 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer
         written(false);
       return false;
     }
+    bool was_empty = queue_.empty();
     kick = push_locked(outgoing{std::move(frame), std::move(written)}, answer);
-    auto& lim = ctx_->cfg.limits;
-    if (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes)
+    if (!was_empty && over_limits_locked())
       overflowed_ = true;
   }
   if (kick)
@@ -391,6 +391,15 @@ void websocket_session::flush_held() {
     held_ = false;
   }
   flush();
+}
+
+bool websocket_session::over_limits_locked() const {
+  // The limits bound what waits behind other frames: one frame into an
+  // empty queue always goes, so a message of the largest size a client may
+  // send (whose envelope adds the room and the sender's name) still reaches
+  // an idle member when the byte limit is set to the frame limit.
+  auto& lim = ctx_->cfg.limits;
+  return queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes;
 }
 
 bool websocket_session::push_locked(outgoing o, bool answer) {
@@ -424,9 +433,9 @@ void websocket_session::queue_control(frame_ptr f, bool limited) {
     // any other slow consumer.
     if (limited && overflowed_)
       return;
+    bool was_empty = queue_.empty();
     kick = push_locked(outgoing{std::move(f), nullptr}, true); // pongs, pings, close
-    auto& lim = ctx_->cfg.limits;
-    if (limited && (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes))
+    if (limited && !was_empty && over_limits_locked())
       overflowed_ = true;
   }
   if (kick)

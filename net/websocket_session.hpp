@@ -144,6 +144,8 @@ private:
   /// Closes after input that breaks the protocol or a limit.
   void fail(close_reason why);
   void queue_control(frame_ptr f, bool limited = false);
+  /// Under `mutex_`: whether the queue exceeds the outgoing limits.
+  bool over_limits_locked() const;
   /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
   bool push_locked(outgoing o, bool answer);
   /// Under `mutex_`: takes every queued frame out (not the one in flight).

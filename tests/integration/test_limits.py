@@ -232,6 +232,28 @@ class PingFloodTest(harness.ServerTestCase):
                                                  reason="slow_consumer"), before + 1)
 
 
+class QueueAtFrameLimitTest(harness.ServerTestCase):
+    """--max-queue-bytes equal to --max-frame-bytes: a message of the largest
+    size a client may send is bigger once framed for its members (room,
+    sender's name), and still reaches a member with nothing else queued."""
+
+    server_args = ("--max-frame-bytes", "1000", "--max-queue-bytes", "1000")
+
+    async def test_largest_message_reaches_an_idle_member(self):
+        room = self.unique("q")
+        sender = await self.client("u" * 128)
+        member = await self.client("idle")
+        for ws in (sender, member):
+            await request(ws, {"type": "join", "room": room}, "joined")
+        head = json.dumps({"type": "publish", "room": room, "id": 1, "data": ""})[:-2]
+        text = head + "x" * (1000 - len(head) - 2) + '"}'
+        self.assertEqual(len(text), 1000)
+        await sender.send(text)
+        self.assertEqual((await expect(sender, "ack"))["seq"], 1)
+        msg = await expect(member, "message")
+        self.assertEqual((msg["from"], len(msg["data"])), ("u" * 128, 1000 - len(head) - 2))
+
+
 class PingTimeoutTest(harness.ServerTestCase):
     server_args = ("--ping-interval", "300ms", "--max-missed-pongs", "2",
                    "--handshake-timeout", "1s")
