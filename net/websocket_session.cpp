@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <optional>
 #include <unistd.h>
 
 #include "common/metrics.hpp"
@@ -183,7 +184,10 @@ void websocket_session::on_readable(beast::error_code ec) {
   auto n = socket_.read_some(asio::buffer(chunk.get(), read_chunk), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again)
     return wait_readable();
-  if (ec) // EOF or reset: a peer that hangs up without a close frame
+  if (ec == asio::error::eof || ec == asio::error::connection_reset)
+    // A peer that hangs up without a close frame.
+    return finish(close_started_ ? reason_ : close_reason::client_closed);
+  if (ec)
     return finish(close_started_ ? reason_ : close_reason::network_error);
   if (discard_input_)
     return wait_readable();
@@ -292,19 +296,26 @@ websocket_session::read_outcome websocket_session::on_frame(int opcode, bool fin
       return read_outcome::more;
     case op_close: {
       std::uint16_t code = 0;
+      std::optional<close_reason> broken; // a close frame that breaks RFC 6455 7.1.5-7.1.6
       if (payload.size() == 1)
-        code = 1002;
+        broken = close_reason::protocol_error;
       else if (payload.size() >= 2) {
         code = static_cast<std::uint16_t>(
           (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]));
         if (!valid_close_code(code))
-          code = 1002;
+          broken = close_reason::protocol_error;
+        else if (!beast::websocket::detail::check_utf8(payload.data() + 2, payload.size() - 2))
+          broken = close_reason::invalid_utf8;
       }
       close_received_ = true;
       if (close_started_) {
         // Our close was answered. Finish once it has left (or now).
         if (close_sent_)
           finish(reason_);
+        return read_outcome::stop;
+      }
+      if (broken) {
+        fail(*broken);
         return read_outcome::stop;
       }
       // Echo the peer's close; the TCP close follows once it is written.
@@ -574,7 +585,9 @@ bool websocket_session::complete_write(beast::error_code ec) {
   if (ec) {
     if (ec != asio::error::operation_aborted)
       spdlog::debug("write to {} failed: {}", user_, ec.message());
-    finish(close_started_ ? reason_ : close_reason::network_error);
+    bool hung_up = ec == asio::error::broken_pipe || ec == asio::error::connection_reset;
+    finish(close_started_ ? reason_
+                          : hung_up ? close_reason::client_closed : close_reason::network_error);
     return false;
   }
   if (sent_close) {

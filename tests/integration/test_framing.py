@@ -94,19 +94,19 @@ class FramingTest(harness.ServerTestCase):
         self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
                                                  reason="client_closed"), before + 1)
 
-    def assert_protocol_error(self, user, bad):
-        before = self.server.closes("protocol_error")
+    def assert_protocol_error(self, user, bad, code=1002, reason="protocol_error"):
+        before = self.server.closes(reason)
         raw = self.open(user)
         raw.sock.sendall(bad)
-        code, reason, frames = raw.read_until_close()
-        self.assertEqual((code, reason, frames), (1002, "protocol_error", []))
+        got_code, got_reason, frames = raw.read_until_close()
+        self.assertEqual((got_code, got_reason, frames), (code, reason, []))
         # The server half-closes after its close frame and counts the close
         # once the client hangs up too.
         raw.sock.settimeout(5)
         self.assertEqual(raw.sock.recv(10), b"")
         raw.close()
         self.assertEqual(self.server.wait_metric("roomcast_closes_total", before + 1,
-                                                 reason="protocol_error"), before + 1)
+                                                 reason=reason), before + 1)
 
     def test_unmasked_frame_closes_1002(self):
         self.assert_protocol_error("unmasked", encode_frame(RawWebSocket.OP_TEXT,
@@ -128,6 +128,27 @@ class FramingTest(harness.ServerTestCase):
 
     def test_long_control_frame_closes_1002(self):
         self.assert_protocol_error("ctllong", encode_frame(RawWebSocket.OP_PING, b"x" * 126))
+
+    def test_close_with_a_reserved_code_closes_1002(self):
+        for user, code in (("c1005", 1005), ("c999", 999), ("c5000", 5000)):
+            self.assert_protocol_error(user, encode_frame(RawWebSocket.OP_CLOSE,
+                                                          struct.pack("!H", code)))
+
+    def test_close_with_one_byte_closes_1002(self):
+        self.assert_protocol_error("c1byte", encode_frame(RawWebSocket.OP_CLOSE, b"x"))
+
+    def test_close_reason_in_invalid_utf8_closes_1007(self):
+        self.assert_protocol_error("cutf8", encode_frame(RawWebSocket.OP_CLOSE,
+                                                         struct.pack("!H", 1000) + b"\xff"),
+                                   code=1007, reason="invalid_utf8")
+
+    def test_hanging_up_without_a_close_frame_counts_as_client_closed(self):
+        before = (self.server.closes("client_closed"), self.server.closes("network_error"))
+        raw = self.open("hangup")
+        raw.close()
+        self.assertEqual(self.server.wait_metric("roomcast_closes_total", before[0] + 1,
+                                                 reason="client_closed"), before[0] + 1)
+        self.assertEqual(self.server.closes("network_error"), before[1])
 
     def test_upgrade_and_close_leave_the_node_serving(self):
         # After all of the above the node still answers new clients.
