@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common/metrics.hpp"
 #include "net/websocket_session.hpp"
@@ -124,6 +125,27 @@ std::optional<fs::path> static_file(const std::string& root, std::string_view ta
   return file;
 }
 
+/// Why an upgrade request that passed `is_upgrade` would still fail Beast's
+/// handshake (boost/beast/websocket/impl/accept.hpp, in its order), as an
+/// HTTP status and message; nothing when it will pass.
+std::optional<std::pair<unsigned, std::string>>
+handshake_problem(const http::request<http::string_body>& req) {
+  if (req.version() != 11)
+    return std::pair{400u, std::string{"WebSocket upgrades need HTTP/1.1"}};
+  if (req.find(http::field::host) == req.end())
+    return std::pair{400u, std::string{"missing Host header"}};
+  auto key = req.find(http::field::sec_websocket_key);
+  if (key == req.end() || key->value().empty()
+      || key->value().size() > websocket::detail::sec_ws_key_type::max_size_n)
+    return std::pair{400u, std::string{"missing or invalid Sec-WebSocket-Key"}};
+  auto version = req.find(http::field::sec_websocket_version);
+  if (version == req.end())
+    return std::pair{400u, std::string{"missing Sec-WebSocket-Version"}};
+  if (version->value() != "13")
+    return std::pair{426u, std::string{"unsupported Sec-WebSocket-Version (this server speaks 13)"}};
+  return std::nullopt;
+}
+
 } // namespace
 
 http_session::http_session(boost::asio::ip::tcp::socket&& socket, io_worker& worker,
@@ -153,14 +175,18 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
     return;
   }
-  if (ec == http::error::body_limit) {
-    keep_alive_ = false;
-    return send(make_error(413, "too_large", "request body exceeds max-frame-bytes"));
-  }
+  if (ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof
+      || ec == http::error::partial_message)
+    return; // the client hung up
   if (ec) {
-    if (ec != boost::asio::error::connection_reset && ec != boost::asio::error::eof)
-      spdlog::debug("http read failed: {}", ec.message());
-    return;
+    // Input that is not HTTP: answer, then close, as the parser cannot go on.
+    keep_alive_ = false;
+    spdlog::debug("bad HTTP request: {}", ec.message());
+    if (ec == http::error::body_limit)
+      return send(make_error(413, "too_large", "request body exceeds max-frame-bytes"));
+    if (ec == http::error::header_limit)
+      return send(make_error(431, "too_large", "request header exceeds 16 KiB"));
+    return send(make_error(400, "bad_request", "malformed HTTP request: " + ec.message()));
   }
   route(parser_->release());
 }
@@ -267,10 +293,16 @@ void http_session::upgrade(request req) {
     spdlog::warn("refused WebSocket upgrade from {}: {} {}",
                  ep_ec ? std::string{"?"} : peer.address().to_string(), status, message);
     keep_alive_ = false;
-    send(make_error(status, code, message));
+    auto res = make_error(status, code, message);
+    if (status == 426) // RFC 6455 4.4: name the version we speak
+      res.set(http::field::sec_websocket_version, "13");
+    send(std::move(res));
   };
   if (!websocket::is_upgrade(req))
     return refuse(400, "bad_request", "/ws expects a WebSocket upgrade");
+  // What Beast's handshake would refuse with a plain-text body of its own.
+  if (auto problem = handshake_problem(req))
+    return refuse(problem->first, "bad_request", problem->second);
   if (ctx_->draining)
     return refuse(503, "unavailable", "node is shutting down");
   auto& allowed = ctx_->cfg.allowed_origins;

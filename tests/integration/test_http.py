@@ -3,6 +3,7 @@ users, broadcast, errors, API key), 404/405/413."""
 
 import asyncio
 import json
+import socket
 import unittest
 
 import harness
@@ -16,6 +17,19 @@ def error_code(test, status_body, status):
     test.assertEqual(set(body["error"]), {"code", "message"})
     test.assertTrue(body["error"]["message"])
     return body["error"]["code"]
+
+
+def raw_exchange(port, data, timeout=5.0):
+    """Sends `data` as is, reads until the server closes: (status, headers, JSON body)."""
+    with socket.create_connection((harness.HOST, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        buf = b""
+        while chunk := sock.recv(65536):
+            buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
 
 
 class EndpointsTest(harness.ServerTestCase):
@@ -181,6 +195,35 @@ class EndpointsTest(harness.ServerTestCase):
         body = json.dumps({"room": "r", "data": "x" * 4000})
         self.assertLessEqual(len(body), 4096)
         self.assertEqual(self.server.http_json("POST", "/api/publish", body), (202, {"ok": True}))
+
+
+    def test_malformed_http_gets_400_and_a_long_header_431(self):
+        head = b"POST /api/publish HTTP/1.1\r\nHost: x\r\n"
+        for bad in (head + b"Content-Length: abc\r\n\r\n{}",
+                    head + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+                    head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"):
+            status, headers, body = raw_exchange(self.server.port, bad)
+            self.assertEqual(error_code(self, (status, body), 400), "bad_request", bad)
+            self.assertEqual(headers["content-type"], "application/json")
+        long = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 + b"\r\n\r\n"
+        status, _, body = raw_exchange(self.server.port, long)
+        self.assertEqual(error_code(self, (status, body), 431), "too_large")
+        # The node goes on serving.
+        self.assertEqual(self.server.http("GET", "/healthz")[0], 200)
+
+    def test_upgrades_beast_would_refuse_get_json_and_are_counted(self):
+        before = self.server.metric("roomcast_upgrades_refused_total")
+        head = (b"GET /ws?user=v HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n")
+        status, headers, body = raw_exchange(self.server.port, head + (
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"))
+        self.assertEqual(error_code(self, (status, body), 426), "bad_request")
+        self.assertEqual(headers["sec-websocket-version"], "13")
+        status, _, body = raw_exchange(self.server.port,
+                                       head + b"Sec-WebSocket-Version: 13\r\n\r\n")
+        self.assertEqual(error_code(self, (status, body), 400), "bad_request")
+        self.assertIn("Sec-WebSocket-Key", body["error"]["message"])
+        self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 2)
 
 
 class ApiKeyTest(harness.ServerTestCase):
