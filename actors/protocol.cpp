@@ -8,7 +8,18 @@ namespace rc {
 
 using nlohmann::json;
 
-bool json_too_deep(std::string_view text, int limit) {
+namespace {
+
+/// Whether the digits of an integer literal (no sign) fit 64 bits: up to
+/// 2^64-1, or 2^63 when negative.
+bool fits_64_bits(std::string_view digits, bool negative) {
+  std::string_view max = negative ? "9223372036854775808" : "18446744073709551615";
+  return digits.size() < max.size() || (digits.size() == max.size() && digits <= max);
+}
+
+} // namespace
+
+json_flaw json_precheck(std::string_view text, int limit) {
   int depth = 0;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -22,12 +33,37 @@ bool json_too_deep(std::string_view text, int limit) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > limit)
-        return true;
+        return json_flaw::too_deep;
     } else if (c == ']' || c == '}') {
       --depth;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      bool negative = c == '-';
+      size_t start = negative ? i + 1 : i, end = start;
+      while (end < text.size() && text[end] >= '0' && text[end] <= '9')
+        ++end;
+      bool integer = end == text.size() || (text[end] != '.' && text[end] != 'e' && text[end] != 'E');
+      if (integer && !fits_64_bits(text.substr(start, end - start), negative))
+        return json_flaw::wide_integer;
+      // The rest of a number (fraction, exponent) holds no brackets or quotes.
+      while (end < text.size() && text[end] != ',' && text[end] != ']' && text[end] != '}'
+             && text[end] != '"' && text[end] != '[' && text[end] != '{')
+        ++end;
+      i = end - 1;
     }
   }
-  return false;
+  return json_flaw::none;
+}
+
+std::string describe(json_flaw flaw) {
+  switch (flaw) {
+    case json_flaw::too_deep:
+      return "JSON nests deeper than " + std::to_string(max_json_depth) + " levels";
+    case json_flaw::wide_integer:
+      return "an integer does not fit in 64 bits and would not arrive unchanged; send it as a "
+             "string";
+    default:
+      return {};
+  }
 }
 
 namespace {
@@ -40,8 +76,9 @@ std::variant<request, request_error> fail(error_code code, std::string message,
 } // namespace
 
 std::variant<request, request_error> parse_request(std::string_view text) {
-  if (json_too_deep(text))
-    return fail(error_code::bad_json, "JSON nests deeper than 64 levels");
+  auto flaw = json_precheck(text);
+  if (flaw == json_flaw::too_deep)
+    return fail(error_code::bad_json, describe(flaw));
   auto doc = json::parse(text.begin(), text.end(), nullptr, false);
   if (doc.is_discarded())
     return fail(error_code::bad_json, "frame is not valid JSON");
@@ -51,8 +88,12 @@ std::variant<request, request_error> parse_request(std::string_view text) {
   if (auto it = doc.find("id"); it != doc.end()) {
     if (!it->is_string() && !it->is_number())
       return fail(error_code::bad_request, "field 'id' must be a string or a number");
-    req.id = it->dump();
+    // With a wide integer about, a fractional id may be that integer, changed.
+    if (flaw != json_flaw::wide_integer || !it->is_number_float())
+      req.id = it->dump();
   }
+  if (flaw == json_flaw::wide_integer)
+    return fail(error_code::bad_request, describe(flaw), req.id);
   auto type_it = doc.find("type");
   if (type_it == doc.end())
     return fail(error_code::bad_request, "missing field 'type'", req.id);

@@ -55,7 +55,18 @@ std::string encode_private(std::string_view from, std::string_view data,
                            std::string_view id = {});
 std::string encode_broadcast(std::string_view from, std::string_view data);
 
-/// True when JSON text nests arrays/objects deeper than `limit`.
-bool json_too_deep(std::string_view text, int limit = max_json_depth);
+/// What a scan of JSON text finds wrong with it before it is parsed.
+enum class json_flaw {
+  none,
+  too_deep,     ///< arrays/objects nest deeper than the limit (`bad_json`)
+  wide_integer, ///< an integer outside 64 bits (`bad_request`): the parser
+                ///< would make it a double, and members would get other digits
+};
+
+/// The first flaw of `text` (which may still be invalid JSON otherwise).
+json_flaw json_precheck(std::string_view text, int limit = max_json_depth);
+
+/// A sentence for an error frame or body.
+std::string describe(json_flaw flaw);
 
 } // namespace rc

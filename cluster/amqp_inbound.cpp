@@ -69,8 +69,8 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
       };
       if (!from.empty() && !valid_name(from))
         return dead("header 'from' is not 1 to 128 characters of [A-Za-z0-9_.:@-]");
-      if (json_too_deep(body))
-        return dead("body nests deeper than " + std::to_string(max_json_depth) + " levels");
+      if (auto flaw = json_precheck(body); flaw != json_flaw::none)
+        return dead("body: " + describe(flaw));
       auto doc = nlohmann::json::parse(body, nullptr, false);
       if (doc.is_discarded())
         return dead("body is not JSON");

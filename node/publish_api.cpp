@@ -24,8 +24,9 @@ void handle_publish(caf::actor_system& sys, const caf::actor& router, const std:
     metrics::global().count_error(code);
     reply(http_status(code), error_body(code, message));
   };
-  if (json_too_deep(body))
-    return fail(error_code::bad_json, "JSON nests deeper than 64 levels");
+  if (auto flaw = json_precheck(body); flaw != json_flaw::none)
+    return fail(flaw == json_flaw::too_deep ? error_code::bad_json : error_code::bad_request,
+                describe(flaw));
   auto doc = nlohmann::json::parse(body, nullptr, false);
   if (doc.is_discarded())
     return fail(error_code::bad_json, "body is not valid JSON");

@@ -174,6 +174,7 @@ class EndpointsTest(harness.ServerTestCase):
             ({"room": "r", "data": 1, "from": "not valid"}, "bad_name"),
             ({"room": "r", "data": 1, "from": 7}, "bad_name"),
             ('{"room":"r","data":' + "[" * 70 + "]" * 70 + "}", "bad_json"),  # too deep
+            ('{"room":"r","data":123456789012345678901234567890}', "bad_request"),  # > 64 bits
         ]
         before = self.server.metrics()
         counts = {}

@@ -169,6 +169,24 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertEqual(msg["seq"], i + 1)
             self.assertEqual(msg["data"], value)
 
+    async def test_integers_keep_their_digits_or_are_refused(self):
+        room = self.unique("r")
+        a = await self.client("ia")
+        b = await self.client("ib")
+        for ws in (a, b):
+            await request(ws, {"type": "join", "room": room}, "joined")
+        exact = [2**64 - 1, -2**63, 2**53 + 1]
+        await send_json(a, {"type": "publish", "room": room, "data": exact, "id": 2**64 - 1})
+        self.assertEqual(await expect(a, "ack"), {"type": "ack", "id": 2**64 - 1, "seq": 1})
+        self.assertEqual((await expect(b, "message"))["data"], exact)
+        # Beyond 64 bits the digits cannot be kept: refused, not changed.
+        await send_json(a, {"type": "publish", "room": room, "data": 2**64, "id": "big"})
+        error = await expect(a, "error")
+        self.assertEqual((error["code"], error["id"]), ("bad_request", "big"))
+        await send_json(a, {"type": "publish", "room": room, "data": "after", "id": 3})
+        await expect(a, "ack")
+        self.assertEqual((await expect(b, "message"))["data"], "after")
+
     async def test_publish_requires_membership(self):
         room = self.unique("r")
         a = await self.client("nm")

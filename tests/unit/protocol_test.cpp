@@ -85,3 +85,24 @@ CAF_TEST(server frames have the shapes of the protocol) {
   CAF_CHECK_EQUAL(json::parse(encode_broadcast("u", "1")),
                   json::parse(R"({"type":"broadcast","from":"u","data":1})"));
 }
+
+CAF_TEST(integers arrive unchanged or are refused) {
+  // Every 64-bit integer keeps its digits.
+  for (auto n : {"18446744073709551615", "-9223372036854775808", "0", "-1"}) {
+    std::string text = std::string{R"({"type":"publish","room":"r","data":[)"} + n + "]}";
+    CAF_CHECK_EQUAL(request_of(text).data, std::string{"["} + n + "]");
+  }
+  // Beyond 64 bits the parser would deliver a double's digits instead.
+  for (auto n : {"18446744073709551616", "-9223372036854775809", "123456789012345678901234567890"}) {
+    auto e = error_of(std::string{R"({"type":"publish","room":"r","data":)"} + n + "}");
+    CAF_CHECK(e.code == error_code::bad_request);
+    CAF_CHECK(e.message.find("64 bits") != std::string::npos);
+  }
+  auto id = error_of(R"({"type":"ping","id":12345678901234567890123})");
+  CAF_CHECK(id.code == error_code::bad_request);
+  // Digits in strings, fractions and exponents are not integers.
+  CAF_CHECK_EQUAL(request_of(R"({"type":"publish","room":"r","data":["123456789012345678901234567890",1.5e300,-0.25]})").data,
+                  R"(["123456789012345678901234567890",1.5e+300,-0.25])");
+  CAF_CHECK(json_precheck(R"({"a":"-99999999999999999999999"})") == json_flaw::none);
+  CAF_CHECK(json_precheck("[[[1]]]", 2) == json_flaw::too_deep);
+}
