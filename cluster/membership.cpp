@@ -85,7 +85,7 @@ void say_hello(self_ptr self, const caf::actor& peer);
 /// Adds or refreshes a member; returns true when the view changed.
 bool merge(self_ptr self, const node_info& info) {
   auto& st = self->state;
-  if (!info.membership || info.name == st.cfg.self.name)
+  if (!info.membership || info.name == st.cfg.self.name || st.departed.count(info.incarnation))
     return false;
   auto it = st.members.find(info.name);
   if (it != st.members.end()) {
@@ -203,6 +203,8 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
     [self](hello_atom, node_info& peer) {
       if (merge(self, peer))
         view_changed(self);
+      if (self->state.leaving)
+        return std::vector<node_info>{}; // not a member to make any more
       std::vector<node_info> all{self->state.cfg.self};
       for (auto& [_, m] : self->state.members)
         all.push_back(m);
@@ -216,6 +218,7 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
       // Keep the connection (its rooms are being handed to us); just stop
       // placing names on it.
       self->demonitor(it->second.membership);
+      self->state.departed.insert(it->second.incarnation);
       members.erase(it);
       spdlog::info("cluster: node {} is leaving", name);
       view_changed(self);

@@ -50,6 +50,7 @@ struct membership_state {
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
   std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
+  std::set<std::string> departed; ///< incarnations that said they are leaving
   std::chrono::steady_clock::time_point started;
   static inline const char* name = "membership";
 };
