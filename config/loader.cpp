@@ -60,7 +60,9 @@ std::optional<std::uint64_t> parse_uint(const std::string& text) {
 }
 
 /// Durations: `250ms`, `10s`, `2min`/`2m`, `1h`; a bare number means seconds.
-std::optional<duration> parse_duration(const std::string& text) {
+/// Returns milliseconds as a double so that absurd values can be refused
+/// before they are rounded into an integer that would overflow.
+std::optional<double> parse_duration_ms(const std::string& text) {
   size_t pos = 0;
   while (pos < text.size() && (std::isdigit(static_cast<unsigned char>(text[pos])) || text[pos] == '.'))
     ++pos;
@@ -68,25 +70,25 @@ std::optional<duration> parse_duration(const std::string& text) {
     return std::nullopt;
   double value;
   try {
-    value = std::stod(text.substr(0, pos));
+    size_t used = 0;
+    value = std::stod(text.substr(0, pos), &used);
+    if (used != pos) // "1.2.3s"
+      return std::nullopt;
   } catch (...) {
     return std::nullopt;
   }
   auto unit = text.substr(pos);
-  double ms;
   if (unit.empty() || unit == "s")
-    ms = value * 1000;
-  else if (unit == "ms")
-    ms = value;
-  else if (unit == "us")
-    ms = value / 1000;
-  else if (unit == "m" || unit == "min")
-    ms = value * 60000;
-  else if (unit == "h")
-    ms = value * 3600000;
-  else
-    return std::nullopt;
-  return duration{static_cast<duration::rep>(std::llround(ms))};
+    return value * 1000;
+  if (unit == "ms")
+    return value;
+  if (unit == "us")
+    return value / 1000;
+  if (unit == "m" || unit == "min")
+    return value * 60000;
+  if (unit == "h")
+    return value * 3600000;
+  return std::nullopt;
 }
 
 std::string print_duration(duration d) {
@@ -146,10 +148,14 @@ option make(std::string name, std::string category, std::string help, Field fiel
       else
         return bad("true or false");
     } else if constexpr (std::is_same_v<value_type, duration>) {
-      auto d = parse_duration(text);
-      if (!d)
+      auto ms = parse_duration_ms(text);
+      if (!ms)
         return bad("a duration such as 500ms, 10s or 2min");
-      v = *d;
+      // Timers add durations to now in nanoseconds: beyond ~292 years they
+      // wrap and fire at once. Nothing needs more than a year.
+      if (*ms > static_cast<double>(max_duration.count()))
+        return bad("a duration of at most 8760h (365 days)");
+      v = duration{static_cast<duration::rep>(std::llround(*ms))};
     } else if constexpr (std::is_same_v<value_type, double>) {
       try {
         size_t used = 0;
@@ -464,7 +470,7 @@ std::string help_text() {
     "usage: roomcastd [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n\n"
     "Settings are resolved as defaults < config file (JSON or CAF INI) < ROOMCAST_*\n"
     "environment < command line. Durations take ms, s, min or h (bare numbers are\n"
-    "seconds); lists are comma-separated.\n\n"
+    "seconds), at most 8760h (365 days); lists are comma-separated.\n\n"
     "  --config FILE  (ROOMCAST_CONFIG)\n      config file, JSON or CAF INI\n";
   for (auto& o : options()) {
     auto def = o.get(defaults);

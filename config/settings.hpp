@@ -9,6 +9,10 @@ namespace rc {
 
 using duration = std::chrono::milliseconds;
 
+/// The longest value any duration setting takes (365 days): the clocks count
+/// nanoseconds, so a few hundred years added to now overflows them.
+constexpr duration max_duration = std::chrono::hours{24 * 365};
+
 /// Per-connection and per-node limits. Every limit is explicit and
 /// configurable; the defaults are the ones PROTOCOL.md and the docs promise.
 struct limits_settings {

@@ -160,6 +160,8 @@ class CommandLineTest(unittest.TestCase):
         self.assertExit2(["--http-port", "70000"], mention="http-port")
         self.assertExit2(["--max-missed-pongs", "-1"])
         self.assertExit2(["--ping-interval", "soon"], mention="ping-interval")
+        self.assertExit2(["--ping-interval", "3000000h", "--http-port", "0", "--bind", "127.0.0.1"],
+                         mention="365 days")
         self.assertExit2(["--allow-broadcast", "maybe"], mention="allow-broadcast")
         self.assertExit2(["--log-level", "loud"], mention="log-level")
         self.assertExit2(["--node-name", "bad name"], mention="node-name")

@@ -186,3 +186,28 @@ CAF_TEST(describe masks the password of the amqp url) {
   CAF_CHECK(line.find("s3cret") == std::string::npos);
   CAF_CHECK(line.find("amqp-url=amqp://bob:***@mq:5672/%2f") != std::string::npos);
 }
+
+CAF_TEST(durations longer than a year are refused wherever they come from) {
+  for (auto opt : {"--ping-interval", "--handshake-timeout", "--room-idle-timeout",
+                   "--drain-timeout", "--failure-timeout", "--amqp-reconnect-max"}) {
+    auto r = load({opt, "3000000h"});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find(std::string{opt}.substr(2)) != std::string::npos);
+    CAF_CHECK(r.message.find("365 days") != std::string::npos);
+  }
+  auto r = load({}, {{"ROOMCAST_PING_INTERVAL", "1e30"}});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--room-idle-timeout", "9000h"});
+  CAF_CHECK(r.what == action::fail);
+  temp_file f{".json", R"({"limits": {"ping-interval": "3000000h"}, "drain-timeout": 1e12})"};
+  r = load({"--config", f.path});
+  CAF_CHECK(r.what == action::fail);
+  r = load({"--room-idle-timeout", "8760h", "--drain-timeout", "365d"});
+  CAF_CHECK(r.what == action::fail); // no `d` unit
+  r = load({"--room-idle-timeout", "8760h", "--ping-interval", "1.5s"});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.room_idle_timeout.count(), 8760ll * 3600 * 1000);
+  CAF_CHECK_EQUAL(r.cfg.limits.ping_interval.count(), 1500);
+  r = load({"--ping-interval", "1.2.3s"});
+  CAF_CHECK(r.what == action::fail);
+}
