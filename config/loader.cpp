@@ -9,12 +9,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <variant>
 
 extern char** environ;
 
@@ -24,12 +28,17 @@ namespace {
 
 // -- option table -------------------------------------------------------------
 
+/// What a setting holds; it decides which JSON and INI value types a config
+/// file may give it (the command line and environment only have text).
+enum class value_kind { text, flag, duration, number, list };
+
 /// One configurable field: its names, its documentation and how to read and
 /// print it. Values from every source arrive as text and go through `set`.
 struct option {
   std::string name;     ///< kebab-case: `--name`, file key, ROOMCAST_NAME
   std::string category; ///< file section ("global" or "limits")
   std::string help;
+  value_kind kind;
   std::function<std::string(const settings&)> get;
   /// Returns an error message, or an empty string on success.
   std::function<std::string(settings&, const std::string&)> set;
@@ -108,10 +117,24 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+template <class T>
+constexpr value_kind kind_of() {
+  if constexpr (std::is_same_v<T, std::string>)
+    return value_kind::text;
+  else if constexpr (std::is_same_v<T, bool>)
+    return value_kind::flag;
+  else if constexpr (std::is_same_v<T, duration>)
+    return value_kind::duration;
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+    return value_kind::list;
+  else
+    return value_kind::number;
+}
+
 template <class Field>
 option make(std::string name, std::string category, std::string help, Field field) {
   using value_type = std::decay_t<decltype(field(std::declval<settings&>()))>;
-  option o{std::move(name), std::move(category), std::move(help), {}, {}};
+  option o{std::move(name), std::move(category), std::move(help), kind_of<value_type>(), {}, {}};
   o.get = [field](const settings& s) -> std::string {
     auto& v = field(const_cast<settings&>(s));
     if constexpr (std::is_same_v<value_type, std::string>)
@@ -273,20 +296,86 @@ const option* find_option(const std::string& name) {
 
 // -- config files ---------------------------------------------------------------
 
-/// Flattens a file into (option name, text value) pairs. Keys may sit at the
-/// top level or inside their category (`[limits]` / `"limits": {...}`).
-using pairs = std::vector<std::pair<std::string, std::string>>;
+/// Flattens a file into (option name, value) pairs, each value as its file
+/// typed it. Keys may sit at the top level or inside their category
+/// (`[limits]` / `"limits": {...}`).
+using file_value = std::variant<nlohmann::json, caf::config_value>;
+using pairs = std::vector<std::pair<std::string, file_value>>;
 
-std::string json_to_text(const nlohmann::json& v) {
+/// How a file must spell a value of `kind`.
+const char* expected_in_file(value_kind kind) {
+  switch (kind) {
+    case value_kind::text:
+      return "a string";
+    case value_kind::flag:
+      return "true or false";
+    case value_kind::duration:
+      return "a duration (a string such as \"10s\", or a number of seconds)";
+    case value_kind::number:
+      return "a number";
+    case value_kind::list:
+      return "a string or a list of strings";
+  }
+  return "";
+}
+
+/// A JSON value as the text `set` parses, or nothing when its type cannot
+/// hold the setting: a string setting takes only a string (`null` is not the
+/// secret "null"), a flag also a boolean, a number or duration also a number,
+/// a list also an array of strings.
+std::optional<std::string> file_text(const nlohmann::json& v, value_kind kind) {
   if (v.is_string())
     return v.get<std::string>();
-  if (v.is_array()) {
-    std::string out;
-    for (auto& x : v)
-      out += (out.empty() ? "" : ",") + json_to_text(x);
-    return out;
+  if ((kind == value_kind::flag && v.is_boolean())
+      || ((kind == value_kind::number || kind == value_kind::duration) && v.is_number()))
+    return v.dump();
+  if (kind != value_kind::list || !v.is_array())
+    return std::nullopt;
+  std::string out;
+  for (auto& x : v) {
+    if (!x.is_string())
+      return std::nullopt;
+    out += (out.empty() ? "" : ",") + x.get<std::string>();
   }
-  return v.dump();
+  return out;
+}
+
+/// The same for a CAF INI value, whose parser types unquoted values itself
+/// (`true`, `5`, `2.5`, `10s`, `[...]`).
+std::optional<std::string> file_text(const caf::config_value& v, value_kind kind) {
+  if (auto s = caf::get_if<std::string>(&v))
+    return *s;
+  if (kind == value_kind::flag && caf::holds_alternative<bool>(v))
+    return caf::to_string(v);
+  if (kind == value_kind::duration)
+    if (auto t = caf::get_if<caf::timespan>(&v)) {
+      // CAF prints 48h as "2d", a unit `set` does not take: hand on milliseconds.
+      std::ostringstream out;
+      out.precision(17);
+      out << static_cast<double>(t->count()) / 1e6 << "ms";
+      return out.str();
+    }
+  if ((kind == value_kind::number || kind == value_kind::duration)
+      && (caf::holds_alternative<caf::config_value::integer>(v)
+          || caf::holds_alternative<caf::config_value::real>(v)))
+    return caf::to_string(v);
+  auto list = caf::get_if<caf::config_value::list>(&v);
+  if (kind != value_kind::list || !list)
+    return std::nullopt;
+  std::string out;
+  for (auto& x : *list) {
+    auto s = caf::get_if<std::string>(&x);
+    if (!s)
+      return std::nullopt;
+    out += (out.empty() ? "" : ",") + *s;
+  }
+  return out;
+}
+
+std::string print_file_value(const file_value& v) {
+  if (auto j = std::get_if<nlohmann::json>(&v))
+    return j->dump();
+  return caf::to_string(std::get<caf::config_value>(v));
 }
 
 std::string read_json(const std::string& text, pairs& out) {
@@ -296,24 +385,12 @@ std::string read_json(const std::string& text, pairs& out) {
   for (auto& [key, value] : doc.items()) {
     if (value.is_object()) {
       for (auto& [k2, v2] : value.items())
-        out.emplace_back(key + "." + k2, json_to_text(v2));
+        out.emplace_back(key + "." + k2, v2);
     } else {
-      out.emplace_back(key, json_to_text(value));
+      out.emplace_back(key, value);
     }
   }
   return {};
-}
-
-std::string config_value_to_text(const caf::config_value& v) {
-  if (auto s = caf::get_if<std::string>(&v))
-    return *s;
-  if (auto l = caf::get_if<caf::config_value::list>(&v)) {
-    std::string out;
-    for (auto& x : *l)
-      out += (out.empty() ? "" : ",") + config_value_to_text(x);
-    return out;
-  }
-  return caf::to_string(v);
 }
 
 void flatten(const caf::settings& xs, const std::string& prefix, pairs& out) {
@@ -321,7 +398,7 @@ void flatten(const caf::settings& xs, const std::string& prefix, pairs& out) {
     if (auto nested = caf::get_if<caf::settings>(&value))
       flatten(*nested, prefix + key + ".", out);
     else
-      out.emplace_back(prefix + key, config_value_to_text(value));
+      out.emplace_back(prefix + key, value);
   }
 }
 
@@ -339,13 +416,27 @@ std::string read_ini(const std::string& text, pairs& out) {
   return {};
 }
 
-std::string apply_file(const std::string& path, settings& cfg) {
-  std::ifstream in{path};
+/// The whole file. A directory opens as an empty stream on Linux: refuse it
+/// by name rather than run on defaults.
+std::string read_file(const std::string& path, std::string& text) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return "config file '" + path + "' is a directory";
+  std::ifstream in{path, std::ios::binary};
   if (!in)
-    return "cannot read config file '" + path + "'";
+    return "cannot read config file '" + path + "': " + std::strerror(errno);
   std::stringstream buf;
   buf << in.rdbuf();
-  auto text = buf.str();
+  if (in.bad())
+    return "cannot read config file '" + path + "'";
+  text = buf.str();
+  return {};
+}
+
+std::string apply_file(const std::string& path, settings& cfg) {
+  std::string text;
+  if (auto err = read_file(path, text); !err.empty())
+    return err;
   auto first = text.find_first_not_of(" \t\r\n");
   bool is_json = (path.size() > 5 && path.substr(path.size() - 5) == ".json")
                  || (first != std::string::npos && text[first] == '{');
@@ -364,7 +455,11 @@ std::string apply_file(const std::string& path, settings& cfg) {
     auto opt = find_option(name);
     if (!opt)
       return "config file '" + path + "': unknown key '" + key + "'";
-    if (auto err = opt->set(cfg, value); !err.empty())
+    auto as_text = std::visit([&](auto& v) { return file_text(v, opt->kind); }, value);
+    if (!as_text)
+      return "config file '" + path + "': " + key + " must be " + expected_in_file(opt->kind)
+             + ", got " + print_file_value(value);
+    if (auto err = opt->set(cfg, *as_text); !err.empty())
       return "config file '" + path + "': " + err;
   }
   return {};

@@ -262,6 +262,8 @@ class ConfigFileTest(unittest.IsolatedAsyncioTestCase):
             ("unknown-limit.json", '{"limits": {"bogus": 1}}', "bogus"),
             ("wrong-section.json", '{"limits": {"node-name": "x"}}', "node-name"),
             ("badvalue.json", '{"rate-limit": "fast"}', "rate-limit"),
+            ("null-secret.json", '{"jwt-secret": null}', "jwt-secret"),
+            ("list-rate.json", '{"limits": {"rate-limit": [1]}}', "rate-limit"),
             ("broken.json", '{"node-name": ', None),
             ("unknown.ini", "[global]\nnode-name=\"x\"\nno-such-key=1\n", "no-such-key"),
             ("wrong-section.ini", "[limits]\nnode-name=\"x\"\n", "node-name"),
@@ -280,6 +282,9 @@ class ConfigFileTest(unittest.IsolatedAsyncioTestCase):
         res = harness.run_roomcastd(["--config", os.path.join(self.tmp.name, "missing.ini")])
         self.assertEqual(res.returncode, 2)
         self.assertIn("missing.ini", res.stderr)
+        res = harness.run_roomcastd(["--config", self.tmp.name])
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("is a directory", res.stderr)
 
 
 if __name__ == "__main__":

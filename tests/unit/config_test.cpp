@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace rc;
@@ -210,4 +211,68 @@ CAF_TEST(durations longer than a year are refused wherever they come from) {
   CAF_CHECK_EQUAL(r.cfg.limits.ping_interval.count(), 1500);
   r = load({"--ping-interval", "1.2.3s"});
   CAF_CHECK(r.what == action::fail);
+}
+
+CAF_TEST(file values of the wrong type are refused instead of read as text) {
+  // `null` must not become the secret "null": tokens signed with it would pass.
+  for (auto text : {R"({"jwt-secret": null})", R"({"api-key": false})", R"({"node-name": null})",
+                    R"({"node-name": true})", R"({"bind": 127})",
+                    R"({"global": {"jwt-secret": {}}})",
+                    R"({"limits": {"rate-limit": [1]}})", R"({"http-port": null})",
+                    R"({"allow-broadcast": 1})", R"({"limits": {"ping-interval": true}})",
+                    R"({"allowed-origins": [1, 2]})", R"({"seeds": null})"}) {
+    temp_file f{".json", text};
+    auto r = load({"--config", f.path});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find(" must be ") != std::string::npos);
+  }
+  temp_file ini{".ini", "[global]\njwt-secret=true\n"};
+  auto r = load({"--config", ini.path});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("jwt-secret must be a string") != std::string::npos);
+}
+
+CAF_TEST(file values keep their documented forms) {
+  temp_file f{".json", R"({"http-port": 9000, "node-name": "edge-1", "allow-broadcast": false,
+                          "allowed-origins": ["https://a", "https://b"], "seeds": "h:1,h:2",
+                          "cluster-port": 9100, "drain-timeout": 2.5, "amqp-reconnect-max": "7s",
+                          "limits": {"rate-limit": 0.5, "ping-interval": "15s",
+                                     "max-connections": "7"}})"};
+  auto r = load({"--config", f.path});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.http_port, 9000u);
+  CAF_CHECK_EQUAL(r.cfg.node_name, "edge-1");
+  CAF_CHECK(!r.cfg.allow_broadcast);
+  CAF_CHECK_EQUAL(r.cfg.allowed_origins.size(), 2u);
+  CAF_CHECK_EQUAL(r.cfg.seeds.size(), 2u);
+  CAF_CHECK_EQUAL(r.cfg.drain_timeout.count(), 2500);
+  CAF_CHECK_EQUAL(r.cfg.amqp.reconnect_max.count(), 7000);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_limit, 0.5);
+  CAF_CHECK_EQUAL(r.cfg.limits.ping_interval.count(), 15000);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_connections, 7u);
+  temp_file ini{".ini", "[global]\nallow-broadcast=false\nroom-idle-timeout=48h\n"
+                        "drain-timeout=3\n[limits]\nrate-limit=2.5\nmax-connections=9\n"};
+  r = load({"--config", ini.path});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK(!r.cfg.allow_broadcast);
+  CAF_CHECK_EQUAL(r.cfg.room_idle_timeout.count(), 48ll * 3600 * 1000); // CAF prints it "2d"
+  CAF_CHECK_EQUAL(r.cfg.drain_timeout.count(), 3000);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_limit, 2.5);
+  CAF_CHECK_EQUAL(r.cfg.limits.max_connections, 9u);
+}
+
+CAF_TEST(a config path that is a directory or unreadable is refused) {
+  auto r = load({"--config", "/tmp"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("/tmp") != std::string::npos);
+  CAF_CHECK(r.message.find("directory") != std::string::npos);
+  r = load({}, {{"ROOMCAST_CONFIG", "/tmp/"}});
+  CAF_CHECK(r.what == action::fail);
+  if (geteuid() != 0) { // root reads any file
+    temp_file f{".json", "{}"};
+    ::chmod(f.path.c_str(), 0);
+    r = load({"--config", f.path});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("cannot read") != std::string::npos);
+  }
 }
