@@ -205,7 +205,9 @@ option make(std::string name, std::string category, std::string help, Field fiel
 
 const std::vector<option>& options() {
   static const std::vector<option> table = {
-    make("bind", "global", "address the HTTP/WebSocket listener binds to", RC_FIELD(bind)),
+    make("bind", "global",
+         "IPv4 or IPv6 address the HTTP/WebSocket listener binds to (no host names)",
+         RC_FIELD(bind)),
     make("http-port", "global", "HTTP/WebSocket port; 0 picks a free port and logs it",
          RC_FIELD(http_port)),
     make("node-name", "global", "this node's name (welcome frames, logs); empty = host name",

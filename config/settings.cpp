@@ -1,5 +1,6 @@
 #include "config/settings.hpp"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -8,7 +9,22 @@
 
 namespace rc {
 
+namespace {
+
+/// Whether `text` is a numeric IPv4 or IPv6 address (with an optional
+/// `%scope`), the only form the HTTP listener binds to: it resolves no names.
+bool is_ip_address(const std::string& text) {
+  unsigned char buf[sizeof(in6_addr)];
+  auto v6 = text.substr(0, text.find('%'));
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, v6.c_str(), buf) == 1;
+}
+
+} // namespace
+
 std::string settings::validate() const {
+  if (!is_ip_address(bind))
+    return "bind must be an IPv4 or IPv6 address such as 0.0.0.0, 127.0.0.1 or ::, got '" + bind
+           + "'";
   if (limits.max_frame_bytes < 64)
     return "max-frame-bytes must be at least 64";
   if (limits.max_queue_frames == 0)

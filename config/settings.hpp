@@ -75,7 +75,8 @@ bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& err
 /// The whole configuration of a node. Defaults live here, next to their
 /// documentation; config/loader.cpp layers file < environment < command line.
 struct settings {
-  /// Address the HTTP/WebSocket listener binds to.
+  /// Address the HTTP/WebSocket listener binds to: numeric IPv4 or IPv6
+  /// (`validate` refuses host names, which the listener does not resolve).
   std::string bind = "0.0.0.0";
   /// HTTP/WebSocket port; 0 picks a free port and logs it.
   std::uint16_t http_port = 8080;

@@ -168,6 +168,9 @@ class CommandLineTest(unittest.TestCase):
         self.assertExit2(["--max-connections", "0"], mention="max-connections")
         self.assertExit2(["positional"])
         self.assertExit2(["--http-port"], mention="http-port")
+        # Checked with the options, not when the listener fails to bind (exit 1).
+        self.assertExit2(["--bind", "999.1.1.1", "--http-port", "0"], mention="bind")
+        self.assertExit2(["--bind", "localhost", "--http-port", "0"], mention="bind")
 
     def test_bad_environment_exits_2(self):
         self.assertExit2([], env={"ROOMCAST_NO_SUCH": "1"}, mention="ROOMCAST_NO_SUCH")

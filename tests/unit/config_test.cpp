@@ -213,6 +213,18 @@ CAF_TEST(durations longer than a year are refused wherever they come from) {
   CAF_CHECK(r.what == action::fail);
 }
 
+CAF_TEST(bind must be a numeric address because the listener resolves no names) {
+  for (auto addr : {"999.1.1.1", "localhost", "", "1.2.3", "::g"}) {
+    auto r = load({"--bind", addr});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("bind") != std::string::npos);
+  }
+  for (auto addr : {"0.0.0.0", "127.0.0.1", "::", "::1", "fe80::1%lo"}) {
+    auto r = load({"--bind", addr});
+    CAF_CHECK(r.what == action::run);
+  }
+}
+
 CAF_TEST(file values of the wrong type are refused instead of read as text) {
   // `null` must not become the secret "null": tokens signed with it would pass.
   for (auto text : {R"({"jwt-secret": null})", R"({"api-key": false})", R"({"node-name": null})",
