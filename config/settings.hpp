@@ -26,7 +26,8 @@ struct limits_settings {
   double rate_limit = 100;
   /// Requests a connection may send in a burst above the rate.
   std::uint64_t rate_burst = 200;
-  /// Open WebSocket connections per node; further upgrades get HTTP 503.
+  /// Open WebSocket connections per node; further upgrades succeed only to
+  /// be closed with 1013 `node_full` (a browser cannot read an HTTP status).
   std::uint64_t max_connections = 100000;
   /// Time from TCP accept to a completed WebSocket handshake.
   duration handshake_timeout{10000};

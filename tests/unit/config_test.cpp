@@ -137,6 +137,11 @@ CAF_TEST(help lists every option with its default and variable) {
   for (auto needle : {"--http-port", "ROOMCAST_HTTP_PORT", "default: 8080", "--max-frame-bytes",
                       "default: 65536", "--jwt-secret", "--allowed-origins", "--log-level"})
     CAF_CHECK(r.message.find(needle) != std::string::npos);
+  // What the server does over the limit (http_session.cpp), not an HTTP status.
+  auto max_conn = r.message.substr(r.message.find("--max-connections"));
+  max_conn = max_conn.substr(0, max_conn.find("\n  --", 1));
+  CAF_CHECK(max_conn.find("1013 node_full") != std::string::npos);
+  CAF_CHECK(max_conn.find("503") == std::string::npos);
 }
 
 CAF_TEST(describe masks secrets) {
