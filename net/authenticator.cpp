@@ -58,12 +58,21 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
     auto exp = nlohmann::json::parse(exp_json, nullptr, false);
     if (!exp.is_number())
       return refuse("token claim 'exp' must be a number");
-    auto expires = std::chrono::system_clock::time_point{
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-        std::chrono::duration<double>{exp.get<double>()})};
-    if (expires <= std::chrono::system_clock::now())
+    auto seconds = exp.get<double>();
+    // The clock counts nanoseconds since 1970 in 64 bits, up to 2262: an
+    // `exp` beyond that would wrap into the past. Such a token outlives the
+    // process, so it gets no expiry; one as far before 1970 has expired.
+    constexpr double clock_range = 9.2e9; // seconds, just inside 2^63 ns
+    if (seconds < -clock_range)
       return refuse("token has expired");
-    who.expires = expires;
+    if (seconds < clock_range) {
+      auto expires = std::chrono::system_clock::time_point{
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>{seconds})};
+      if (expires <= std::chrono::system_clock::now())
+        return refuse("token has expired");
+      who.expires = expires;
+    }
   }
   if (char* rooms = jwt_get_grants_json(jwt.get(), "rooms")) {
     std::unique_ptr<char, decltype(&free)> owned{rooms, &free};

@@ -100,6 +100,15 @@ class JwtTest(harness.ServerTestCase):
             sock.close()
         self.assertEqual(res.status, 101, res.body)
 
+    def test_exp_after_2262_is_accepted(self):
+        # Past 2^63 nanoseconds since 1970: such a token must not wrap into the past.
+        for exp in (9223372036, 9223372037, 9999999999, 32503680000, 1e300):
+            with self.subTest(exp=exp):
+                accepted(self, self.server,
+                         "/ws?token=" + make_jwt(SECRET, {"sub": "far", "exp": exp}))
+        refused(self, self.server, 401, "unauthorized",
+                "/ws?token=" + make_jwt(SECRET, {"sub": "far", "exp": -1e300}))
+
     def test_non_numeric_exp_refused(self):
         for exp in ("9999999999", None, True, [1]):
             with self.subTest(exp=exp):
