@@ -43,8 +43,11 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
       || raw == nullptr)
     return refuse("invalid token");
   std::unique_ptr<jwt_t, decltype(&jwt_free)> jwt{raw, &jwt_free};
-  // A key was supplied, but insist on the one algorithm we accept.
-  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256)
+  // A key was supplied, but insist on the one algorithm we accept. libjwt
+  // matches the header's `alg` case-insensitively; RFC 7515 does not.
+  const char* alg = jwt_get_header(jwt.get(), "alg");
+  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256 || alg == nullptr
+      || std::string_view{alg} != "HS256")
     return refuse("token must be signed with HS256");
   identity who;
   const char* sub = jwt_get_grant(jwt.get(), "sub");

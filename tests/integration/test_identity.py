@@ -127,6 +127,11 @@ class JwtTest(harness.ServerTestCase):
                    + enc(json.dumps({"sub": "alice"}).encode()))
         sig = enc(hmac.new(SECRET.encode(), signing.encode(), hashlib.sha512).digest())
         refused(self, self.server, 401, "unauthorized", f"/ws?token={signing}.{sig}")
+        # The right signature under "hs256": alg is case-sensitive (RFC 7515).
+        for alg in ("hs256", "Hs256", "HS256 "):
+            with self.subTest(alg=alg):
+                tok = make_jwt(SECRET, {"sub": "alice"}, header={"alg": alg, "typ": "JWT"})
+                refused(self, self.server, 401, "unauthorized", "/ws?token=" + tok)
         # alg "none" without a signature.
         none = enc(json.dumps({"alg": "none"}).encode()) + "." + enc(b'{"sub":"alice"}') + "."
         refused(self, self.server, 401, "unauthorized", f"/ws?token={none}")
