@@ -14,7 +14,7 @@ authenticator::authenticator(const settings& cfg) : secret_(cfg.jwt_secret) {
 
 std::variant<identity, http_refusal> authenticator::resolve(std::string_view token,
                                                             std::string_view bearer,
-                                                            std::string_view user) {
+                                                            std::optional<std::string_view> user) {
   if (!secret_.empty()) {
     std::string jwt{!token.empty() ? token : bearer};
     if (jwt.empty())
@@ -22,10 +22,10 @@ std::variant<identity, http_refusal> authenticator::resolve(std::string_view tok
     return verify_jwt(jwt);
   }
   identity who;
-  if (!user.empty()) {
-    if (!valid_name(user))
+  if (user) {
+    if (!valid_name(*user))
       return http_refusal{400, "bad_name", "user must be 1 to 128 characters of [A-Za-z0-9_.:@-]"};
-    who.user = std::string{user};
+    who.user = std::string{*user};
   } else {
     who.user = "anon-" + std::to_string(++anon_counter_);
   }

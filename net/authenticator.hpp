@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -24,10 +25,11 @@ class authenticator {
 public:
   explicit authenticator(const settings& cfg);
 
-  /// `token` and `user` are the decoded query values ("" when absent);
-  /// `bearer` is the Authorization header's token ("" when absent).
+  /// `token` is the decoded query value and `bearer` the Authorization
+  /// header's token ("" when absent); `user` is the decoded `?user=` value,
+  /// none when absent (an empty `?user=` is an invalid name, not anonymous).
   std::variant<identity, http_refusal> resolve(std::string_view token, std::string_view bearer,
-                                               std::string_view user);
+                                               std::optional<std::string_view> user);
 
 private:
   std::variant<identity, http_refusal> verify_jwt(const std::string& token) const;

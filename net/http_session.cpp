@@ -42,14 +42,15 @@ std::string url_decode(std::string_view in, bool plus_is_space = true) {
   return out;
 }
 
-/// The decoded value of `key` in a query string, or "" when absent.
-std::string query_param(std::string_view query, std::string_view key) {
+/// The decoded value of `key` in a query string ("" for a bare `key`), or
+/// none when absent.
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (pair.substr(0, eq) == key)
-      return eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+      return eq == std::string_view::npos ? std::string{} : url_decode(pair.substr(eq + 1));
     if (amp == std::string_view::npos)
       break;
     query.remove_prefix(amp + 1);
@@ -321,7 +322,9 @@ void http_session::upgrade(request req) {
     if (value.rfind("Bearer ", 0) == 0)
       bearer = std::string{value.substr(7)};
   }
-  auto who = ctx_->auth.resolve(query_param(query, "token"), bearer, query_param(query, "user"));
+  auto user = query_param(query, "user");
+  auto who = ctx_->auth.resolve(query_param(query, "token").value_or(""), bearer,
+                                user ? std::optional<std::string_view>{*user} : std::nullopt);
   if (auto refusal = std::get_if<http_refusal>(&who))
     return refuse(refusal->status, refusal->code, refusal->message);
   // Reserve a slot before the handshake so concurrent upgrades cannot

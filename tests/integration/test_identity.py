@@ -183,6 +183,12 @@ class DevModeTest(harness.ServerTestCase):
                 refused(self, self.server, 400, "bad_name", "/ws?user=" + user)
         self.assertEqual(self.server.metric("roomcast_upgrades_refused_total"), before + 5)
 
+    def test_empty_user_is_400(self):
+        # Names are 1 to 128 bytes: an empty or bare ?user is no name, not anonymous.
+        for path in ("/ws?user=", "/ws?user", "/ws?x=1&user=&y=2", "/ws?user=%20"):
+            with self.subTest(path=path):
+                refused(self, self.server, 400, "bad_name", path)
+
     async def test_user_param_names_user(self):
         ws = await self.client(user="x" * 128)
         self.assertEqual(ws.welcome["user"], "x" * 128)
