@@ -107,8 +107,11 @@ std::uint16_t node::start() {
       throw std::runtime_error("cannot listen on cluster port " + bind + ":"
                                + std::to_string(cfg_.cluster_port) + ": "
                                + system_->render(port.error()));
+    std::string seeds;
+    for (auto& seed : cfg_.seeds)
+      seeds += (seeds.empty() ? "" : ",") + seed;
     spdlog::info("cluster port {}:{} (advertised as {}), seeds: {}", bind, *port,
-                 cfg_.effective_cluster_advertise(), cfg_.seeds.empty() ? "none" : "");
+                 cfg_.effective_cluster_advertise(), seeds.empty() ? "none" : seeds);
   }
   auto ctx = core_.context_for(node_name_, cfg_);
   net::server_hooks hooks;

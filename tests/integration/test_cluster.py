@@ -11,6 +11,7 @@ node joining and one leaving under traffic.
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -467,6 +468,17 @@ class Readiness(unittest.TestCase):
             while node.http("GET", "/readyz")[0] != 200:
                 self.assertLess(time.monotonic(), deadline)
                 time.sleep(0.1)
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+    def test_start_log_names_the_seeds(self):
+        seeds = f"{harness.HOST}:{free_port()},{harness.HOST}:{free_port()}"
+        node = Server("--cluster-port", free_port(), "--seeds", seeds, "--failure-timeout", "1s",
+                      node_name="seeded")
+        node.start()
+        try:
+            self.assertRegex(node.log(), r"(?m)cluster port \S+ \(advertised as \S+\), seeds: "
+                             + re.escape(seeds) + "$")
         finally:
             self.assertEqual(node.stop(), 0)
 
