@@ -238,12 +238,15 @@ void drain(self_ptr self) {
     return;
   }
   ++st.busy;
+  st.refetch = false; // stores asked for until now are handled before this fetch
   self->request(st.store, store_timeout, fetch_atom::value, st.user, fetch_batch)
     .then(
       [self](stored_frames& batch) {
         auto& st = self->state;
         --st.busy;
         st.fetch_failing = false;
+        if (batch.tags.empty() && st.refetch)
+          return drain(self); // a newer message was stored after this fetch
         if (batch.tags.empty()) {
           st.draining = false;
           arm_idle_timer(self);
@@ -321,14 +324,22 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       auto& st = self->state;
       auto text = encode_private(env.from, env.data,
                                  st.store && !env.id.empty() ? env.id : next_id(self));
-      if (st.store && (st.nodes.empty() || st.draining)) {
+      if (st.store && (st.nodes.empty() || st.draining || st.storing > 0)) {
         // Acknowledged once durable; behind any stored frames still draining.
         auto rp = self->make_response_promise();
-        store_frame(self, text, [rp](bool stored) mutable {
+        ++st.storing;
+        st.refetch = true;
+        store_frame(self, text, [self, rp](bool stored) mutable {
+          auto& st = self->state;
+          --st.storing;
           if (stored)
             rp.deliver(std::uint64_t{0});
           else
             rp.deliver(make_error(error_code::unavailable));
+          // Stored while the user was connected and nothing drains: the
+          // frame would wait for the next connection.
+          if (stored && !st.nodes.empty() && !st.draining && st.move.state == phase::serving)
+            drain(self);
         });
         return rp;
       }

@@ -34,6 +34,12 @@ struct user_state {
   /// With a store: stored frames are being written to the user's nodes;
   /// newer messages are stored behind them meanwhile.
   bool draining = false;
+  /// Stores of newer messages not confirmed yet: messages that come
+  /// meanwhile are stored behind them too, so none overtakes them.
+  std::uint64_t storing = 0;
+  /// A store was asked for after the fetch in flight: an empty answer to
+  /// that fetch does not mean nothing is left.
+  bool refetch = false;
   /// The last fetch from the store failed (it is retried while connected).
   bool fetch_failing = false;
   /// The stored frames being written now (null between batches).

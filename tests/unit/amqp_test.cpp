@@ -30,11 +30,23 @@ struct fake_store_state {
   std::vector<std::uint64_t> acked;
   std::uint64_t next_tag = 0;
   bool down = false;
+  /// Fetches are answered with what was ready when they came, but only on
+  /// `release_fetches`: like the broker's store, whose answers lag.
+  bool hold_fetches = false;
+  std::vector<std::pair<caf::response_promise, stored_frames>> held;
   static inline const char* name = "fake_store";
 };
 
+using release_atom = caf::atom_constant<caf::atom("release")>;
+
 caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
   return {
+    [self](release_atom) { // answers the held fetches (from within the actor)
+      auto held = std::move(self->state.held);
+      self->state.held.clear();
+      for (auto& [rp, frames] : held)
+        rp.deliver(std::move(frames));
+    },
     [self](store_atom, const std::string& user, std::string& text) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       if (st.down)
@@ -54,7 +66,10 @@ caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
         st.unacked.emplace(q.front().tag, std::make_pair(user, q.front()));
         q.pop_front();
       }
-      return out;
+      if (!st.hold_fetches)
+        return out;
+      st.held.emplace_back(self->make_response_promise(), std::move(out));
+      return caf::delegated<stored_frames>{};
     },
     [self](ack_atom, const std::string&, std::uint64_t tag) {
       self->state.unacked.erase(tag);
@@ -101,6 +116,12 @@ struct durable_fixture : store_holder, node_fixture {
   }
 
   std::size_t ready(const std::string& user) { return store_state().ready[user].size(); }
+
+  /// Answers the fetches held so far, and runs until idle.
+  void release_fetches() {
+    caf::anon_send(store, release_atom::value);
+    sched.run();
+  }
 };
 
 } // namespace
@@ -175,6 +196,32 @@ CAF_TEST(a stored message that could not be written stays for the next connectio
     CAF_CHECK_EQUAL(f["data"], i);
   }
   CAF_CHECK_EQUAL(ready("dave"), 0u);
+}
+
+CAF_TEST(a message stored after the last fetch of a drain is drained too and in order) {
+  auto a = connect("alice");
+  frame(a, send_to("fay", 1));
+  store_state().hold_fetches = true;
+  auto f = connect("fay"); // its drain's first fetch (message 1) is held
+  release_fetches();       // 1 is written; the second fetch (empty) is held
+  auto first = f.link->pop();
+  CAF_CHECK_EQUAL(first["data"], 1);
+  CAF_REQUIRE_EQUAL(store_state().held.size(), 1u);
+  // While that fetch is on its way back, message 2 comes: stored behind.
+  frame(a, send_to("fay", 2, 2));
+  auto ack = a.link->pop();
+  CAF_CHECK_EQUAL(ack["type"], "ack");
+  store_state().hold_fetches = false;
+  release_fetches(); // empty, but 2 was stored after it was asked for
+  CAF_REQUIRE_EQUAL(f.link->frames.size(), 1u);
+  auto second = f.link->pop();
+  CAF_CHECK_EQUAL(second["data"], 2);
+  CAF_CHECK_EQUAL(ready("fay"), 0u);
+  // Later messages go straight to the connection, after 2.
+  frame(a, send_to("fay", 3));
+  CAF_REQUIRE_EQUAL(f.link->frames.size(), 1u);
+  auto third = f.link->pop();
+  CAF_CHECK_EQUAL(third["data"], 3);
 }
 
 CAF_TEST(an amqp message_id becomes the private message id so redeliveries keep it) {
