@@ -91,9 +91,13 @@ bool merge(self_ptr self, const node_info& info) {
   if (it != st.members.end()) {
     if (it->second.incarnation == info.incarnation)
       return false;
-    // A restarted node under the same name: a new member.
-    self->demonitor(it->second.membership);
-    st.members.erase(it);
+    // A restarted node replaces its old incarnation once that is down (at
+    // once for a killed process); while the old one is up, the name is taken.
+    if (st.impostors.insert(info.incarnation).second)
+      spdlog::error("cluster: a second node named {} ({}:{}) is refused: {} ({}:{}) is up",
+                    info.name, info.host, info.port, it->second.name, it->second.host,
+                    it->second.port);
+    return false;
   }
   self->monitor(info.membership);
   st.members.emplace(info.name, info);
@@ -104,6 +108,24 @@ bool merge(self_ptr self, const node_info& info) {
 
 void connect_to(self_ptr self, const std::string& host, std::uint16_t port);
 
+/// Whether `info` is another live node with this node's name. Before this
+/// node joined, that ends it (the cluster already has a node of that name);
+/// after, the other one is refused and logged.
+bool name_taken(self_ptr self, const node_info& info) {
+  auto& st = self->state;
+  if (info.name != st.cfg.self.name || info.incarnation == st.cfg.self.incarnation)
+    return false;
+  auto what = fmt::format("node name {} is taken by the live node at {}:{}", info.name,
+                          info.host, info.port);
+  if (!st.cfg.joined->load() && st.cfg.fatal) {
+    st.cfg.fatal(what + "; give this node another --node-name (a node that has just died "
+                        "is replaced once it is declared down, within --failure-timeout)");
+  } else if (st.impostors.insert(info.incarnation).second) {
+    spdlog::error("cluster: {}; that node is not a member here", what);
+  }
+  return true;
+}
+
 /// A hello's answer: the node that answered first, then every member it
 /// knows. Only the first is merged: the others were named by a third node,
 /// and a handle from a third node is routed through it, so this node would
@@ -113,6 +135,9 @@ void connect_to(self_ptr self, const std::string& host, std::uint16_t port);
 void merge_all(self_ptr self, const std::vector<node_info>& infos) {
   if (infos.empty())
     return;
+  for (auto& info : infos)
+    if (name_taken(self, info) && !self->state.cfg.joined->load())
+      return; // stopping: join nothing
   if (merge(self, infos.front()))
     view_changed(self);
   auto& st = self->state;
@@ -201,6 +226,7 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
       self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
     },
     [self](hello_atom, node_info& peer) {
+      name_taken(self, peer); // the peer sees our name first in the answer, too
       if (merge(self, peer))
         view_changed(self);
       if (self->state.leaving)

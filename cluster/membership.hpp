@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,6 +44,9 @@ struct membership_config {
   /// Set once the node has joined a cluster (or found itself alone long
   /// enough to form one): what `/readyz` reports.
   std::shared_ptr<std::atomic<bool>> joined;
+  /// Called when this node cannot be a member at all (its name is taken by
+  /// a live node before it joined); the node stops with an error.
+  std::function<void(const std::string&)> fatal;
 };
 
 struct membership_state {
@@ -51,6 +55,7 @@ struct membership_state {
   bool leaving = false;
   std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
   std::set<std::string> departed; ///< incarnations that said they are leaving
+  std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
   std::chrono::steady_clock::time_point started;
   static inline const char* name = "membership";
 };

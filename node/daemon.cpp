@@ -48,10 +48,13 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   }
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("received {}, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (n.exit_code() != 0)
+    spdlog::info("stopping after the error above, draining connections");
+  else
+    spdlog::info("received {}, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
   n.shutdown();
   spdlog::info("stopped");
-  return 0;
+  return n.exit_code();
 }
 
 } // namespace rc

@@ -1,5 +1,8 @@
 #include "node/node.hpp"
 
+#include <csignal>
+#include <unistd.h>
+
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
@@ -89,6 +92,11 @@ std::uint16_t node::start() {
       mc.seeds = parse_seeds(cfg_.seeds);
       mc.failure_timeout = cfg_.failure_timeout;
       mc.joined = joined_;
+      mc.fatal = [code = exit_code_](const std::string& why) {
+        spdlog::critical("{}", why);
+        if (code->exchange(1) == 0)
+          ::kill(::getpid(), SIGTERM);
+      };
       return system_->spawn(membership, std::move(mc));
     };
   }

@@ -43,6 +43,10 @@ public:
   /// The router: the one entry for delivering to rooms, users and everyone.
   const caf::actor& router() const { return core_.router; }
 
+  /// Non-zero once a fatal error made the node stop itself (it raises
+  /// SIGTERM, which the daemon waits for): the process's exit code.
+  int exit_code() const { return exit_code_->load(); }
+
 private:
   settings cfg_;
   std::string node_name_;
@@ -54,6 +58,7 @@ private:
   std::shared_ptr<room_kinds> kinds_ = std::make_shared<room_kinds>();
   std::atomic<bool> started_{false};
   std::shared_ptr<std::atomic<bool>> joined_;
+  std::shared_ptr<std::atomic<int>> exit_code_ = std::make_shared<std::atomic<int>>(0);
 
   void leave_cluster();
   bool stopped_ = false;

@@ -400,6 +400,30 @@ class OneSeed(ClusterTestCase):
             os.kill(frozen.proc.pid, signal.SIGCONT)
 
 
+class DuplicateName(ClusterTestCase):
+    nodes = 2
+
+    def test_a_second_live_node_with_a_taken_name_stops_with_an_error(self):
+        n1, n2 = self.cluster.nodes
+        def view(node):
+            return {m["name"]: m["incarnation"]
+                    for m in node.http_json("GET", "/api/cluster")[1]["members"]}
+        before = view(n1)
+        dup = Server("--cluster-port", free_port(), "--seeds",
+                     f"{harness.HOST}:{self.cluster.cluster_ports[0]}",
+                     "--failure-timeout", "2s", node_name="n2")
+        self.addCleanup(dup.stop)
+        try:
+            dup.start()
+        except RuntimeError:
+            pass  # it may stop before its /healthz answered
+        self.assertEqual(dup.proc.wait(timeout=15), 1)
+        self.assertIn("node name n2 is taken by the live node", dup.log())
+        # The cluster kept the first n2 and never placed anything on the second.
+        self.assertEqual(view(n1), before)
+        self.assertEqual(view(n2), before)
+
+
 class MembershipChangesUnderTraffic(ClusterTestCase):
     extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
 
