@@ -69,4 +69,9 @@ json_flaw json_precheck(std::string_view text, int limit = max_json_depth);
 /// A sentence for an error frame or body.
 std::string describe(json_flaw flaw);
 
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or
+/// code points past U+10FFFF): only such text can go into a JSON string,
+/// nlohmann::json's dump throws (type_error 316) on anything else.
+bool valid_utf8(std::string_view text);
+
 } // namespace rc

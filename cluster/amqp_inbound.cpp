@@ -76,6 +76,9 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
         return dead("body is not JSON");
       if (message_id.size() > max_message_id)
         return dead("message_id is longer than " + std::to_string(max_message_id) + " bytes");
+      // The id goes into the private message's JSON, which cannot hold it.
+      if (!valid_utf8(message_id))
+        return dead("message_id is not UTF-8");
       auto req = to_request(key, envelope{from.empty() ? "amqp" : from, doc.dump(), false, {},
                                           message_id});
       if (auto reason = std::get_if<std::string>(&req))

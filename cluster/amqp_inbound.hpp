@@ -30,7 +30,7 @@ inline const std::string dead_letter_queue = "roomcast.dead";
 ///   user). A failure (`unavailable`, timeout) answers `ack = false` after a
 ///   pause, so the broker redelivers it.
 /// - anything else (a body that is not JSON, an unknown routing key, a bad
-///   name, a `message_id` over 128 bytes): published to the `roomcast.dead` queue with headers
+///   name, a `message_id` over 128 bytes or not UTF-8): published to the `roomcast.dead` queue with headers
 ///   `x-roomcast-reason` and `x-roomcast-routing-key`, then `ack = true`;
 ///   `ack = false` (after a pause) if the dead-letter publish failed.
 caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf::actor publisher);

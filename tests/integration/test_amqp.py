@@ -165,6 +165,22 @@ class AmqpInboundTest(BrokerTestCase):
         self.assertEqual(props.headers["x-roomcast-routing-key"], "room.somewhere")
         self.assertEqual(props.delivery_mode, 2)
 
+    async def test_a_message_id_that_is_not_utf8_is_dead_lettered_and_the_next_arrives(self):
+        c = self.cluster(1)
+        self.broker.drain("roomcast.dead")
+        ws = await self.client(c.nodes[0], "mid-user")
+        # A valid shortstr for AMQP, but no JSON string can carry it.
+        self.broker.publish("user.mid-user", '"bad id"', message_id=b"\xff\xfe")
+        self.broker.publish("user.mid-user", '"good id"', message_id="m-2")
+        self.assertEqual(self.broker.wait_depth("roomcast.dead", 1), 1)
+        [(props, body)] = self.broker.drain("roomcast.dead")
+        self.assertEqual(body, b'"bad id"')
+        self.assertEqual(props.headers["x-roomcast-reason"], "message_id is not UTF-8")
+        frame = await expect(ws, "private")
+        self.assertEqual((frame["id"], frame["data"]), ("m-2", "good id"))
+        await expect_silence(ws, 0.5)
+        self.assertEqual(self.broker.wait_depth("roomcast.inbound", 0), 0)
+
     async def test_room_events_are_published_with_amqp_events(self):
         c = self.cluster(1, "--amqp-events", "true")
         conn = self.broker.connection()

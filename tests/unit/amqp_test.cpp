@@ -367,6 +367,18 @@ CAF_TEST(unknown keys and bad names are dead lettered) {
     CAF_CHECK_EQUAL(std::get<1>(p), "roomcast.dead");
 }
 
+CAF_TEST(a message_id that is not UTF-8 is dead lettered instead of failing the user) {
+  auto u = connect("ulla");
+  CAF_CHECK(handle("user.ulla", "\"x\"", "", 1, "\xff\xfe"));
+  CAF_REQUIRE_EQUAL(published().published.size(), 1u);
+  auto& dead = published().published[0];
+  CAF_CHECK_EQUAL(std::get<1>(dead), "roomcast.dead");
+  CAF_CHECK_EQUAL(std::get<3>(dead)["x-roomcast-reason"], "message_id is not UTF-8");
+  CAF_CHECK(handle("user.ulla", "\"y\"", "", 2, "ok-1"));
+  auto got = u.link->pop();
+  CAF_CHECK_EQUAL(got["data"], "y");
+}
+
 CAF_TEST(a dead letter that cannot be published is requeued) {
   published().down = true;
   CAF_CHECK(!handle("room.r1", "nope"));

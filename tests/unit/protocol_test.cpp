@@ -106,3 +106,12 @@ CAF_TEST(integers arrive unchanged or are refused) {
   CAF_CHECK(json_precheck(R"({"a":"-99999999999999999999999"})") == json_flaw::none);
   CAF_CHECK(json_precheck("[[[1]]]", 2) == json_flaw::too_deep);
 }
+
+CAF_TEST(valid_utf8 accepts what a JSON string can hold and nothing else) {
+  for (auto s : {"", "plain", "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80", "\xF4\x8F\xBF\xBF",
+                 "\x01\x7F"})
+    CAF_CHECK(valid_utf8(s));
+  for (auto s : {"\xFF\xFE", "\x80", "\xC3", "\xC0\xAF", "\xE0\x80\xAF", "\xED\xA0\x80",
+                 "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "a\xE4\xB8", "\xC3\x28"})
+    CAF_CHECK(!valid_utf8(s));
+}
