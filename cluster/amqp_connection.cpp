@@ -57,16 +57,35 @@ std::string read_message_id(const amqp_basic_properties_t& props) {
   return to_string(props.message_id);
 }
 
-std::map<std::string, std::string> read_headers(const amqp_basic_properties_t& props) {
-  std::map<std::string, std::string> out;
+/// The type of a header value that is not a string, in words for a dead letter's reason.
+std::string kind_name(std::uint8_t kind) {
+  switch (kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return "boolean";
+    case AMQP_FIELD_KIND_TABLE:
+      return "table";
+    case AMQP_FIELD_KIND_ARRAY:
+      return "array";
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return "timestamp";
+    case AMQP_FIELD_KIND_VOID:
+      return "void";
+    default:
+      return "number";
+  }
+}
+
+/// Reads the headers into `in`: strings into `headers`, the type of others into `other_headers`.
+void read_headers(const amqp_basic_properties_t& props, amqp_incoming& in) {
   if ((props._flags & AMQP_BASIC_HEADERS_FLAG) == 0)
-    return out;
+    return;
   for (int i = 0; i < props.headers.num_entries; ++i) {
     auto& e = props.headers.entries[i];
     if (e.value.kind == AMQP_FIELD_KIND_UTF8 || e.value.kind == AMQP_FIELD_KIND_BYTES)
-      out.emplace(to_string(e.key), to_string(e.value.value.bytes));
+      in.headers.emplace(to_string(e.key), to_string(e.value.value.bytes));
+    else
+      in.other_headers.emplace(to_string(e.key), kind_name(e.value.kind));
   }
-  return out;
 }
 
 /// Text of an RPC failure, e.g. "server closed the channel: 404 NOT_FOUND - ...".
@@ -359,7 +378,7 @@ std::optional<amqp_incoming> amqp_connection::get(const std::string& queue) {
     return std::nullopt;
   }
   in.body = to_string(msg.body);
-  in.headers = read_headers(msg.properties);
+  read_headers(msg.properties, in);
   amqp_destroy_message(&msg);
   return in;
 }
@@ -404,7 +423,7 @@ std::optional<amqp_incoming> amqp_connection::next_delivery(std::chrono::millise
     in.delivery_tag = env.delivery_tag;
     in.routing_key = to_string(env.routing_key);
     in.body = to_string(env.message.body);
-    in.headers = read_headers(env.message.properties);
+    read_headers(env.message.properties, in);
     in.message_id = read_message_id(env.message.properties);
     amqp_destroy_envelope(&env);
     return in;

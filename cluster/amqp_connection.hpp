@@ -53,6 +53,8 @@ struct amqp_incoming {
   std::string routing_key;
   std::string body;
   std::map<std::string, std::string> headers; ///< string-valued headers only
+  /// The other headers: name -> their type ("number", "table", ...).
+  std::map<std::string, std::string> other_headers;
   std::string message_id;                     ///< empty when not set
 };
 

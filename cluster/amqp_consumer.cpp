@@ -75,9 +75,13 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
       continue;
     }
     ++unanswered;
-    auto from = d->headers.find("from");
+    std::string from, from_type;
+    if (auto f = d->headers.find("from"); f != d->headers.end())
+      from = f->second, from_type = "string";
+    else if (auto o = d->other_headers.find("from"); o != d->other_headers.end())
+      from_type = o->second;
     self->send(inbound, inbound_atom::value, link.tag(d->delivery_tag), std::move(d->routing_key),
-               std::move(d->body), from == d->headers.end() ? std::string{} : from->second,
+               std::move(d->body), std::move(from), std::move(from_type),
                std::move(d->message_id));
   }
   link.conn().close();

@@ -48,7 +48,7 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
   return {
     [self, router, publisher](inbound_atom, std::uint64_t tag, const std::string& key,
                               const std::string& body, const std::string& from,
-                              const std::string& message_id) {
+                              const std::string& from_type, const std::string& message_id) {
       auto consumer = caf::actor_cast<caf::actor>(self->current_sender());
       auto done = [self, consumer, tag](bool ack) {
         if (ack)
@@ -67,7 +67,11 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
           .then([done](caf::ok_atom) { done(true); },
                 [done](caf::error&) { done(false); });
       };
-      if (!from.empty() && !valid_name(from))
+      // Only an absent `from` means the default: a sender that sets one
+      // wrongly would otherwise be shown as `amqp` without noticing.
+      if (!from_type.empty() && from_type != "string")
+        return dead("header 'from' is not a string (type: " + from_type + ")");
+      if (!from_type.empty() && !valid_name(from))
         return dead("header 'from' is not 1 to 128 characters of [A-Za-z0-9_.:@-]");
       if (auto flaw = json_precheck(body); flaw != json_flaw::none)
         return dead("body: " + describe(flaw));
@@ -79,7 +83,7 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
       // The id goes into the private message's JSON, which cannot hold it.
       if (!valid_utf8(message_id))
         return dead("message_id is not UTF-8");
-      auto req = to_request(key, envelope{from.empty() ? "amqp" : from, doc.dump(), false, {},
+      auto req = to_request(key, envelope{from_type.empty() ? "amqp" : from, doc.dump(), false, {},
                                           message_id});
       if (auto reason = std::get_if<std::string>(&req))
         return dead(*reason);

@@ -181,6 +181,26 @@ class AmqpInboundTest(BrokerTestCase):
         await expect_silence(ws, 0.5)
         self.assertEqual(self.broker.wait_depth("roomcast.inbound", 0), 0)
 
+    async def test_an_empty_or_non_string_from_header_is_dead_lettered(self):
+        c = self.cluster(1)
+        self.broker.drain("roomcast.dead")
+        ws = await self.client(c.nodes[0], "from-member")
+        await self.join(ws, "from-room")
+        odd = ["", 42, {"x": 1}, True, ["a"]]
+        for i, sender in enumerate(odd):
+            self.broker.publish("room.from-room", json.dumps(i), headers={"from": sender})
+        self.broker.publish("room.from-room", '"no header"')
+        self.assertEqual(self.broker.wait_depth("roomcast.dead", len(odd)), len(odd))
+        dead = self.broker.drain("roomcast.dead")
+        self.assertEqual([body for _, body in dead], [b"0", b"1", b"2", b"3", b"4"])
+        reasons = [props.headers["x-roomcast-reason"] for props, _ in dead]
+        self.assertIn("1 to 128 characters", reasons[0])
+        for reason in reasons[1:]:
+            self.assertIn("header 'from' is not a string", reason)
+        frame = await expect(ws, "message")
+        self.assertEqual((frame["from"], frame["data"]), ("amqp", "no header"))
+        await expect_silence(ws, 0.5)
+
     async def test_room_events_are_published_with_amqp_events(self):
         c = self.cluster(1, "--amqp-events", "true")
         conn = self.broker.connection()

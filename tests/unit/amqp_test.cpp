@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 
 #include "actors/inbox_store.hpp"
 #include "cluster/amqp_inbound.hpp"
@@ -229,7 +230,7 @@ CAF_TEST(an amqp message_id becomes the private message id so redeliveries keep 
   sched.run();
   for (int copy = 0; copy < 2; ++copy) // the broker redelivered it
     self->send(inbound, inbound_atom::value, std::uint64_t{1}, std::string{"user.erin"},
-               std::string{"\"hello\""}, std::string{}, std::string{"order-42"});
+               std::string{"\"hello\""}, std::string{}, std::string{}, std::string{"order-42"});
   sched.run();
   auto e = connect("erin");
   for (int copy = 0; copy < 2; ++copy) {
@@ -296,9 +297,14 @@ struct inbound_fixture : node_fixture {
   }
 
   /// Hands one message to the inbound actor; returns its verdict (ack?).
+  /// `from_type` is the `from` header's type: by default `string` when
+  /// `from` is set, absent otherwise.
   bool handle(const std::string& key, const std::string& body, const std::string& from = "",
-              std::uint64_t tag = 1, const std::string& message_id = "") {
-    self->send(inbound, inbound_atom::value, tag, key, body, from, message_id);
+              std::uint64_t tag = 1, const std::string& message_id = "",
+              std::optional<std::string> from_type = std::nullopt) {
+    if (!from_type)
+      from_type = from.empty() ? "" : "string";
+    self->send(inbound, inbound_atom::value, tag, key, body, from, *from_type, message_id);
     sched.run();
     sched.trigger_timeouts(); // a negative verdict comes after a pause
     sched.run();
@@ -377,6 +383,24 @@ CAF_TEST(a message_id that is not UTF-8 is dead lettered instead of failing the 
   CAF_CHECK(handle("user.ulla", "\"y\"", "", 2, "ok-1"));
   auto got = u.link->pop();
   CAF_CHECK_EQUAL(got["data"], "y");
+}
+
+CAF_TEST(an empty or non-string from header is dead lettered and only an absent one means amqp) {
+  auto m = connect("mia");
+  frame(m, R"({"type":"join","room":"r1"})");
+  m.link->pop(); // joined
+  CAF_CHECK(handle("room.r1", "1", "", 1, "", std::string{"string"}));
+  for (auto type : {"number", "table", "boolean", "array"})
+    CAF_CHECK(handle("room.r1", "2", "", 2, "", std::string{type}));
+  CAF_REQUIRE_EQUAL(published().published.size(), 5u);
+  auto reason = [&](std::size_t i) { return std::get<3>(published().published[i])["x-roomcast-reason"]; };
+  CAF_CHECK_EQUAL(reason(0), "header 'from' is not 1 to 128 characters of [A-Za-z0-9_.:@-]");
+  CAF_CHECK_EQUAL(reason(1), "header 'from' is not a string (type: number)");
+  CAF_CHECK_EQUAL(reason(4), "header 'from' is not a string (type: array)");
+  CAF_CHECK(handle("room.r1", "3"));
+  auto got = m.link->pop();
+  CAF_CHECK_EQUAL(got["from"], "amqp");
+  CAF_CHECK_EQUAL(published().published.size(), 5u);
 }
 
 CAF_TEST(a dead letter that cannot be published is requeued) {
