@@ -2,11 +2,14 @@
 // aggregate state every 100 ms, the classic "tick to many clients" case.
 //
 // Players publish inputs: {"type":"publish","room":"game:1","data":{"move":[dx,dy]}}
-// (dx, dy in -1..1); inputs are not fanned out. Every 100 ms each member gets
+// (dx, dy numbers, clamped to -1..1 and rounded); inputs are not fanned out.
+// Every 100 ms each member gets
 //   {"type":"state","room":R,"tick":N,"players":{"alice":{"x":3,"y":-1},...}}
 // Same command line as roomcastd (`roomcast-game --help`).
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <map>
 
 #include "node/daemon.hpp"
@@ -15,6 +18,16 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
+
+/// One component of a move: any JSON number, clamped to -1..1 in its own
+/// type (converting to int first would wrap 2^32-1 to -1), then rounded.
+int step(const json& v) {
+  if (v.is_number_unsigned())
+    return v.get<std::uint64_t>() > 0 ? 1 : 0;
+  if (v.is_number_integer())
+    return static_cast<int>(std::clamp<std::int64_t>(v.get<std::int64_t>(), -1, 1));
+  return static_cast<int>(std::lround(std::clamp(v.get<double>(), -1.0, 1.0)));
+}
 
 class game_room : public rc::room_logic {
 public:
@@ -39,13 +52,12 @@ public:
                                   const json& data) override {
     auto move = data.find("move");
     if (move == data.end() || !move->is_array() || move->size() != 2
-        || !(*move)[0].is_number_integer() || !(*move)[1].is_number_integer())
+        || !(*move)[0].is_number() || !(*move)[1].is_number())
       return rc::publish_decision::refuse(rc::error_code::bad_request,
                                           "input must be {\"move\":[dx,dy]}");
-    auto clamp = [](const json& v) { return std::clamp(v.get<int>(), -1, 1); };
     auto& p = players_[from.user];
-    p.x += clamp((*move)[0]);
-    p.y += clamp((*move)[1]);
+    p.x += step((*move)[0]);
+    p.y += step((*move)[1]);
     return rc::publish_decision::drop();
   }
 

@@ -30,6 +30,15 @@ async def send(ws, obj):
     await ws.send(json.dumps(obj, separators=(",", ":")))
 
 
+async def answer(ws, timeout=5):
+    """The next ack or error, skipping the frames the room sends meanwhile."""
+    for _ in range(1000):
+        frame = await recv_json(ws, timeout)
+        if frame["type"] in ("ack", "error"):
+            return frame
+    raise AssertionError("no ack or error among 1000 frames")
+
+
 class ExampleCase(unittest.IsolatedAsyncioTestCase):
     name = None
     args = ()
@@ -147,6 +156,35 @@ class Game(ExampleCase):
         await send(p, {"type": "publish", "room": "game:2", "data": "jump", "id": 4})
         err, _ = await next_of_type(p, "error")
         self.assertEqual((err["id"], err["code"]), (4, "bad_request"))
+        for i, move in enumerate([[True, 0], ["1", 0], [None, 0], [1], [1, 2, 3]]):
+            await send(p, {"type": "publish", "room": "game:2", "data": {"move": move}, "id": i})
+            err = await answer(p)
+            self.assertEqual((err["type"], err["id"], err.get("code")), ("error", i, "bad_request"))
+
+    async def move(self, ws, room, moves):
+        for i, move in enumerate(moves):
+            await send(ws, {"type": "publish", "room": room, "data": {"move": move}, "id": i})
+            ack = await answer(ws)
+            self.assertEqual((ack["type"], ack["id"]), ("ack", i), move)
+
+    async def position(self, ws, user, want):
+        """Waits (up to 2 s) for a state in which `user` is at `want`."""
+        for _ in range(20):
+            state, _ = await next_of_type(ws, "state", timeout=2)
+            if state["players"][user] == want:
+                return
+        self.assertEqual(state["players"][user], want)
+
+    async def test_any_number_is_clamped_without_wrapping_first(self):
+        p = await self.client("p4")
+        await self.join(p, "game:clamp")
+        # 2^32-1 became -1 and 2^40 became 0 when read as an int first.
+        await self.move(p, "game:clamp", [[4294967295, 0], [1099511627776, 0], [-4294967297, 0],
+                                         [9223372036854775807, 0], [18446744073709551615, 0],
+                                         [0, -9223372036854775808]])
+        await self.position(p, "p4", {"x": 3, "y": -1})
+        await self.move(p, "game:clamp", [[0.6, -0.4], [-1e300, -2.5]])
+        await self.position(p, "p4", {"x": 3, "y": -2})
 
 
 class Moderated(ExampleCase):
