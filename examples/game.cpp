@@ -3,7 +3,8 @@
 //
 // Players publish inputs: {"type":"publish","room":"game:1","data":{"move":[dx,dy]}}
 // (dx, dy numbers, clamped to -1..1 and rounded); inputs are not fanned out.
-// Every 100 ms each member gets
+// Only members play: a service's publish (HTTP API, AMQP) of a move is
+// ignored. Every 100 ms while anyone plays, each member gets
 //   {"type":"state","room":R,"tick":N,"players":{"alice":{"x":3,"y":-1},...}}
 // Same command line as roomcastd (`roomcast-game --help`).
 
@@ -55,9 +56,15 @@ public:
         || !(*move)[0].is_number() || !(*move)[1].is_number())
       return rc::publish_decision::refuse(rc::error_code::bad_request,
                                           "input must be {\"move\":[dx,dy]}");
-    auto& p = players_[from.user];
-    p.x += step((*move)[0]);
-    p.y += step((*move)[1]);
+    // A service (id 0) is no player: it would join the game for good and
+    // keep the tick running after every member left. Dropped, not refused:
+    // the AMQP bridge requeues a refused message, so it would come back
+    // every second.
+    auto p = players_.find(from.user);
+    if (from.id == 0 || p == players_.end())
+      return rc::publish_decision::drop();
+    p->second.x += step((*move)[0]);
+    p->second.y += step((*move)[1]);
     return rc::publish_decision::drop();
   }
 

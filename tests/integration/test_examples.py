@@ -186,6 +186,27 @@ class Game(ExampleCase):
         await self.move(p, "game:clamp", [[0.6, -0.4], [-1e300, -2.5]])
         await self.position(p, "p4", {"x": 3, "y": -2})
 
+    async def test_a_service_move_makes_no_player_and_the_tick_stops_with_the_members(self):
+        p = await self.client("p5")
+        await self.join(p, "game:svc")
+        status, body = self.server.publish_api({"room": "game:svc", "data": {"move": [1, 1]}})
+        self.assertEqual(status, 202, body)
+        await send(p, {"type": "ping", "id": "after"})
+        await next_of_type(p, "pong")
+        for _ in range(3):
+            state, _ = await next_of_type(p, "state", timeout=2)
+            self.assertEqual(state["players"], {"p5": {"x": 0, "y": 0}})
+        last = state["tick"]
+        await send(p, {"type": "leave", "room": "game:svc"})
+        await next_of_type(p, "left")
+        await asyncio.sleep(0.6)  # six ticks, were the room still ticking
+        q = await self.client("p6")
+        await self.join(q, "game:svc")
+        state, _ = await next_of_type(q, "state", timeout=2)
+        self.assertEqual(state["players"], {"p6": {"x": 0, "y": 0}})
+        # The same room ticks on from where it stopped (or a fresh one from 1).
+        self.assertLessEqual(state["tick"], last + 3)
+
 
 class Moderated(ExampleCase):
     name = "moderated"
