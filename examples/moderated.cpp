@@ -19,6 +19,12 @@ using clock_type = std::chrono::steady_clock;
 
 const std::vector<std::string> banned_words = {"spam", "scam", "darn"};
 
+/// Characters (UTF-8 code points) of valid UTF-8 text: the bytes that do not continue one.
+std::size_t characters(const std::string& text) {
+  return static_cast<std::size_t>(std::count_if(
+    text.begin(), text.end(), [](unsigned char c) { return (c & 0xC0) != 0x80; }));
+}
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -38,7 +44,7 @@ public:
       text = data.get<std::string>();
     else if (data.is_object() && data.contains("text") && data["text"].is_string())
       text = data["text"].get<std::string>();
-    if (text.size() > max_length)
+    if (characters(text) > max_length)
       return rc::publish_decision::refuse(rc::error_code::bad_request,
                                           "messages are limited to 200 characters");
     auto words = lower(text);

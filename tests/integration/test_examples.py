@@ -234,6 +234,22 @@ class Moderated(ExampleCase):
         self.assertEqual(got, [f"ok {i}" for i in range(5)])
         await harness.expect_silence(b, 0.3)
 
+    async def publish_all(self, ws, room, cases):
+        """Publishes each case's data; asserts its answer: "ack" or the error code."""
+        for i, (data, want) in enumerate(cases):
+            await send(ws, {"type": "publish", "room": room, "data": data, "id": i})
+            got = await answer(ws)
+            self.assertEqual((got["id"], got.get("code", got["type"])), (i, want), data)
+
+    async def test_length_counts_characters_not_bytes(self):
+        a = await self.client("mod-c")
+        await self.join(a, "moderated:2")
+        await self.publish_all(a, "moderated:2", [
+            ("\u00e9" * 200, "ack"),  # 200 characters, 400 bytes
+            ("\u00e9" * 201, "bad_request"),
+            ({"text": "\U0001F600" * 200}, "ack"),  # 800 bytes
+            ("\U0001F600" * 201, "bad_request")])
+
 
 if __name__ == "__main__":
     harness.main()
