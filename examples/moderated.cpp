@@ -1,7 +1,8 @@
 // roomcast-moderated: `moderated:*` rooms refuse messages by rule, with an
 // error frame to the sender (the message is not fanned out):
 //   - longer than 200 characters (text of a string, or of `data.text`): `bad_request`
-//   - containing a word of the word list (banned_words below):         `forbidden`
+//   - containing a word of the word list (banned_words below), as a
+//     whole word in any case ("SPAM!" but not "scampi"):               `forbidden`
 //   - more than 5 messages from one member within 10 seconds:          `rate_limited`
 // Same command line as roomcastd (`roomcast-moderated --help`).
 
@@ -25,10 +26,26 @@ std::size_t characters(const std::string& text) {
     text.begin(), text.end(), [](unsigned char c) { return (c & 0xC0) != 0x80; }));
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
+/// Letters and digits make words; any byte of a non-ASCII character does
+/// too, so that "spamé" is one word and not "spam".
+bool word_byte(unsigned char c) {
+  return c >= 0x80 || std::isalnum(c);
+}
+
+/// Whether a word of the list occurs in `text` as a whole word, in any case.
+bool has_banned_word(const std::string& text) {
+  for (std::size_t i = 0; i < text.size();) {
+    auto end = i;
+    while (end < text.size() && word_byte(static_cast<unsigned char>(text[end])))
+      ++end;
+    std::string word;
+    for (auto k = i; k < end; ++k)
+      word += static_cast<char>(std::tolower(static_cast<unsigned char>(text[k])));
+    if (std::find(banned_words.begin(), banned_words.end(), word) != banned_words.end())
+      return true;
+    i = end + 1;
+  }
+  return false;
 }
 
 class moderated_room : public rc::room_logic {
@@ -47,11 +64,9 @@ public:
     if (characters(text) > max_length)
       return rc::publish_decision::refuse(rc::error_code::bad_request,
                                           "messages are limited to 200 characters");
-    auto words = lower(text);
-    for (auto& w : banned_words)
-      if (words.find(w) != std::string::npos)
-        return rc::publish_decision::refuse(rc::error_code::forbidden,
-                                            "the message contains a banned word");
+    if (has_banned_word(text))
+      return rc::publish_decision::refuse(rc::error_code::forbidden,
+                                          "the message contains a banned word");
     auto now = clock_type::now();
     auto& sent = recent_[from.id];
     while (!sent.empty() && now - sent.front() > window)

@@ -250,6 +250,16 @@ class Moderated(ExampleCase):
             ({"text": "\U0001F600" * 200}, "ack"),  # 800 bytes
             ("\U0001F600" * 201, "bad_request")])
 
+    async def test_banned_words_match_whole_words_in_any_case(self):
+        a = await self.client("mod-e")
+        await self.join(a, "moderated:4")
+        await self.publish_all(a, "moderated:4", [
+            ("I like scampi", "ack"),
+            ({"text": "Darn."}, "forbidden"),
+            ("what a SCAM!", "forbidden"),
+            ("spam\u00e9 is not spam-free", "forbidden"),
+            ("spam\u00e9 and scams, darned", "ack")])
+
 
 if __name__ == "__main__":
     harness.main()
