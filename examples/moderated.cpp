@@ -3,12 +3,14 @@
 //   - longer than 200 characters (text of a string, or of `data.text`): `bad_request`
 //   - containing a word of the word list (banned_words below), as a
 //     whole word in any case ("SPAM!" but not "scampi"):               `forbidden`
-//   - more than 5 messages from one member within 10 seconds:          `rate_limited`
+//   - more than 5 messages from one user within 10 seconds, all of its
+//     connections together, leaving and rejoining included:            `rate_limited`
 // Same command line as roomcastd (`roomcast-moderated --help`).
 
 #include <algorithm>
 #include <cctype>
 #include <deque>
+#include <iterator>
 #include <map>
 
 #include "node/daemon.hpp"
@@ -54,7 +56,7 @@ public:
   static constexpr std::size_t max_messages = 5;
   static constexpr auto window = std::chrono::seconds{10};
 
-  rc::publish_decision on_publish(rc::room_context&, const rc::member& from,
+  rc::publish_decision on_publish(rc::room_context& ctx, const rc::member& from,
                                   const json& data) override {
     std::string text;
     if (data.is_string())
@@ -67,21 +69,37 @@ public:
     if (has_banned_word(text))
       return rc::publish_decision::refuse(rc::error_code::forbidden,
                                           "the message contains a banned word");
-    auto now = clock_type::now();
-    auto& sent = recent_[from.id];
-    while (!sent.empty() && now - sent.front() > window)
-      sent.pop_front();
-    if (from.id != 0 && sent.size() >= max_messages)
+    // Services (id 0) are not rate limited.
+    if (from.id != 0 && !take_turn(ctx, from.user))
       return rc::publish_decision::refuse(rc::error_code::rate_limited,
                                           "at most 5 messages per 10 seconds in this room");
-    sent.push_back(now);
     return rc::publish_decision::forward(data);
   }
 
-  void on_leave(rc::room_context&, const rc::member& who) override { recent_.erase(who.id); }
-
 private:
-  std::map<std::uint64_t, std::deque<clock_type::time_point>> recent_;
+  /// Counts a message of `user` unless it had its 5 in the window. Keyed by
+  /// user, not connection: leaving and rejoining (or a second tab) does not
+  /// give a fresh allowance.
+  bool take_turn(rc::room_context& ctx, const std::string& user) {
+    auto now = clock_type::now();
+    if (recent_.size() > ctx.members().size())
+      forget_idle(now); // users who left keep their count only while it matters
+    auto& sent = recent_[user];
+    while (!sent.empty() && now - sent.front() > window)
+      sent.pop_front();
+    if (sent.size() >= max_messages)
+      return false;
+    sent.push_back(now);
+    return true;
+  }
+
+  /// Drops the users whose last message is older than the window.
+  void forget_idle(clock_type::time_point now) {
+    for (auto it = recent_.begin(); it != recent_.end();)
+      it = it->second.empty() || now - it->second.back() > window ? recent_.erase(it) : std::next(it);
+  }
+
+  std::map<std::string, std::deque<clock_type::time_point>> recent_;
 };
 
 } // namespace

@@ -260,6 +260,25 @@ class Moderated(ExampleCase):
             ("spam\u00e9 is not spam-free", "forbidden"),
             ("spam\u00e9 and scams, darned", "ack")])
 
+    async def test_leaving_and_rejoining_keeps_the_rate_count(self):
+        a = await self.client("mod-d")
+        await self.join(a, "moderated:3")
+        for i in range(5):
+            await send(a, {"type": "publish", "room": "moderated:3", "data": f"m{i}", "id": i})
+            self.assertEqual((await answer(a))["type"], "ack")
+        await send(a, {"type": "leave", "room": "moderated:3"})
+        await next_of_type(a, "left")
+        await self.join(a, "moderated:3")
+        await send(a, {"type": "publish", "room": "moderated:3", "data": "again", "id": 5})
+        err = await answer(a)
+        self.assertEqual((err["id"], err.get("code")), (5, "rate_limited"))
+        # A second connection of the same user shares the count too.
+        tab = await self.client("mod-d")
+        await self.join(tab, "moderated:3")
+        await send(tab, {"type": "publish", "room": "moderated:3", "data": "tab", "id": 6})
+        err = await answer(tab)
+        self.assertEqual((err["id"], err.get("code")), (6, "rate_limited"))
+
 
 if __name__ == "__main__":
     harness.main()
