@@ -56,7 +56,8 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
         else
           self->delayed_send(consumer, requeue_delay, verdict_atom::value, tag, false);
       };
-      auto dead = [&](const std::string& reason) {
+      // By value: a room's refusal calls it after this handler returned.
+      auto dead = [self, publisher, done, key, body, from](const std::string& reason) {
         spdlog::info("amqp: dead-lettering a message with key '{}': {}", key, reason);
         std::map<std::string, std::string> headers{{"x-roomcast-reason", reason},
                                                    {"x-roomcast-routing-key", key}};
@@ -89,7 +90,12 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
         return dead(*reason);
       self->request(router, route_timeout, std::get<caf::message>(req))
         .then([done](std::uint64_t) { done(true); },
-              [done, key](caf::error& err) {
+              [done, dead, key](caf::error& err) {
+                auto [code, message] = describe_failure(err, "the room");
+                // Only what may pass later is tried again; a room logic's
+                // refusal would be refused again every second, forever.
+                if (code != error_code::unavailable && code != error_code::rate_limited)
+                  return dead("refused: " + std::string{to_string(code)} + ": " + message);
                 spdlog::warn("amqp: cannot hand on a message with key '{}' ({}); it is requeued",
                              key, caf::to_string(err));
                 done(false);

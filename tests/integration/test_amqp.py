@@ -165,6 +165,26 @@ class AmqpInboundTest(BrokerTestCase):
         self.assertEqual(props.headers["x-roomcast-routing-key"], "room.somewhere")
         self.assertEqual(props.delivery_mode, 2)
 
+    async def test_a_room_logic_refusal_is_dead_lettered_not_requeued(self):
+        from test_examples import example_server
+        node = example_server("moderated", "--amqp-url", self.broker.url)
+        node.start()
+        self.addCleanup(node.stop)
+        await self.wait_ready(node, True)
+        ws = await self.client(node, "member")
+        await self.join(ws, "moderated:x")
+        self.broker.drain("roomcast.dead")
+        self.broker.publish("room.moderated:x", json.dumps("buy spam"))  # a banned word
+        self.broker.publish("room.moderated:x", json.dumps("hello"))
+        self.assertEqual((await expect(ws, "message"))["data"], "hello")
+        self.assertEqual(self.broker.wait_depth("roomcast.dead", 1), 1)
+        [(props, body)] = self.broker.drain("roomcast.dead")
+        self.assertEqual(body, b'"buy spam"')
+        self.assertTrue(props.headers["x-roomcast-reason"].startswith("refused: forbidden: "),
+                        props.headers["x-roomcast-reason"])
+        self.assertEqual(self.broker.wait_depth("roomcast.inbound", 0), 0)
+        self.assertNotIn("requeued", node.log())
+
     async def test_a_message_id_that_is_not_utf8_is_dead_lettered_and_the_next_arrives(self):
         c = self.cluster(1)
         self.broker.drain("roomcast.dead")
