@@ -136,17 +136,24 @@ void no_delay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/// The clients: publish on schedule, read everything. Returns the number of
-/// bytes read (the parent checks it against what it sent).
-long long run_clients(const options& o, const std::vector<int>& fds, std::int64_t t0,
-                      long publishes) {
+/// An epoll set watching every socket for input; events carry the index.
+int watch_all(const std::vector<int>& fds) {
   int ep = epoll_create1(0);
+  if (ep < 0) die("epoll_create1");
   for (std::size_t i = 0; i < fds.size(); ++i) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = i;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) die("epoll_ctl");
   }
+  return ep;
+}
+
+/// The clients: publish on schedule, read everything. Returns the number of
+/// bytes read (the parent checks it against what it sent).
+long long run_clients(const options& o, const std::vector<int>& fds, std::int64_t t0,
+                      long publishes) {
+  int ep = watch_all(fds);
   long rooms = o.connections / o.room_size;
   std::string publish(static_cast<std::size_t>(o.publish_bytes), 'p');
   long long expected = publishes * (o.ack_bytes + (o.room_size - 1) * o.frame_bytes);
@@ -186,13 +193,7 @@ struct server_result {
 
 /// The server: one thread, one epoll set, one send() per recipient.
 server_result run_server(const options& o, const std::vector<int>& fds, long publishes) {
-  int ep = epoll_create1(0);
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = i;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) die("epoll_ctl");
-  }
+  int ep = watch_all(fds);
   std::string frame(static_cast<std::size_t>(o.frame_bytes), 'm');
   std::string ack(static_cast<std::size_t>(o.ack_bytes), 'a');
   std::vector<long> pending(fds.size(), 0); // bytes of a publish read so far
