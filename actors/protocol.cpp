@@ -248,33 +248,13 @@ std::string encode_broadcast(std::string_view from, std::string_view data) {
 }
 
 bool valid_utf8(std::string_view text) {
-  auto at = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  for (std::size_t i = 0; i < text.size();) {
-    unsigned char c = at(i);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    // Lead byte: how many continuation bytes follow, and the range of the
-    // first one, which rules out overlong forms, surrogates and > U+10FFFF.
-    std::size_t n = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-      n = 1;
-    else if (c >= 0xE0 && c <= 0xEF)
-      n = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-      n = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-      return false;
-    if (text.size() - i <= n || at(i + 1) < lo || at(i + 1) > hi)
-      return false;
-    for (std::size_t k = 2; k <= n; ++k)
-      if ((at(i + k) & 0xC0) != 0x80)
-        return false;
-    i += n + 1;
+  // nlohmann's own check: exactly the text its dump accepts.
+  try {
+    (void)json(std::string{text}).dump();
+    return true;
+  } catch (const json::type_error&) {
+    return false;
   }
-  return true;
 }
 
 } // namespace rc
