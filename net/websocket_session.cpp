@@ -35,6 +35,14 @@ constexpr std::uint32_t releasing_drains = 4;
 /// Writes one flush() may complete in place before it yields the worker.
 constexpr int inline_rounds = 4;
 
+/// Why a socket error ended a session: a peer that hung up without a close
+/// frame (end of stream, reset, a write into a closed connection) closed it.
+close_reason failure_reason(const beast::error_code& ec) {
+  bool hung_up = ec == asio::error::eof || ec == asio::error::connection_reset
+                 || ec == asio::error::broken_pipe;
+  return hung_up ? close_reason::client_closed : close_reason::network_error;
+}
+
 const frame_ptr& ping_frame() {
   static const frame_ptr f = std::make_shared<const frame>("", ws_opcode::ping);
   return f;
@@ -184,11 +192,8 @@ void websocket_session::on_readable(beast::error_code ec) {
   auto n = socket_.read_some(asio::buffer(chunk.get(), read_chunk), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again)
     return wait_readable();
-  if (ec == asio::error::eof || ec == asio::error::connection_reset)
-    // A peer that hangs up without a close frame.
-    return finish(close_started_ ? reason_ : close_reason::client_closed);
   if (ec)
-    return finish(close_started_ ? reason_ : close_reason::network_error);
+    return finish(close_started_ ? reason_ : failure_reason(ec));
   if (discard_input_)
     return wait_readable();
   process(chunk.get(), n);
@@ -384,10 +389,7 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer
         written(false);
       return false;
     }
-    bool was_empty = queue_.empty();
-    kick = push_locked(outgoing{std::move(frame), std::move(written)}, answer);
-    if (!was_empty && over_limits_locked())
-      overflowed_ = true;
+    kick = push_limited_locked(outgoing{std::move(frame), std::move(written)}, answer);
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
@@ -404,13 +406,17 @@ void websocket_session::flush_held() {
   flush();
 }
 
-bool websocket_session::over_limits_locked() const {
+bool websocket_session::push_limited_locked(outgoing o, bool answer) {
   // The limits bound what waits behind other frames: one frame into an
   // empty queue always goes, so a message of the largest size a client may
   // send (whose envelope adds the room and the sender's name) still reaches
   // an idle member when the byte limit is set to the frame limit.
+  bool was_empty = queue_.empty();
+  bool kick = push_locked(std::move(o), answer);
   auto& lim = ctx_->cfg.limits;
-  return queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes;
+  if (!was_empty && (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes))
+    overflowed_ = true;
+  return kick;
 }
 
 bool websocket_session::push_locked(outgoing o, bool answer) {
@@ -442,12 +448,12 @@ void websocket_session::queue_control(frame_ptr f, bool limited) {
     std::lock_guard<std::mutex> guard{mutex_};
     // A client that pings and never reads fills the queue with pongs like
     // any other slow consumer.
-    if (limited && overflowed_)
+    if (!limited)
+      kick = push_locked(outgoing{std::move(f), nullptr}, true); // pings, close
+    else if (overflowed_)
       return;
-    bool was_empty = queue_.empty();
-    kick = push_locked(outgoing{std::move(f), nullptr}, true); // pongs, pings, close
-    if (limited && !was_empty && over_limits_locked())
-      overflowed_ = true;
+    else
+      kick = push_limited_locked(outgoing{std::move(f), nullptr}, true); // pongs
   }
   if (kick)
     worker_.schedule_flush(shared_from_this());
@@ -585,9 +591,7 @@ bool websocket_session::complete_write(beast::error_code ec) {
   if (ec) {
     if (ec != asio::error::operation_aborted)
       spdlog::debug("write to {} failed: {}", user_, ec.message());
-    bool hung_up = ec == asio::error::broken_pipe || ec == asio::error::connection_reset;
-    finish(close_started_ ? reason_
-                          : hung_up ? close_reason::client_closed : close_reason::network_error);
+    finish(close_started_ ? reason_ : failure_reason(ec));
     return false;
   }
   if (sent_close) {

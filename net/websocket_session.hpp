@@ -144,10 +144,11 @@ private:
   /// Closes after input that breaks the protocol or a limit.
   void fail(close_reason why);
   void queue_control(frame_ptr f, bool limited = false);
-  /// Under `mutex_`: whether the queue exceeds the outgoing limits.
-  bool over_limits_locked() const;
   /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
   bool push_locked(outgoing o, bool answer);
+  /// The same, and marks the session overflowed when `o` made the queue
+  /// exceed the outgoing limits behind other frames.
+  bool push_limited_locked(outgoing o, bool answer);
   /// Under `mutex_`: takes every queued frame out (not the one in flight).
   std::vector<outgoing> take_queue_locked();
   void arm_close_timer();
