@@ -41,13 +41,29 @@ std::variant<caf::message, std::string> to_request(const std::string& key, envel
   return caf::make_message(route_atom::value, user_atom::value, name, std::move(env));
 }
 
+/// Publishes a message to the dead letter queue with `reason`; `done(true)`
+/// (acknowledge) once published, `done(false)` (requeue) if that failed.
+template <class Done>
+void dead_letter(caf::event_based_actor* self, const caf::actor& publisher, Done done,
+                 const std::string& key, const std::string& body, const std::string& from,
+                 const std::string& reason) {
+  spdlog::info("amqp: dead-lettering a message with key '{}': {}", key, reason);
+  std::map<std::string, std::string> headers{{"x-roomcast-reason", reason},
+                                             {"x-roomcast-routing-key", key}};
+  if (!from.empty())
+    headers["from"] = from;
+  self->request(publisher, route_timeout, caf::publish_atom::value, std::string{},
+                dead_letter_queue, body, std::move(headers))
+    .then([done](caf::ok_atom) { done(true); }, [done](caf::error&) { done(false); });
+}
+
 } // namespace
 
 caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf::actor publisher) {
   harden(self, "amqp_inbound");
   return {
     [self, router, publisher](inbound_atom, std::uint64_t tag, const std::string& key,
-                              const std::string& body, const std::string& from,
+                              std::string& body, const std::string& from,
                               const std::string& from_type, const std::string& message_id) {
       auto consumer = caf::actor_cast<caf::actor>(self->current_sender());
       auto done = [self, consumer, tag](bool ack) {
@@ -56,17 +72,8 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
         else
           self->delayed_send(consumer, requeue_delay, verdict_atom::value, tag, false);
       };
-      // By value: a room's refusal calls it after this handler returned.
-      auto dead = [self, publisher, done, key, body, from](const std::string& reason) {
-        spdlog::info("amqp: dead-lettering a message with key '{}': {}", key, reason);
-        std::map<std::string, std::string> headers{{"x-roomcast-reason", reason},
-                                                   {"x-roomcast-routing-key", key}};
-        if (!from.empty())
-          headers["from"] = from;
-        self->request(publisher, route_timeout, caf::publish_atom::value, std::string{},
-                      dead_letter_queue, body, std::move(headers))
-          .then([done](caf::ok_atom) { done(true); },
-                [done](caf::error&) { done(false); });
+      auto dead = [&](const std::string& reason) {
+        dead_letter(self, publisher, done, key, body, from, reason);
       };
       // Only an absent `from` means the default: a sender that sets one
       // wrongly would otherwise be shown as `amqp` without noticing.
@@ -90,12 +97,13 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
         return dead(*reason);
       self->request(router, route_timeout, std::get<caf::message>(req))
         .then([done](std::uint64_t) { done(true); },
-              [done, dead, key](caf::error& err) {
+              [self, publisher, done, key, body = std::move(body), from](caf::error& err) {
                 auto [code, message] = describe_failure(err, "the room");
                 // Only what may pass later is tried again; a room logic's
                 // refusal would be refused again every second, forever.
                 if (code != error_code::unavailable && code != error_code::rate_limited)
-                  return dead("refused: " + std::string{to_string(code)} + ": " + message);
+                  return dead_letter(self, publisher, done, key, body, from,
+                                     "refused: " + std::string{to_string(code)} + ": " + message);
                 spdlog::warn("amqp: cannot hand on a message with key '{}' ({}); it is requeued",
                              key, caf::to_string(err));
                 done(false);
