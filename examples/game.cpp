@@ -57,9 +57,8 @@ public:
       return rc::publish_decision::refuse(rc::error_code::bad_request,
                                           "input must be {\"move\":[dx,dy]}");
     // A service (id 0) is no player: it would join the game for good and
-    // keep the tick running after every member left. Dropped, not refused:
-    // the AMQP bridge requeues a refused message, so it would come back
-    // every second.
+    // keep the tick running after every member left. Its move is dropped
+    // quietly, like a move from anyone who is not playing.
     auto p = players_.find(from.user);
     if (from.id == 0 || p == players_.end())
       return rc::publish_decision::drop();
