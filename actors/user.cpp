@@ -187,6 +187,7 @@ void finish_batch(self_ptr self) {
       back.push_back(b->tags[i]);
   if (back.empty())
     return drain(self);
+  st.stored_empty = false;
   self->send(st.store, requeue_atom::value, st.user, std::move(back));
   pause_drain(self);
 }
@@ -249,10 +250,12 @@ void drain(self_ptr self) {
           return drain(self); // a newer message was stored after this fetch
         if (batch.tags.empty()) {
           st.draining = false;
+          st.stored_empty = st.storing == 0;
           arm_idle_timer(self);
           return;
         }
         if (st.nodes.empty() || st.move.state != phase::serving) {
+          st.stored_empty = false;
           self->send(st.store, requeue_atom::value, st.user, std::move(batch.tags));
           st.draining = false;
           arm_idle_timer(self);
@@ -307,7 +310,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       for (auto& text : inbox)
         deliver_to(self, {node}, text);
       ++st.idle_generation;
-      if (st.store && !st.draining)
+      if (st.store && !st.draining && !st.stored_empty)
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
@@ -329,9 +332,11 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         auto rp = self->make_response_promise();
         ++st.storing;
         st.refetch = true;
+        st.stored_empty = false;
         store_frame(self, text, [self, rp](bool stored) mutable {
           auto& st = self->state;
           --st.storing;
+          st.stored_empty = false; // even unconfirmed, it may have been stored
           if (stored)
             rp.deliver(std::uint64_t{0});
           else

@@ -42,6 +42,10 @@ struct user_state {
   bool refetch = false;
   /// The last fetch from the store failed (it is retried while connected).
   bool fetch_failing = false;
+  /// The store holds nothing for the user: a fetch came back empty and
+  /// nothing was stored or returned since. A new connection then skips the
+  /// drain, so it gets private messages live even while the broker is down.
+  bool stored_empty = false;
   /// The stored frames being written now (null between batches).
   struct drain_batch {
     enum result { pending, written, failed };

@@ -385,6 +385,13 @@ class AmqpBrokerFailureTest(BrokerTestCase):
         await send(sender, {"type": "send", "to": user, "data": "lost?", "id": "x"})
         err = await next_of_type(sender, "error", timeout=15)
         self.assertEqual((err[0]["code"], err[0]["id"]), ("unavailable", "x"))
+        # The receiver had nothing stored when the broker went: private
+        # messages still reach it live, on a tab opened during the outage too.
+        tab = await self.client(c.nodes[0], "restart-receiver")
+        await send(sender, {"type": "send", "to": "restart-receiver", "data": "live", "id": "l"})
+        self.assertEqual((await expect(sender, "ack"))["id"], "l")
+        for ws in (receiver, tab):
+            self.assertEqual((await expect(ws, "private"))["data"], "live")
         self.broker.start()
         for node in c.nodes:
             await self.wait_ready(node, True)

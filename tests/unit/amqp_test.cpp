@@ -225,6 +225,52 @@ CAF_TEST(a message stored after the last fetch of a drain is drained too and in 
   CAF_CHECK_EQUAL(third["data"], 3);
 }
 
+CAF_TEST(a user whose stored messages were delivered gets private messages while the store is down) {
+  auto a = connect("alice");
+  auto g1 = connect("gus"); // its drain finds nothing stored
+  store_state().down = true;
+  auto g2 = connect("gus"); // a second tab: nothing to drain, so nothing to wait for
+  frame(a, send_to("gus", "live", 4));
+  auto ack = a.link->pop(); // delivered, not refused
+  CAF_CHECK_EQUAL(ack, json::parse(R"({"type":"ack","id":4})"));
+  for (auto* g : {&g1, &g2}) {
+    auto f = g->link->pop();
+    CAF_CHECK_EQUAL(f["data"], "live");
+  }
+}
+
+CAF_TEST(a user who connects while the store is down gets newer messages refused until stored ones are delivered) {
+  auto a = connect("alice");
+  frame(a, send_to("hal", 1));
+  store_state().down = true;
+  auto h = connect("hal"); // cannot fetch 1
+  frame(a, send_to("hal", 2, 2));
+  auto err = a.link->pop();
+  CAF_CHECK_EQUAL(err["code"], "unavailable");
+  CAF_CHECK_EQUAL(err["id"], 2);
+  CAF_CHECK(h.link->frames.empty());
+  store_state().down = false;
+  sched.trigger_timeouts(); // the drain's retry
+  sched.run();
+  auto first = h.link->pop();
+  CAF_CHECK_EQUAL(first["data"], 1);
+  frame(a, send_to("hal", 3));
+  auto third = h.link->pop();
+  CAF_CHECK_EQUAL(third["data"], 3);
+}
+
+CAF_TEST(a message stored while a user was away is drained on the next connection) {
+  auto a = connect("alice");
+  auto i1 = connect("ida"); // nothing stored
+  close(i1);
+  frame(a, send_to("ida", "while away")); // stored: the user actor must fetch again
+  CAF_CHECK_EQUAL(ready("ida"), 1u);
+  auto i2 = connect("ida");
+  auto f = i2.link->pop();
+  CAF_CHECK_EQUAL(f["data"], "while away");
+  CAF_CHECK_EQUAL(ready("ida"), 0u);
+}
+
 CAF_TEST(an amqp message_id becomes the private message id so redeliveries keep it) {
   auto inbound = sys.spawn(amqp_inbound, core.router, caf::actor{});
   sched.run();
