@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/time.h>
 
+#include <set>
+
 namespace rc {
 
 // -- health -------------------------------------------------------------------------
@@ -152,8 +154,21 @@ bool amqp_connection::open(int heartbeat_s) {
   if (auto rc = amqp_socket_open_noblock(sock, ep_.host.c_str(), ep_.port, &tv); rc != AMQP_STATUS_OK)
     return fail("cannot connect to " + ep_.host + ":" + std::to_string(ep_.port) + ": "
                 + amqp_error_string2(rc));
-  auto login = amqp_login(conn_, ep_.vhost.c_str(), 0, 131072, heartbeat_s, AMQP_SASL_METHOD_PLAIN,
-                          ep_.user.c_str(), ep_.password.c_str());
+  // Without consumer_cancel_notify the broker cancels a consumer whose queue
+  // is deleted without a word, and the node would never consume again.
+  // (rabbitmq-c merges these capabilities into its own.)
+  amqp_table_entry_t cancel_notify{};
+  cancel_notify.key = amqp_cstring_bytes("consumer_cancel_notify");
+  cancel_notify.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  cancel_notify.value.value.boolean = 1;
+  amqp_table_entry_t capabilities{};
+  capabilities.key = amqp_cstring_bytes("capabilities");
+  capabilities.value.kind = AMQP_FIELD_KIND_TABLE;
+  capabilities.value.value.table = amqp_table_t{1, &cancel_notify};
+  amqp_table_t properties{1, &capabilities};
+  auto login = amqp_login_with_properties(conn_, ep_.vhost.c_str(), 0, 131072, heartbeat_s,
+                                          &properties, AMQP_SASL_METHOD_PLAIN, ep_.user.c_str(),
+                                          ep_.password.c_str());
   if (login.reply_type != AMQP_RESPONSE_NORMAL)
     return fail("login to " + ep_.host + ":" + std::to_string(ep_.port) + " failed: "
                 + describe(login));
@@ -213,6 +228,19 @@ bool amqp_connection::declare_queue(const std::string& queue, amqp_table_t argum
     return false;
   amqp_queue_declare(conn_, main_channel, bytes(queue), 0, 1, 0, 0, arguments);
   return check_rpc("queue.declare");
+}
+
+bool amqp_connection::check_exchange(const std::string& exchange) {
+  if (!conn_)
+    return false;
+  amqp_exchange_declare(conn_, probe_channel, bytes(exchange), amqp_cstring_bytes("topic"), 1, 1,
+                        0, 0, amqp_empty_table);
+  auto r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type == AMQP_RESPONSE_NORMAL)
+    return true;
+  if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+    return fail("exchange '" + exchange + "' was deleted; reconnecting declares it again");
+  return fail("exchange.declare: " + describe(r));
 }
 
 std::optional<std::uint32_t> amqp_connection::probe_queue(const std::string& queue) {
@@ -495,6 +523,35 @@ bool amqp_link::ensure() {
   }
   health_->down(who_, conn_.error());
   return false;
+}
+
+void publish_redeclaring(amqp_link& link, const std::vector<amqp_outgoing>& msgs,
+                         std::vector<bool>& ok, std::chrono::milliseconds timeout) {
+  if (!link.conn().publish_confirmed(msgs, ok, timeout) && !link.is_open())
+    return link.lost();
+  std::vector<std::size_t> again;
+  std::set<std::string> queues;
+  for (std::size_t i = 0; i < msgs.size(); ++i)
+    if (!ok[i] && msgs[i].exchange.empty()) {
+      again.push_back(i);
+      queues.insert(msgs[i].routing_key);
+    }
+  if (again.empty())
+    return;
+  for (auto& q : queues) {
+    if (!link.conn().declare_queue(q))
+      return link.lost(); // a channel error closes the connection too
+    spdlog::warn("amqp {}: queue '{}' refused a message (was it deleted?); declared it again",
+                 link.who(), q);
+  }
+  std::vector<amqp_outgoing> retry;
+  for (auto i : again)
+    retry.push_back(msgs[i]);
+  std::vector<bool> retried;
+  if (!link.conn().publish_confirmed(retry, retried, timeout) && !link.is_open())
+    link.lost();
+  for (std::size_t j = 0; j < again.size(); ++j)
+    ok[again[j]] = retried[j];
 }
 
 void amqp_link::lost() {

@@ -84,6 +84,9 @@ public:
   /// Number of ready messages in `queue`, or nullopt when it does not exist
   /// (or on failure: then `is_open()` is false).
   std::optional<std::uint32_t> probe_queue(const std::string& queue);
+  /// True if `exchange` exists; otherwise fails (closes the connection), so
+  /// that reconnecting declares it and its bindings again.
+  bool check_exchange(const std::string& exchange);
 
   /// Puts channel 1 in confirm mode.
   bool confirm_select();
@@ -139,6 +142,7 @@ public:
   void lost();
   bool is_open() const { return conn_.is_open(); }
   amqp_connection& conn() { return conn_; }
+  const std::string& who() const { return who_; }
   /// Time until the next attempt while closed (for receive timeouts).
   std::chrono::milliseconds until_next_attempt() const;
 
@@ -159,6 +163,14 @@ private:
   std::chrono::steady_clock::time_point next_attempt_{};
   std::string last_error_;
 };
+
+/// Publishes `msgs` with one wait for confirms (`ok[i]`: confirmed and
+/// routed). A message to a queue through the default exchange that the
+/// broker refused or returned (RabbitMQ returns it as unroutable when the
+/// queue was deleted under us) is published once more after its queue is
+/// declared again. Reports a lost connection to `link`.
+void publish_redeclaring(amqp_link& link, const std::vector<amqp_outgoing>& msgs,
+                         std::vector<bool>& ok, std::chrono::milliseconds timeout);
 
 /// The mailbox loop of a publishing bridge actor: waits for a message (or
 /// the next reconnection attempt, or an idle poll of the connection), takes

@@ -13,6 +13,11 @@ namespace {
 /// How long one wait for a delivery blocks before the mailbox is read again.
 constexpr auto consume_poll = std::chrono::milliseconds{50};
 
+/// How often the consumer checks that the exchange still exists. A deleted
+/// exchange takes the queue's bindings with it and the broker tells no
+/// consumer: everything published afterwards would be routed nowhere.
+constexpr auto topology_check = std::chrono::seconds{5};
+
 } // namespace
 
 void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
@@ -29,6 +34,7 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
   // so the whole queue) for up to `consume_poll`.
   std::uint64_t unanswered = 0;
   std::uint64_t counted_on = link.tag(0);
+  auto next_check = std::chrono::steady_clock::now() + topology_check;
   auto handle = [&](auto&&... extra) {
     self->receive(
       [&](verdict_atom, std::uint64_t tag, bool ack) {
@@ -56,6 +62,14 @@ void amqp_consumer(caf::blocking_actor* self, amqp_consumer_config cfg) {
     if (link.tag(0) != counted_on) { // a new connection: nothing is unanswered on it
       counted_on = link.tag(0);
       unanswered = 0;
+      next_check = std::chrono::steady_clock::now() + topology_check;
+    }
+    if (std::chrono::steady_clock::now() >= next_check) {
+      next_check = std::chrono::steady_clock::now() + topology_check;
+      if (!link.conn().check_exchange(amqp.exchange)) {
+        link.lost();
+        continue;
+      }
     }
     while (running && self->has_next_message())
       handle();

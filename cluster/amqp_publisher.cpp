@@ -37,8 +37,7 @@ void amqp_publisher(caf::blocking_actor* self, amqp_publisher_config cfg) {
       std::vector<amqp_outgoing> msgs;
       for (auto& p : batch)
         msgs.push_back(p.msg);
-      if (!link.conn().publish_confirmed(msgs, ok, confirm_timeout) && !link.is_open())
-        link.lost();
+      publish_redeclaring(link, msgs, ok, confirm_timeout);
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].rp) {

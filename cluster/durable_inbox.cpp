@@ -49,19 +49,15 @@ void durable_inbox(caf::blocking_actor* self, durable_inbox_config cfg) {
           declared.insert(queue);
         msgs.push_back(amqp_outgoing{"", queue, s.text, {}});
       }
-      if (!link.conn().publish_confirmed(msgs, ok, confirm_timeout) && !link.is_open()) {
-        link.lost();
+      publish_redeclaring(link, msgs, ok, confirm_timeout);
+      if (!link.is_open())
         declared.clear();
-      }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (ok[i]) {
+      if (ok[i])
         batch[i].rp.deliver(caf::ok_atom::value);
-      } else {
-        // Unroutable means the queue vanished: declare it again next time.
-        declared.erase(inbox_queue(cfg.amqp, batch[i].user));
+      else
         batch[i].rp.deliver(unavailable());
-      }
     }
   };
 

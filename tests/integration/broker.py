@@ -188,6 +188,18 @@ class Broker:
             except Exception:
                 pass
 
+    def delete(self, queue=None, exchange=None):
+        """Deletes a queue or an exchange, as an operator would."""
+        conn = self.connection()
+        try:
+            ch = conn.channel()
+            if queue:
+                ch.queue_delete(queue)
+            if exchange:
+                ch.exchange_delete(exchange)
+        finally:
+            conn.close()
+
     def drain(self, queue, limit=1000):
         """Takes (and acks) every message of `queue`: [(properties, body)]."""
         out = []

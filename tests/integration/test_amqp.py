@@ -165,6 +165,48 @@ class AmqpInboundTest(BrokerTestCase):
         self.assertEqual(props.headers["x-roomcast-routing-key"], "room.somewhere")
         self.assertEqual(props.delivery_mode, 2)
 
+    async def test_a_deleted_dead_letter_queue_is_declared_again(self):
+        node = self.cluster(1).nodes[0]
+        self.broker.delete(queue="roomcast.dead")  # an operator's cleanup
+        self.assertIsNone(self.broker.queue_depth("roomcast.dead"))
+        self.broker.publish("room.somewhere", "not json either", headers={"from": "svc"})
+        self.assertEqual(self.broker.wait_depth("roomcast.dead", 1, timeout=5), 1)
+        [(props, body)] = self.broker.drain("roomcast.dead")
+        self.assertEqual(body, b"not json either")
+        self.assertEqual(props.headers["x-roomcast-reason"], "body is not JSON")
+        self.assertEqual(self.broker.queue_depth("roomcast.inbound"), 0)
+        self.assertIn("queue 'roomcast.dead' refused a message", node.log())
+
+    async def test_a_deleted_inbound_queue_is_declared_again_and_consumed(self):
+        node = self.cluster(1).nodes[0]
+        ws = await self.client(node, "after-delete")
+        await self.join(ws, "after-delete-room")
+        self.broker.delete(queue="roomcast.inbound")
+        # The broker tells the consumer (consumer_cancel_notify); the node
+        # reconnects, which declares the queue and its bindings again.
+        deadline = time.monotonic() + 10
+        while self.broker.queue_depth("roomcast.inbound") is None:
+            self.assertLess(time.monotonic(), deadline, "roomcast.inbound was not declared again")
+            await asyncio.sleep(0.1)
+        self.broker.publish("room.after-delete-room", '"consumed again"')
+        self.assertEqual((await expect(ws, "message", timeout=10))["data"], "consumed again")
+        self.assertIn("the broker cancelled the consumer", node.log())
+
+    async def test_a_deleted_exchange_is_declared_again_with_its_bindings(self):
+        node = self.cluster(1).nodes[0]
+        ws = await self.client(node, "after-exchange")
+        await self.join(ws, "after-exchange-room")
+        self.broker.delete(exchange="roomcast")  # the inbound bindings go with it
+        # The broker tells no consumer; the node checks every 5 s.
+        deadline = time.monotonic() + 15
+        while "exchange 'roomcast' was deleted" not in node.log():
+            self.assertLess(time.monotonic(), deadline, "the deleted exchange went unnoticed")
+            await asyncio.sleep(0.2)
+        await self.wait_ready(node, True)
+        # Mandatory and confirmed: an unroutable message would raise here.
+        self.broker.publish("room.after-exchange-room", '"routed again"')
+        self.assertEqual((await expect(ws, "message", timeout=10))["data"], "routed again")
+
     async def test_a_room_logic_refusal_is_dead_lettered_not_requeued(self):
         from test_examples import example_server
         node = example_server("moderated", "--amqp-url", self.broker.url)
@@ -307,6 +349,21 @@ class AmqpDurableTest(BrokerTestCase):
         # Removed only once written: a second connection gets nothing old.
         again = await self.client(c.nodes[1], user)
         await expect_silence(again, 0.5)
+
+    async def test_a_deleted_user_queue_is_declared_again_on_the_next_store(self):
+        node = self.cluster(1).nodes[0]
+        sender = await self.client(node, "queue-sender")
+        user = "queue-deleted"
+        await send(sender, {"type": "send", "to": user, "data": "first", "id": 1})
+        await expect(sender, "ack")
+        self.assertEqual(self.broker.queue_depth(inbox(user)), 1)
+        self.broker.delete(queue=inbox(user))  # "first" goes with it
+        await send(sender, {"type": "send", "to": user, "data": "second", "id": 2})
+        self.assertEqual(await expect(sender, "ack"), {"type": "ack", "id": 2})
+        self.assertEqual(self.broker.queue_depth(inbox(user)), 1)
+        ws = await self.client(node, user)
+        self.assertEqual((await expect(ws, "private"))["data"], "second")
+        self.assertIn(f"queue '{inbox(user)}' refused a message", node.log())
 
     async def test_kill_9_of_the_users_node_mid_drain_loses_nothing(self):
         c = self.cluster()
