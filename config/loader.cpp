@@ -375,6 +375,15 @@ std::optional<std::string> file_text(const caf::config_value& v, value_kind kind
   return out;
 }
 
+/// CAF's INI parser multiplies durations into 64-bit nanoseconds without a
+/// check: `3000000h` arrives negative. Its text is gone by then, so the
+/// value cannot be shown; only that it is out of range.
+bool wrapped_duration(const file_value& v, value_kind kind) {
+  auto c = std::get_if<caf::config_value>(&v);
+  auto t = c ? caf::get_if<caf::timespan>(c) : nullptr;
+  return kind == value_kind::duration && t && t->count() < 0;
+}
+
 std::string print_file_value(const file_value& v) {
   if (auto j = std::get_if<nlohmann::json>(&v))
     return j->dump();
@@ -458,6 +467,9 @@ std::string apply_file(const std::string& path, settings& cfg) {
     auto opt = find_option(name);
     if (!opt)
       return "config file '" + path + "': unknown key '" + key + "'";
+    if (wrapped_duration(value, opt->kind))
+      return "config file '" + path + "': " + key
+             + " must be a duration from 0 to 8760h (365 days)";
     auto as_text = std::visit([&](auto& v) { return file_text(v, opt->kind); }, value);
     if (!as_text)
       return "config file '" + path + "': " + key + " must be " + expected_in_file(opt->kind)

@@ -208,6 +208,13 @@ CAF_TEST(durations longer than a year are refused wherever they come from) {
   temp_file f{".json", R"({"limits": {"ping-interval": "3000000h"}, "drain-timeout": 1e12})"};
   r = load({"--config", f.path});
   CAF_CHECK(r.what == action::fail);
+  // CAF's INI parser wraps this one into a negative number of nanoseconds.
+  temp_file ini{".ini", "[limits]\nping-interval=3000000h\n"};
+  r = load({"--config", ini.path});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK_EQUAL(r.message, "config file '" + ini.path
+                               + "': limits.ping-interval must be a duration from 0 to 8760h (365 "
+                                 "days)");
   r = load({"--room-idle-timeout", "8760h", "--drain-timeout", "365d"});
   CAF_CHECK(r.what == action::fail); // no `d` unit
   r = load({"--room-idle-timeout", "8760h", "--ping-interval", "1.5s"});
