@@ -13,6 +13,11 @@
 // no framing, no allocation, no locks, no second thread to wake. The bytes
 // are not WebSocket frames; their sizes are those of roomcast's.
 //
+// `--io-uring 1` asks whether the system calls are the cost: the server then
+// queues every send of one epoll wake-up on an io_uring and submits them
+// with one io_uring_enter; `--batch-us N` holds the queued sends up to N us
+// longer, as a write delay would (both need liburing at build time).
+//
 // Prints one JSON line. Exits 1 if a byte is missing on either side.
 
 #include <sys/epoll.h>
@@ -25,6 +30,10 @@
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef ROOMCAST_HAVE_URING
+#include <liburing.h>
+#endif
 
 #include <cerrno>
 #include <cstdint>
@@ -45,6 +54,8 @@ struct options {
   long publish_bytes = 80;  ///< one client publish
   long frame_bytes = 120;   ///< one delivered message
   long ack_bytes = 40;      ///< the answer to the publisher
+  bool io_uring = false;    ///< submit a wake-up's sends together
+  long batch_us = 0;        ///< with io_uring: hold sends this much longer
 };
 
 [[noreturn]] void die(const char* what) {
@@ -57,7 +68,7 @@ struct options {
                "roomcast-send-floor: %s\n"
                "usage: roomcast-send-floor [--connections N] [--room-size N] [--rate PUBLISHES_PER_S]\n"
                "                           [--seconds S] [--publish-bytes N] [--frame-bytes N]\n"
-               "                           [--ack-bytes N]\n",
+               "                           [--ack-bytes N] [--io-uring 1 [--batch-us N]]\n",
                why.c_str());
   std::exit(2);
 }
@@ -79,8 +90,16 @@ options parse(int argc, char** argv) {
     else if (key == "--publish-bytes") o.publish_bytes = static_cast<long>(v);
     else if (key == "--frame-bytes") o.frame_bytes = static_cast<long>(v);
     else if (key == "--ack-bytes") o.ack_bytes = static_cast<long>(v);
+    else if (key == "--io-uring") o.io_uring = true;
+    else if (key == "--batch-us") o.batch_us = static_cast<long>(v);
     else usage("unknown option " + std::string{key});
   }
+#ifndef ROOMCAST_HAVE_URING
+  if (o.io_uring)
+    usage("--io-uring: built without liburing (apt-get install liburing-dev, then rebuild)");
+#endif
+  if (o.batch_us > 0 && !o.io_uring)
+    usage("--batch-us needs --io-uring 1");
   if (o.room_size < 2 || o.connections < o.room_size)
     usage("need --room-size >= 2 and --connections >= --room-size");
   return o;
@@ -185,6 +204,110 @@ long long run_clients(const options& o, const std::vector<int>& fds, std::int64_
   return got;
 }
 
+/// How the server's sends leave: one send() each, or queued on an io_uring
+/// and submitted together by `flush`.
+class sender {
+public:
+  explicit sender(const options& o) : batch_ns_(o.batch_us * 1000) {
+#ifdef ROOMCAST_HAVE_URING
+    uring_ = o.io_uring;
+    if (uring_ && io_uring_queue_init(4096, &ring_, 0) < 0)
+      die("io_uring_queue_init");
+#endif
+  }
+  sender(const sender&) = delete;
+  sender& operator=(const sender&) = delete;
+
+  ~sender() {
+#ifdef ROOMCAST_HAVE_URING
+    if (uring_)
+      io_uring_queue_exit(&ring_);
+#endif
+  }
+
+  /// Submits what is queued and waits until every send has completed.
+  void finish() {
+#ifdef ROOMCAST_HAVE_URING
+    flush(true);
+    while (uring_ && inflight_ > 0) {
+      if (io_uring_submit_and_wait(&ring_, 1) < 0) die("io_uring_submit_and_wait");
+      reap();
+    }
+#endif
+  }
+
+  /// `b` must outlive the send (the server's buffers are built once).
+  void send(int fd, const std::string& b) {
+#ifdef ROOMCAST_HAVE_URING
+    if (uring_) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (!sqe) { // the ring is full: submit what it holds
+        submit();
+        sqe = io_uring_get_sqe(&ring_);
+      }
+      io_uring_prep_send(sqe, fd, b.data(), b.size(), MSG_NOSIGNAL);
+      if (queued_++ == 0)
+        first_queued_ = now_ns();
+      return;
+    }
+#endif
+    send_all(fd, b.data(), b.size());
+  }
+
+  /// Submits the queued sends once the batch delay has passed (or `now`).
+  void flush(bool now = false) {
+#ifdef ROOMCAST_HAVE_URING
+    if (uring_ && queued_ > 0 && (now || now_ns() - first_queued_ >= batch_ns_))
+      submit();
+    if (uring_)
+      reap();
+#else
+    (void)now;
+#endif
+  }
+
+  /// How long epoll may wait: `otherwise`, or until the batch delay ends.
+  int wait_ms(int otherwise) const {
+    if (queued_ == 0)
+      return otherwise;
+    auto left = batch_ns_ - (now_ns() - first_queued_);
+    return left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
+  }
+
+private:
+#ifdef ROOMCAST_HAVE_URING
+  void submit() {
+    int n = io_uring_submit(&ring_);
+    if (n < 0) die("io_uring_submit");
+    inflight_ += n;
+    queued_ = 0;
+  }
+
+  /// Every send is small and the peer reads everything: a short or failed
+  /// one is an error of this tool, not a case to handle.
+  void reap() {
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0, n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      if (cqe->res < 0) {
+        errno = -cqe->res;
+        die("io_uring send");
+      }
+      ++n;
+    }
+    io_uring_cq_advance(&ring_, n);
+    inflight_ -= n;
+  }
+
+  bool uring_ = false;
+  io_uring ring_{};
+  long inflight_ = 0;
+#endif
+  long queued_ = 0;
+  std::int64_t first_queued_ = 0;
+  std::int64_t batch_ns_ = 0;
+};
+
 struct server_result {
   long publishes = 0;
   long long deliveries = 0;
@@ -200,11 +323,12 @@ server_result run_server(const options& o, const std::vector<int>& fds, long pub
   std::vector<epoll_event> events(256);
   std::vector<char> buf(1 << 16);
   server_result r;
+  sender out{o};
   double user0 = 0, sys0 = 0;
   std::int64_t start = 0;
   std::int64_t give_up = now_ns() + static_cast<std::int64_t>((o.seconds + 15) * 1e9);
   while (r.publishes < publishes && now_ns() < give_up) {
-    int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 1000);
+    int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), out.wait_ms(1000));
     for (int i = 0; i < n; ++i) {
       auto idx = static_cast<long>(events[i].data.u64);
       ssize_t k = ::recv(fds[static_cast<std::size_t>(idx)], buf.data(), buf.size(), MSG_DONTWAIT);
@@ -217,16 +341,18 @@ server_result run_server(const options& o, const std::vector<int>& fds, long pub
       long first = idx - idx % o.room_size;
       while (pending[static_cast<std::size_t>(idx)] >= o.publish_bytes) {
         pending[static_cast<std::size_t>(idx)] -= o.publish_bytes;
-        send_all(fds[static_cast<std::size_t>(idx)], ack.data(), ack.size());
+        out.send(fds[static_cast<std::size_t>(idx)], ack);
         for (long m = first; m < first + o.room_size; ++m)
           if (m != idx) {
-            send_all(fds[static_cast<std::size_t>(m)], frame.data(), frame.size());
+            out.send(fds[static_cast<std::size_t>(m)], frame);
             ++r.deliveries;
           }
         ++r.publishes;
       }
     }
+    out.flush();
   }
+  out.finish(); // the last sends count
   double user1 = 0, sys1 = 0;
   cpu_seconds(&user1, &sys1);
   r.user = user1 - user0;
