@@ -55,7 +55,7 @@ public:
     cluster_[static_cast<size_t>(k)] += n;
   }
   std::uint64_t cluster_messages(cluster_kind k) const { return cluster_[static_cast<size_t>(k)]; }
-  std::atomic<std::int64_t> cluster_members{0};
+  std::atomic<std::int64_t> cluster_members{1}; ///< this node, until it joins a cluster
 
   void count_close(close_reason r) { closes_[static_cast<size_t>(r)]++; }
   void count_error(error_code c) { errors_[static_cast<size_t>(c)]++; }

@@ -45,7 +45,8 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
                 ("roomcast_upgrades_refused_total", ()): 0,
                 ("roomcast_delayed_writes_total", ()): 0,
                 ("roomcast_connection_duration_seconds_count", ()): 0,
-                ("roomcast_fanout_latency_seconds_count", ()): 0}
+                ("roomcast_fanout_latency_seconds_count", ()): 0,
+                ("roomcast_cluster_members", ()): 1}  # a single node: itself
         zero.update({("roomcast_closes_total", (("reason", r),)): 0 for r in ALL_REASONS})
         zero.update({("roomcast_errors_total", (("code", c),)): 0 for c in ALL_CODES})
         self.assertMetrics(zero)
