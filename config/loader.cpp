@@ -257,7 +257,7 @@ const std::vector<option>& options() {
     make("max-queue-bytes", "limits", "outgoing bytes queued per connection before 1008",
          RC_FIELD(limits.max_queue_bytes)),
     make("rate-limit", "limits", "requests per second per connection", RC_FIELD(limits.rate_limit)),
-    make("rate-burst", "limits", "burst of requests above the rate", RC_FIELD(limits.rate_burst)),
+    make("rate-burst", "limits", "requests a connection may send at once (the bucket holds this many; it refills at the rate)", RC_FIELD(limits.rate_burst)),
     make("max-connections", "limits",
          "WebSocket connections per node; more are closed with 1013 node_full after the upgrade",
          RC_FIELD(limits.max_connections)),

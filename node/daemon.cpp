@@ -5,6 +5,10 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
 #include "config/loader.hpp"
 
 namespace rc {
@@ -41,6 +45,9 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   try {
     auto port = n.start();
     spdlog::info("node {} listening on {}:{}", cfg.effective_node_name(), cfg.bind, port);
+    std::error_code ec;
+    if (!cfg.web_root.empty() && !std::filesystem::is_directory(cfg.web_root, ec))
+      spdlog::warn("web-root '{}' is not a directory: static files answer 404", cfg.web_root);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     n.shutdown();
@@ -52,7 +59,22 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
     spdlog::info("stopping after the error above, draining connections");
   else
     spdlog::info("received {}, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // A second signal (an impatient operator, or an orchestrator's retry) cuts
+  // the drain short instead of going unheard; the stop stays orderly.
+  std::atomic<bool> stopped{false};
+  std::thread impatient([&] {
+    int again = 0;
+    sigwait(&stop_signals, &again);
+    if (stopped)
+      return;
+    spdlog::warn("received {} again: not waiting for the drain",
+                 again == SIGINT ? "SIGINT" : "SIGTERM");
+    n.hurry();
+  });
   n.shutdown();
+  stopped = true;
+  pthread_kill(impatient.native_handle(), SIGTERM); // ends its wait
+  impatient.join();
   spdlog::info("stopped");
   return n.exit_code();
 }

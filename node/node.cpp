@@ -172,7 +172,7 @@ void node::leave_cluster() {
   caf::anon_send(core_.locator, caf::leave_atom::value);
   auto deadline = std::chrono::steady_clock::now() + std::min<duration>(cfg_.drain_timeout / 2, duration{5000});
   caf::scoped_actor self{*system_};
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (std::chrono::steady_clock::now() < deadline && !hurry_) {
     std::uint64_t left = 0;
     for (auto& dir : {core_.rooms, core_.users})
       self->request(dir, std::chrono::milliseconds{500}, caf::get_atom::value)
@@ -198,10 +198,11 @@ void node::shutdown() {
       leave_cluster();
     core_.close_connections();
     auto deadline = std::chrono::steady_clock::now() + cfg_.drain_timeout;
-    while (server_->websockets() > 0 && std::chrono::steady_clock::now() < deadline)
+    while (server_->websockets() > 0 && std::chrono::steady_clock::now() < deadline && !hurry_)
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
     if (auto left = server_->websockets(); left > 0)
-      spdlog::warn("drain timeout: closing {} connections without waiting", left);
+      spdlog::warn("{}: closing {} connections without waiting",
+                   hurry_ ? "asked to hurry" : "drain timeout", left);
     server_->stop();
   }
   core_.stop();

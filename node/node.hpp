@@ -34,6 +34,10 @@ public:
   /// after flushing its queue, wait up to `drain-timeout`, stop the actors.
   /// Idempotent.
   void shutdown();
+  /// Cuts the waits of a `shutdown` in progress short (an operator's second
+  /// SIGTERM): the remaining connections are closed now, and rooms and users
+  /// not handed over yet are not waited for. Safe from any thread.
+  void hurry() { hurry_ = true; }
 
   /// The room kinds of this node; register them before `start`.
   room_kinds& kinds() { return *kinds_; }
@@ -57,6 +61,7 @@ private:
   core_actors core_;
   std::shared_ptr<room_kinds> kinds_ = std::make_shared<room_kinds>();
   std::atomic<bool> started_{false};
+  std::atomic<bool> hurry_{false};
   std::shared_ptr<std::atomic<bool>> joined_;
   std::shared_ptr<std::atomic<int>> exit_code_ = std::make_shared<std::atomic<int>>(0);
 

@@ -156,6 +156,15 @@ class Server:
         with self._lines_lock:
             return "\n".join(self.lines)
 
+    def wait_log(self, text, timeout=5.0):
+        """Waits (bounded) until `text` is in the log; returns the log."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"'{text}' not logged within {timeout}s:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def terminate(self, timeout=15.0):
         """SIGTERM, wait up to `timeout`; returns the exit code (None if it had to be killed)."""
         if self.proc is None or self.proc.poll() is not None:

@@ -251,5 +251,14 @@ class ApiKeyTest(harness.ServerTestCase):
         self.assertEqual(self.server.http("GET", "/metrics")[0], 200)
 
 
+class WebRootTest(unittest.TestCase):
+
+    def test_a_web_root_that_is_not_a_directory_is_warned_about_and_answers_404(self):
+        with harness.Server("--web-root", "/nonexistent/roomcast-web") as server:
+            server.wait_log("web-root '/nonexistent/roomcast-web' is not a directory")
+            self.assertEqual(error_code(self, server.http_json("GET", "/"), 404), "not_found")
+            self.assertEqual(server.http_json("GET", "/healthz")[0], 200)
+
+
 if __name__ == "__main__":
     harness.main()

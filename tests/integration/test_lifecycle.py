@@ -62,6 +62,29 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
             raw.close()
             server.stop()
 
+    def test_a_second_signal_ends_the_drain_wait(self):
+        # A deaf client would hold the drain for 30 s; the second signal ends it.
+        for second in (signal.SIGTERM, signal.SIGINT):
+            server = harness.Server("--drain-timeout", "30s").start()
+            raw = RawWebSocket(server.port, "/ws?user=deaf")
+            try:
+                os.kill(server.proc.pid, signal.SIGTERM)
+                server.wait_log("draining connections")
+                time.sleep(0.3)
+                self.assertIsNone(server.proc.poll(), "the drain did not wait for the client")
+                t0 = time.monotonic()
+                os.kill(server.proc.pid, second)
+                self.assertEqual(server.proc.wait(10), 0)
+                self.assertLess(time.monotonic() - t0, 3.0)
+                log = server.log()
+                name = "SIGTERM" if second == signal.SIGTERM else "SIGINT"
+                self.assertIn(f"received {name} again: not waiting for the drain", log)
+                self.assertIn("asked to hurry: closing 1 connections without waiting", log)
+                self.assertIn("stopped", log)
+            finally:
+                raw.close()
+                server.stop()
+
     def test_sigterm_and_sigint_without_clients(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
             server = harness.Server().start()
