@@ -19,6 +19,9 @@ namespace {
 using self_ptr = caf::stateful_actor<connection_state>*;
 
 constexpr auto request_timeout = std::chrono::seconds{10};
+/// The relay answers a leave only after the member's publishes it still
+/// waits for (their answers come within 15 s, `unavailable` at worst).
+constexpr auto leave_timeout = std::chrono::seconds{20};
 
 /// Everything the connection itself sends answers the client's own request
 /// (or greets it): never held for the write delay.
@@ -89,7 +92,7 @@ void handle(self_ptr self, request& req) {
       st.rooms.erase(it);
       // `await`: the relay writes `left` after which no message of the room
       // arrives; the next request waits for that.
-      self->request(relay, request_timeout, caf::leave_atom::value, caf::actor{self}, req.id)
+      self->request(relay, leave_timeout, caf::leave_atom::value, caf::actor{self}, req.id)
         .await([](caf::ok_atom) {}, [self, room = req.room, id = req.id](caf::error&) {
           // The relay is gone, so the membership is too.
           send_text(self, encode_left(room, id));

@@ -55,9 +55,11 @@ void run_held(self_ptr self) {
     h.resume();
 }
 
-void hold(self_ptr self, std::function<void()> resume, std::function<void()> expire) {
+void hold(self_ptr self, std::function<void()> resume, std::function<void()> expire,
+          caf::actor_addr publisher = {}) {
   auto& st = self->state;
-  st.held.push_back({std::chrono::steady_clock::now(), std::move(resume), std::move(expire)});
+  st.held.push_back({std::chrono::steady_clock::now(), std::move(resume), std::move(expire),
+                     std::move(publisher)});
   if (st.held.size() == 1)
     self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
 }
@@ -155,6 +157,43 @@ void remove_member(self_ptr self, const caf::actor_addr& conn) {
   arm_idle_timer(self);
 }
 
+/// Whether a publish of member `conn` waits for the room (or to be handed on).
+bool publishes_wait(self_ptr self, const caf::actor_addr& conn) {
+  auto& st = self->state;
+  return std::any_of(st.pending.begin(), st.pending.end(),
+                     [&](auto& p) { return p.sender == conn; })
+         || std::any_of(st.held.begin(), st.held.end(),
+                        [&](auto& h) { return h.publisher == conn; });
+}
+
+/// `left` for a member, after which no frame of the room reaches it.
+void do_leave(self_ptr self, const caf::actor& conn, const std::string& id) {
+  auto& st = self->state;
+  auto it = st.members.find(conn.address());
+  if (it == st.members.end())
+    return;
+  self->demonitor(conn);
+  it->second.link->reply(make_frame(encode_left(st.room, id)));
+  remove_member(self, conn.address());
+}
+
+/// Carries out the deferred leaves whose members have no publish waiting now.
+void finish_leaves(self_ptr self) {
+  auto& leaving = self->state.leaving;
+  if (leaving.empty())
+    return;
+  auto ready = std::stable_partition(leaving.begin(), leaving.end(), [&](auto& l) {
+    return publishes_wait(self, l.conn.address());
+  });
+  std::vector<relay_state::deferred_leave> now(std::make_move_iterator(ready),
+                                               std::make_move_iterator(leaving.end()));
+  leaving.erase(ready, leaving.end());
+  for (auto& l : now) {
+    do_leave(self, l.conn, l.id);
+    l.rp.deliver(caf::ok_atom::value);
+  }
+}
+
 void answer_publish_failure(const std::string& id, const client_link_ptr& link,
                             const caf::error& err) {
   auto [code, message] = describe_failure(err, "publish");
@@ -176,6 +215,7 @@ void answer_publish(self_ptr self, std::uint64_t token, caf::expected<std::uint6
   else if (!it->id.empty())
     it->link->reply(make_frame(encode_ack(it->id, *seq)));
   pending.erase(it);
+  finish_leaves(self);
 }
 
 /// Answers the `n` oldest pending publishes `unavailable`: all of them when
@@ -187,6 +227,7 @@ void fail_oldest_pending(self_ptr self, std::size_t n) {
     answer_publish_failure(p.id, p.link, make_error(error_code::unavailable));
   });
   pending.erase(pending.begin(), end);
+  finish_leaves(self);
 }
 
 /// One timer per relay instead of one per publish (CAF's request timeout):
@@ -209,13 +250,15 @@ void do_publish(self_ptr self, publish_request pub) {
   if (st.state != phase::attached) {
     auto id = pub.id;
     auto link = pub.link;
+    auto sender = pub.env.sender;
     hold(self, [self, pub = std::move(pub)]() mutable { do_publish(self, std::move(pub)); },
-         [id, link] { answer_publish_failure(id, link, make_error(error_code::unavailable)); });
+         [id, link] { answer_publish_failure(id, link, make_error(error_code::unavailable)); },
+         std::move(sender));
     return;
   }
   auto token = ++st.next_token;
   st.pending.push_back({token, std::move(pub.id), std::move(pub.link),
-                        std::chrono::steady_clock::now()});
+                        std::chrono::steady_clock::now(), pub.env.sender});
   arm_sweep(self);
   count_if_remote(self, st.room_actor, kind::request);
   self->send(st.room_actor, caf::publish_atom::value, std::move(pub.env), token);
@@ -265,14 +308,13 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       do_join(self, std::move(m), std::move(id), rp);
       return rp;
     },
-    [self](caf::leave_atom, const caf::actor& conn, const std::string& id) {
-      auto& st = self->state;
-      auto it = st.members.find(conn.address());
-      if (it != st.members.end()) {
-        self->demonitor(conn);
-        it->second.link->reply(make_frame(encode_left(st.room, id)));
-        remove_member(self, conn.address());
+    [self](caf::leave_atom, const caf::actor& conn, std::string& id) -> caf::result<caf::ok_atom> {
+      if (publishes_wait(self, conn.address())) {
+        auto rp = self->make_response_promise();
+        self->state.leaving.push_back({conn, std::move(id), rp});
+        return rp;
       }
+      do_leave(self, conn, id);
       return caf::ok_atom::value;
     },
     [self](caf::publish_atom, publish_request& pub) { do_publish(self, std::move(pub)); },
@@ -354,6 +396,7 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       });
       std::for_each(expired, st.held.end(), [](auto& h) { h.expire(); });
       st.held.erase(expired, st.held.end());
+      finish_leaves(self);
       if (!st.held.empty())
         self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
     },

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <chrono>
@@ -34,6 +35,7 @@ struct relay_state {
     std::chrono::steady_clock::time_point since;
     std::function<void()> resume;
     std::function<void()> expire;
+    caf::actor_addr publisher; ///< for a held publish: its member
   };
   std::vector<held_request> held;
   /// Members' publishes the room has not answered yet. The relay answers
@@ -44,10 +46,20 @@ struct relay_state {
     std::string id;
     client_link_ptr link;
     std::chrono::steady_clock::time_point since;
+    caf::actor_addr sender;
   };
   /// Oldest first. A vector: an empty std::deque allocates ~600 bytes, and
   /// idle nodes hold one relay per room.
   std::vector<pending_publish> pending;
+  /// Leaves of members whose publishes still wait for their answers: a
+  /// leave must not overtake them (the echo and the ack come first). The
+  /// connection awaits the leave, so nothing else of that member comes.
+  struct deferred_leave {
+    caf::actor conn;
+    std::string id;
+    caf::response_promise rp;
+  };
+  std::vector<deferred_leave> leaving;
   std::uint64_t next_token = 0;
   bool sweep_armed = false;
   duration idle_timeout{};
@@ -70,7 +82,9 @@ struct relay_state {
 /// From connections (the relay writes `joined`/`left` frames itself so they
 /// are ordered with the room's messages on the socket):
 /// - `(join_atom, member_ref, std::string id)` -> `caf::actor` (this relay)
-/// - `(leave_atom, caf::actor conn, std::string id)` -> `ok_atom`
+/// - `(leave_atom, caf::actor conn, std::string id)` -> `ok_atom`, once the
+///   member's earlier publishes are answered (at most `publish_timeout`
+///   plus a sweep: the connection awaits it)
 /// - `(publish_atom, publish_request)`: no reply; the relay answers on the
 ///   request's link with `ack` (the message's `seq`) or `error` (`not_member`
 ///   if the sender has not joined, the room's refusal, `unavailable` when the

@@ -144,6 +144,28 @@ CAF_TEST(leave stops delivery and answers left) {
   CAF_CHECK_EQUAL(e["id"], 10);
 }
 
+CAF_TEST(a leave right behind a publish waits for its echo and ack) {
+  auto a = connect("alice");
+  frame(a, join("r1", 1));
+  a.link->pop();
+  auto p = publish("r1", "last words", true);
+  p["id"] = "p";
+  caf::anon_send(a.conn, ws_frame_atom::value, p.dump()); // both before anything runs
+  caf::anon_send(a.conn, ws_frame_atom::value,
+                 json{{"type", "leave"}, {"room", "r1"}, {"id", "l"}}.dump());
+  caf::anon_send(a.conn, ws_frame_atom::value, publish("r1", "too late").dump());
+  sched.run();
+  CAF_REQUIRE_EQUAL(a.link->frames.size(), 4u);
+  auto echo = a.link->pop();
+  CAF_CHECK_EQUAL(echo["data"], "last words");
+  auto ack = a.link->pop();
+  CAF_CHECK_EQUAL(ack, json({{"type", "ack"}, {"id", "p"}, {"seq", 1}}));
+  auto left = a.link->pop();
+  CAF_CHECK_EQUAL(left, json::parse(R"({"type":"left","room":"r1","id":"l"})"));
+  auto refused = a.link->pop();
+  CAF_CHECK_EQUAL(refused["code"], "not_member");
+}
+
 CAF_TEST(a closed connection is removed from its rooms) {
   auto a = connect("alice");
   auto b = connect("bob");
@@ -223,14 +245,15 @@ CAF_TEST(a relay that fails answers its waiting publishes and closes its members
     CAF_CHECK_EQUAL(c->link->closed, std::vector<close_reason>{close_reason::server_error});
 }
 
-CAF_TEST(a relay whose members left stops only once their publishes are answered) {
+CAF_TEST(a relay whose members are gone stops only once their publishes are answered) {
   auto a = connect("alice");
   frame(a, join("r1", 1));
   auto relay = deref<caf::stateful_actor<connection_state>>(a.conn).state.rooms.at("r1");
   auto p = publish("r1", 1);
   p["id"] = "p1";
   caf::anon_send(a.conn, ws_frame_atom::value, p.dump());
-  caf::anon_send(a.conn, ws_frame_atom::value, json{{"type", "leave"}, {"room", "r1"}}.dump());
+  // Closed right behind the publish (a leave would wait for its answer).
+  caf::anon_send(a.conn, ws_closed_atom::value);
   auto& st = deref<caf::stateful_actor<relay_state>>(relay).state;
   while (!(st.members.empty() && !st.pending.empty()) && sched.try_run_once())
     ;
