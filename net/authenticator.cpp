@@ -3,13 +3,27 @@
 #include <jwt.h>
 
 #include <memory>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "actors/names.hpp"
 
 namespace rc::net {
 
-authenticator::authenticator(const settings& cfg) : secret_(cfg.jwt_secret) {
+namespace {
+
+/// Anonymous names are users like any other: two clients with one name get
+/// each other's private messages. A counter per process starting at a
+/// random 64-bit value keeps names apart across nodes and restarts.
+std::uint64_t random_start() {
+  std::random_device rd;
+  return (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+} // namespace
+
+authenticator::authenticator(const settings& cfg)
+  : secret_(cfg.jwt_secret), anon_counter_(random_start()) {
 }
 
 std::variant<identity, http_refusal> authenticator::resolve(std::string_view token,

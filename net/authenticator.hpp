@@ -35,7 +35,7 @@ private:
   std::variant<identity, http_refusal> verify_jwt(const std::string& token) const;
 
   std::string secret_;
-  std::atomic<std::uint64_t> anon_counter_{0};
+  std::atomic<std::uint64_t> anon_counter_;
 };
 
 } // namespace rc::net

@@ -35,6 +35,13 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertRegex(ws.welcome["user"], r"^anon-\d+$")
             self.assertEqual(ws.welcome["node"], "it-node")
         self.assertNotEqual(a.welcome["user"], b.welcome["user"])
+        # Another node (here another process) names its anonymous clients apart.
+        with harness.Server() as other:
+            c = await other.connect()
+            try:
+                self.assertNotIn(c.welcome["user"], (a.welcome["user"], b.welcome["user"]))
+            finally:
+                await c.close()
 
     # -- ping -----------------------------------------------------------------------
 
