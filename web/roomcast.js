@@ -178,7 +178,9 @@ export class RoomcastEvent extends Event {
  *   `welcome`); `welcome` (the frame); `close` `{code, reason, wasClean, url,
  *   willReconnect, final}`; `reconnecting` `{attempt, delay, url}`;
  * - `message`, `private`, `broadcast`, `joined`, `left`, `ack`, `pong` and
- *   any type a room logic sends (`presence`, `history`, …): the frame;
+ *   any type a room logic sends (`presence`, `history`, …): the frame. A
+ *   `private` whose `id` was seen among the last 1024 is a copy the server
+ *   delivered again after a crash: it gets no `private` event (only `frame`);
  * - `gap` (GapDetail); `error` (a RoomcastError: an `error` frame that
  *   answers no pending request, a failed rejoin, a socket error);
  * - `frame`: every frame received, whatever its type.
@@ -196,6 +198,8 @@ export class RoomcastClient extends EventTarget {
   /** @type {Map<any, Pending>} */ #pending = new Map();
   /** @type {Pending[]} */ #queue = [];
   /** @type {Map<string, RoomState>} */ #rooms = new Map();
+  /** Ids of the last private messages, oldest first (to drop redelivered copies). */
+  /** @type {Set<string>} */ #seenPrivate = new Set();
   /** @type {any} */ #retryTimer = null;
   /** @type {any} */ #connectTimer = null;
   /** @type {any} */ #pingTimer = null;
@@ -516,12 +520,30 @@ export class RoomcastClient extends EventTarget {
     if (frame.id !== undefined && ['ack', 'joined', 'left', 'error'].includes(frame.type))
       settled = this.#settle(frame);
     this.#emit('frame', frame);
+    if (frame.type === 'private' && this.#seenBefore(frame.id))
+      return;
     if (frame.type === 'error') {
       if (!settled)
         this.#emit('error', new RoomcastError(frame.code ?? 'internal', frame.message ?? 'error', { id: frame.id, frame }));
     } else if (!LIFECYCLE_EVENTS.has(frame.type)) {
       this.#emit(frame.type, frame);
     }
+  }
+
+  /**
+   * Whether a private message's id was seen (then it is a redelivered copy);
+   * remembers it otherwise. Bounded: a copy comes soon after the original.
+   * @param {unknown} id
+   */
+  #seenBefore(id) {
+    if (typeof id !== 'string')
+      return false;
+    if (this.#seenPrivate.has(id))
+      return true;
+    this.#seenPrivate.add(id);
+    if (this.#seenPrivate.size > 1024)
+      this.#seenPrivate.delete(this.#seenPrivate.values().next().value);
+    return false;
   }
 
   /** @param {Frame} frame */

@@ -507,6 +507,23 @@ describe('seq and epoch bookkeeping (scripted socket)', () => {
     assert.deepEqual(gaps[1].detail, { room: 'r', reason: 'seq', missed: 1, from: 15, to: 15, epoch: 'e1', seq: 16 });
   });
 
+  it('a private message delivered again (same id) is one private event; the window of ids is bounded', async () => {
+    const { c, sock } = await connected();
+    const privates = record(c, 'private');
+    const frames = record(c, 'frame');
+    const p = { type: 'private', from: 'a', data: 'hi', id: 'n1-7' };
+    sock.push(p);
+    sock.push({ ...p, data: 'other', id: 'n1-8' });
+    sock.push(p); // a stored message written again after a node crash
+    assert.deepEqual(privates.map((e) => e.detail.id), ['n1-7', 'n1-8']);
+    assert.equal(frames.filter((e) => e.detail.type === 'private').length, 3);
+    // The window is bounded: after 1024 newer ids the oldest is forgotten.
+    for (let i = 0; i < 1024; i++) sock.push({ ...p, id: `bulk-${i}` });
+    sock.push(p);
+    assert.equal(privates.length, 2 + 1024 + 1);
+    assert.equal(privates.at(-1).detail.id, 'n1-7');
+  });
+
   it('a joined with another epoch is a gap of reason epoch; the same epoch further on is a seq gap', async () => {
     const { sock, gaps } = await connected();
     sock.push({ type: 'joined', room: 'r', seq: 0, epoch: 'e2' });
