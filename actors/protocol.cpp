@@ -2,6 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
 #include "actors/names.hpp"
 
 namespace rc {
@@ -15,6 +19,62 @@ namespace {
 bool fits_64_bits(std::string_view digits, bool negative) {
   std::string_view max = negative ? "9223372036854775808" : "18446744073709551615";
   return digits.size() < max.size() || (digits.size() == max.size() && digits <= max);
+}
+
+/// A decimal number reduced to sign, significant digits (no leading or
+/// trailing zeros) and the power of ten of the last digit; zero is {}.
+struct decimal {
+  bool negative = false;
+  std::string digits;
+  long exponent = 0;
+  bool operator==(const decimal& o) const {
+    return negative == o.negative && digits == o.digits && exponent == o.exponent;
+  }
+};
+
+/// `text` is a JSON number (or what std::to_chars prints).
+decimal reduce(std::string_view text) {
+  decimal d;
+  size_t i = 0;
+  if (i < text.size() && text[i] == '-') {
+    d.negative = true;
+    ++i;
+  }
+  bool fraction = false;
+  for (; i < text.size() && text[i] != 'e' && text[i] != 'E'; ++i) {
+    if (text[i] == '.') {
+      fraction = true;
+      continue;
+    }
+    if (!d.digits.empty() || text[i] != '0')
+      d.digits += text[i];
+    if (fraction)
+      --d.exponent;
+  }
+  if (i < text.size()) // the exponent: in range, as the double parsed
+    d.exponent += std::strtol(std::string{text.substr(i + 1)}.c_str(), nullptr, 10);
+  while (!d.digits.empty() && d.digits.back() == '0') {
+    d.digits.pop_back();
+    ++d.exponent;
+  }
+  if (d.digits.empty())
+    return {}; // zero, whatever its sign and exponent
+  return d;
+}
+
+/// Whether a double holds the number `text` (with a fraction or an exponent)
+/// as written: nlohmann::json parses it into one, and members get the
+/// double's shortest digits.
+bool double_holds(std::string_view text) {
+  std::string s{text};
+  double v = std::strtod(s.c_str(), nullptr);
+  if (!std::isfinite(v))
+    return false;
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc{})
+    return false;
+  return reduce(s) == reduce(std::string_view{buf, static_cast<size_t>(end - buf)});
 }
 
 } // namespace
@@ -44,6 +104,14 @@ json_flaw json_precheck(std::string_view text, int limit) {
       bool integer = end == text.size() || (text[end] != '.' && text[end] != 'e' && text[end] != 'E');
       if (integer && !fits_64_bits(text.substr(start, end - start), negative))
         return json_flaw::wide_integer;
+      if (!integer) {
+        auto stop = end;
+        while (stop < text.size()
+               && std::string_view{"0123456789.eE+-"}.find(text[stop]) != std::string_view::npos)
+          ++stop;
+        if (!double_holds(text.substr(i, stop - i)))
+          return json_flaw::inexact_number;
+      }
       // The rest of a number (fraction, exponent) holds no brackets or quotes.
       while (end < text.size() && text[end] != ',' && text[end] != ']' && text[end] != '}'
              && text[end] != '"' && text[end] != '[' && text[end] != '{')
@@ -61,6 +129,9 @@ std::string describe(json_flaw flaw) {
     case json_flaw::wide_integer:
       return "an integer does not fit in 64 bits and would not arrive unchanged; send it as a "
              "string";
+    case json_flaw::inexact_number:
+      return "a number has more digits than a double holds, or is out of its range, and would "
+             "not arrive unchanged; send it as a string";
     default:
       return {};
   }
@@ -79,20 +150,22 @@ std::variant<request, request_error> parse_request(std::string_view text) {
   auto flaw = json_precheck(text);
   if (flaw == json_flaw::too_deep)
     return fail(error_code::bad_json, describe(flaw));
+  bool number_flaw = flaw == json_flaw::wide_integer || flaw == json_flaw::inexact_number;
   auto doc = json::parse(text.begin(), text.end(), nullptr, false);
-  if (doc.is_discarded())
-    return fail(error_code::bad_json, "frame is not valid JSON");
+  if (doc.is_discarded()) // 1e400 too: the parser refuses what a double cannot hold
+    return number_flaw ? fail(error_code::bad_request, describe(flaw))
+                       : fail(error_code::bad_json, "frame is not valid JSON");
   if (!doc.is_object())
     return fail(error_code::bad_json, "frame must be a JSON object");
   request req;
   if (auto it = doc.find("id"); it != doc.end()) {
     if (!it->is_string() && !it->is_number())
       return fail(error_code::bad_request, "field 'id' must be a string or a number");
-    // With a wide integer about, a fractional id may be that integer, changed.
-    if (flaw != json_flaw::wide_integer || !it->is_number_float())
+    // With a flawed number about, a fractional id may be that number, changed.
+    if (!number_flaw || !it->is_number_float())
       req.id = it->dump();
   }
-  if (flaw == json_flaw::wide_integer)
+  if (number_flaw)
     return fail(error_code::bad_request, describe(flaw), req.id);
   auto type_it = doc.find("type");
   if (type_it == doc.end())

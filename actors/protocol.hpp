@@ -61,6 +61,8 @@ enum class json_flaw {
   too_deep,     ///< arrays/objects nest deeper than the limit (`bad_json`)
   wide_integer, ///< an integer outside 64 bits (`bad_request`): the parser
                 ///< would make it a double, and members would get other digits
+  inexact_number, ///< a fraction or exponent no double holds as written: more
+                  ///< than 17 significant digits, or out of range (`bad_request`)
 };
 
 /// The first flaw of `text` (which may still be invalid JSON otherwise).

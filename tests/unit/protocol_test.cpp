@@ -107,6 +107,30 @@ CAF_TEST(integers arrive unchanged or are refused) {
   CAF_CHECK(json_precheck("[[[1]]]", 2) == json_flaw::too_deep);
 }
 
+CAF_TEST(fractions and exponents arrive unchanged or are refused) {
+  // What a double holds as written keeps its value (in the double's shortest digits).
+  for (auto n : {"0.1", "-0.25", "3.141592653589793", "1e-300", "2.5E+3", "0.0", "-0.0",
+                 "123.456", "1.7976931348623157e308", "0.000001"}) {
+    std::string text = std::string{R"({"type":"publish","room":"r","data":)"} + n + "}";
+    auto data = request_of(text).data;
+    CAF_CHECK_EQUAL(json::parse(data).get<double>(), std::strtod(n, nullptr));
+  }
+  // More digits than a double holds, or beyond its range: refused, not rounded.
+  for (auto n : {"3.141592653589793238462643383279", "1.00000000000000000001", "1e400", "-1e400",
+                 "1e-400", "0.12345678901234567890"}) {
+    auto e = error_of(std::string{R"({"type":"publish","room":"r","id":"x","data":[)"} + n + "]}");
+    CAF_CHECK(e.code == error_code::bad_request);
+    CAF_CHECK(e.message.find("double") != std::string::npos);
+  }
+  // The id is echoed when it can be: not when it may be the refused number.
+  auto with_id = error_of(R"({"type":"publish","room":"r","id":"x","data":1.00000000000000000001})");
+  CAF_CHECK_EQUAL(with_id.id, R"("x")");
+  auto huge_id = error_of(R"({"type":"ping","id":1e400})");
+  CAF_CHECK(huge_id.code == error_code::bad_request);
+  CAF_CHECK(huge_id.id.empty());
+  CAF_CHECK(json_precheck(R"({"a":"1.00000000000000000001"})") == json_flaw::none);
+}
+
 CAF_TEST(valid_utf8 accepts what a JSON string can hold and nothing else) {
   for (auto s : {"", "plain", "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80", "\xF4\x8F\xBF\xBF",
                  "\x01\x7F"})
