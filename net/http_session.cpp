@@ -23,6 +23,18 @@ namespace websocket = beast::websocket;
 
 namespace {
 
+/// The credentials of an `Authorization` value whose scheme is `scheme`
+/// (compared without case, RFC 9110 11.1), or empty.
+std::string_view credentials(std::string_view value, std::string_view scheme) {
+  auto space = value.find(' ');
+  if (space == std::string_view::npos
+      || !beast::iequals(beast::string_view{value.data(), space},
+                         beast::string_view{scheme.data(), scheme.size()}))
+    return {};
+  auto rest = value.substr(space + 1);
+  return rest.substr(std::min(rest.find_first_not_of(' '), rest.size()));
+}
+
 /// Decodes `%XX` (and `+` as a space, as in a query component).
 std::string url_decode(std::string_view in, bool plus_is_space = true) {
   std::string out;
@@ -202,6 +214,12 @@ http_session::response http_session::make_json(unsigned status, std::string body
   return res;
 }
 
+http_session::response http_session::method_not_allowed(std::string_view allow) const {
+  auto res = make_error(405, "method_not_allowed", "use " + std::string{allow});
+  res.set(http::field::allow, std::string{allow});
+  return res;
+}
+
 http_session::response http_session::make_error(unsigned status, std::string_view code,
                                                 std::string_view message) const {
   nlohmann::json body{{"error", {{"code", code}, {"message", message}}}};
@@ -211,6 +229,7 @@ http_session::response http_session::make_error(unsigned status, std::string_vie
 void http_session::route(request req) {
   version_ = req.version();
   keep_alive_ = req.keep_alive();
+  head_ = req.method() == http::verb::head;
   std::string_view target{req.target().data(), req.target().size()};
   auto path = target.substr(0, target.find('?'));
   auto method = req.method();
@@ -218,29 +237,29 @@ void http_session::route(request req) {
     return upgrade(std::move(req));
   if (path == "/healthz") {
     if (method != http::verb::get && method != http::verb::head)
-      return send(make_error(405, "method_not_allowed", "use GET"));
+      return send(method_not_allowed("GET, HEAD"));
     if (ctx_->draining)
       return send(make_json(503, R"({"status":"draining"})"));
     return send(make_json(200, R"({"status":"ok"})"));
   }
   if (path == "/readyz") {
     if (method != http::verb::get && method != http::verb::head)
-      return send(make_error(405, "method_not_allowed", "use GET"));
+      return send(method_not_allowed("GET, HEAD"));
     auto reason = ctx_->draining ? std::string{"draining"} : ctx_->hooks.not_ready_reason();
     if (!reason.empty())
       return send(make_json(503, nlohmann::json{{"ready", false}, {"reason", reason}}.dump()));
     return send(make_json(200, R"({"ready":true})"));
   }
   if (path == "/metrics") {
-    if (method != http::verb::get)
-      return send(make_error(405, "method_not_allowed", "use GET"));
+    if (method != http::verb::get && method != http::verb::head)
+      return send(method_not_allowed("GET, HEAD"));
     auto res = make_json(200, metrics::global().render());
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     return send(std::move(res));
   }
   if (path == "/api/cluster") {
-    if (method != http::verb::get)
-      return send(make_error(405, "method_not_allowed", "use GET"));
+    if (method != http::verb::get && method != http::verb::head)
+      return send(method_not_allowed("GET, HEAD"));
     ctx_->hooks.cluster_info([self = shared_from_this()](unsigned status, std::string body) {
       boost::asio::post(self->stream_.get_executor(), [self, status, body] {
         self->send(self->make_json(status, body));
@@ -250,11 +269,11 @@ void http_session::route(request req) {
   }
   if (path == "/api/publish") {
     if (method != http::verb::post)
-      return send(make_error(405, "method_not_allowed", "use POST"));
+      return send(method_not_allowed("POST"));
     auto& key = ctx_->cfg.api_key;
     if (!key.empty()) {
       auto auth = req[http::field::authorization];
-      if (std::string_view{auth.data(), auth.size()} != "apikey " + key)
+      if (credentials(std::string_view{auth.data(), auth.size()}, "apikey") != key)
         return send(make_error(401, "unauthorized", "missing or wrong API key (Authorization: apikey K)"));
     }
     // The reply may come from any thread: hop back onto this session's strand.
@@ -277,8 +296,6 @@ void http_session::route(request req) {
         res.set(http::field::content_type, std::string{content_type_of(*file)});
         res.set(http::field::cache_control, "no-cache");
         res.set("X-Content-Type-Options", "nosniff");
-        if (method == http::verb::head)
-          res.body().clear(); // Content-Length stays that of the file
         return send(std::move(res));
       }
     }
@@ -319,8 +336,7 @@ void http_session::upgrade(request req) {
   std::string bearer;
   if (auto it = req.find(http::field::authorization); it != req.end()) {
     std::string_view value{it->value().data(), it->value().size()};
-    if (value.rfind("Bearer ", 0) == 0)
-      bearer = std::string{value.substr(7)};
+    bearer = std::string{credentials(value, "bearer")};
   }
   auto user = query_param(query, "user");
   auto who = ctx_->auth.resolve(query_param(query, "token").value_or(""), bearer,
@@ -340,6 +356,8 @@ void http_session::upgrade(request req) {
 }
 
 void http_session::send(response res) {
+  if (head_)
+    res.body().clear(); // Content-Length stays that of the body a GET gets
   pending_ = std::make_shared<response>(std::move(res));
   http::async_write(stream_, *pending_,
                     beast::bind_front_handler(&http_session::on_write, shared_from_this(),

@@ -32,6 +32,8 @@ private:
   void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t bytes);
   response make_json(unsigned status, std::string body) const;
   response make_error(unsigned status, std::string_view code, std::string_view message) const;
+  /// 405 with the `Allow` header RFC 9110 asks for.
+  response method_not_allowed(std::string_view allow) const;
 
   boost::beast::tcp_stream stream_;
   io_worker& worker_;
@@ -41,6 +43,7 @@ private:
   server_context_ptr ctx_;
   unsigned version_ = 11;
   bool keep_alive_ = false;
+  bool head_ = false; ///< answering a HEAD: headers only
 };
 
 } // namespace rc::net

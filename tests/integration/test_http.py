@@ -85,6 +85,21 @@ class EndpointsTest(harness.ServerTestCase):
         self.assertEqual(error_code(self, self.server.http_json("POST", "/metrics", {}), 405),
                          "method_not_allowed")
 
+    def test_head_answers_headers_only_and_405_names_the_allowed_methods(self):
+        for path in ("/healthz", "/readyz", "/metrics", "/api/cluster"):
+            with self.subTest(path=path):
+                get_status, get_headers, get_body = self.server.http("GET", path)
+                status, headers, body = self.server.http("HEAD", path)
+                self.assertEqual((status, body), (get_status, ""))
+                self.assertEqual(headers["content-type"], get_headers["content-type"])
+                self.assertGreater(int(headers["content-length"]), 0)
+        for method, path, allow in (("POST", "/healthz", "GET, HEAD"), ("PUT", "/metrics", "GET, HEAD"),
+                                    ("GET", "/api/publish", "POST")):
+            with self.subTest(method=method, path=path):
+                status, headers, body = self.server.http(method, path)
+                self.assertEqual((status, headers.get("allow")), (405, allow))
+                self.assertEqual(json.loads(body)["error"]["code"], "method_not_allowed")
+
     def test_unknown_path_and_method(self):
         for path in ("/nope.html", "/nope", "/api", "/api/publish/x", "/healthz/x"):
             with self.subTest(path=path):
@@ -238,13 +253,19 @@ class ApiKeyTest(harness.ServerTestCase):
         self.assertEqual(error_code(self, self.server.publish_api(msg), 401), "unauthorized")
         self.assertEqual(error_code(self, self.server.publish_api(msg, api_key="wrong"), 401),
                          "unauthorized")
-        for header in ("Bearer k3y", "apikey  k3y", "APIKEY k3y", "k3y", "apikey k3y2"):
+        for header in ("Bearer k3y", "k3y", "apikey k3y2", "apikey", "apikeyk3y", "apikey K3Y"):
             status = self.server.http_json("POST", "/api/publish", msg,
                                            {"Authorization": header})
             self.assertEqual(error_code(self, status, 401), "unauthorized", header)
         await harness.expect_silence(ws, 0.2)  # nothing got through
         self.assertEqual(self.server.publish_api(msg, api_key="k3y"), (202, {"ok": True}))
         self.assertEqual((await expect(ws, "message"))["data"], 1)
+        # The scheme is case-insensitive, and one or more spaces follow it (RFC 9110 11.1).
+        for n, header in enumerate(("APIKEY k3y", "ApiKey k3y", "apikey  k3y"), start=2):
+            status = self.server.http_json("POST", "/api/publish", {"room": room, "data": n},
+                                           {"Authorization": header})
+            self.assertEqual(status, (202, {"ok": True}), header)
+            self.assertEqual((await expect(ws, "message"))["data"], n)
         # Health, readiness and metrics need no key.
         self.assertEqual(self.server.http("GET", "/healthz")[0], 200)
         self.assertEqual(self.server.http("GET", "/readyz")[0], 200)

@@ -86,11 +86,14 @@ class JwtTest(harness.ServerTestCase):
         self.assertEqual((await harness.recv_json(ws))["user"], "alice")
 
     async def test_bearer_header(self):
-        ws = await harness.connect(self.server.ws_url(),
-                                   extra_headers={"Authorization": "Bearer " + self.token(sub="bob")})
-        self._clients.append(ws)
-        self.assertEqual(await harness.recv_json(ws),
-                         {"type": "welcome", "user": "bob", "node": "it-node"})
+        # The scheme is case-insensitive (RFC 9110 11.1).
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            ws = await harness.connect(
+                self.server.ws_url(),
+                extra_headers={"Authorization": f"{scheme} " + self.token(sub="bob")})
+            self._clients.append(ws)
+            self.assertEqual(await harness.recv_json(ws),
+                             {"type": "welcome", "user": "bob", "node": "it-node"}, scheme)
 
     def test_fractional_exp_in_the_future_is_accepted(self):
         # RFC 7519 NumericDate may be non-integer.
