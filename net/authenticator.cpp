@@ -35,6 +35,12 @@ std::variant<identity, http_refusal> authenticator::resolve(std::string_view tok
       return http_refusal{401, "unauthorized", "a token is required (?token= or Authorization: Bearer)"};
     return verify_jwt(jwt);
   }
+  // A client that brings a token believes it is who the token says: naming
+  // it anon-<n> instead would lose its private messages without a word.
+  if (!token.empty() || !bearer.empty())
+    return http_refusal{401, "unauthorized",
+                        "this node has no --jwt-secret and cannot check tokens; in development, "
+                        "connect with ?user=NAME"};
   identity who;
   if (user) {
     if (!valid_name(*user))
@@ -90,6 +96,18 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
         return refuse("token has expired");
       who.expires = expires;
     }
+  }
+  // `nbf`: not before (RFC 7519 4.1.5); a NumericDate like `exp`.
+  if (char* nbf_json = jwt_get_grants_json(jwt.get(), "nbf")) {
+    std::unique_ptr<char, decltype(&free)> owned{nbf_json, &free};
+    auto nbf = nlohmann::json::parse(nbf_json, nullptr, false);
+    if (!nbf.is_number())
+      return refuse("token claim 'nbf' must be a number");
+    auto now = std::chrono::duration<double>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+    if (nbf.get<double>() > now)
+      return refuse("token is not valid yet (claim 'nbf' is in the future)");
   }
   if (char* rooms = jwt_get_grants_json(jwt.get(), "rooms")) {
     std::unique_ptr<char, decltype(&free)> owned{rooms, &free};

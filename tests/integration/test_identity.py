@@ -118,6 +118,16 @@ class JwtTest(harness.ServerTestCase):
                 refused(self, self.server, 401, "unauthorized",
                         "/ws?token=" + make_jwt(SECRET, {"sub": "alice", "exp": exp}))
 
+    def test_nbf_in_the_future_is_refused_and_in_the_past_accepted(self):
+        now = time.time()
+        body = refused(self, self.server, 401, "unauthorized",
+                       "/ws?token=" + make_jwt(SECRET, {"sub": "early", "nbf": now + 300}))
+        self.assertIn("nbf", body["error"]["message"])
+        refused(self, self.server, 401, "unauthorized",
+                "/ws?token=" + make_jwt(SECRET, {"sub": "early", "nbf": "soon"}))
+        accepted(self, self.server,
+                 "/ws?token=" + make_jwt(SECRET, {"sub": "on-time", "nbf": now - 5.5}))
+
     async def test_token_without_exp_is_accepted(self):
         ws = await self.client(token=make_jwt(SECRET, {"sub": "noexp"}))
         self.assertEqual(ws.welcome["user"], "noexp")
@@ -197,6 +207,15 @@ class DevModeTest(harness.ServerTestCase):
         self.assertEqual(ws.welcome["user"], "x" * 128)
         ws = await self.client(user="A-Za-z0-9_.:@-")
         self.assertEqual(ws.welcome["user"], "A-Za-z0-9_.:@-")
+
+    def test_a_token_is_refused_rather_than_ignored(self):
+        # Without a secret nothing can check it; anon-<n> would silently not be its user.
+        token = make_jwt("any", {"sub": "alice"})
+        for path, headers in (("/ws?token=" + token, None), ("/ws?token=x&user=alice", None),
+                              ("/ws", {"Authorization": "Bearer " + token})):
+            with self.subTest(path=path, headers=headers):
+                body = refused(self, self.server, 401, "unauthorized", path, headers)
+                self.assertIn("--jwt-secret", body["error"]["message"])
 
     def test_plain_get_on_ws_is_400(self):
         status, _, body = self.server.http("GET", "/ws")
