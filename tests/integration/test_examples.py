@@ -68,6 +68,26 @@ class ExampleCase(unittest.IsolatedAsyncioTestCase):
         return await expect(ws, "joined")
 
 
+class DocExample(ExampleCase):
+    """The first C++ block of docs/room-logic.md, built as written."""
+    name = "doc-example"
+
+    async def test_loud_rooms_shout_and_refuse_what_is_not_text(self):
+        ann = await self.client("ann")
+        await self.join(ann, "loud:x")
+        await send(ann, {"type": "publish", "room": "loud:x", "data": "hello", "echo": True,
+                         "id": 1})
+        self.assertEqual((await expect(ann, "message"))["data"], "HELLO")
+        self.assertEqual(await expect(ann, "ack"), {"type": "ack", "id": 1, "seq": 1})
+        await send(ann, {"type": "publish", "room": "loud:x", "data": 5, "id": 2})
+        self.assertEqual(await expect(ann, "error"), {"type": "error", "id": 2, "code": "bad_request",
+                                                      "message": "text only"})
+        # Other rooms are plain rooms.
+        await self.join(ann, "quiet")
+        await send(ann, {"type": "publish", "room": "quiet", "data": "hello", "echo": True})
+        self.assertEqual((await expect(ann, "message"))["data"], "hello")
+
+
 class Chat(ExampleCase):
     name = "chat"
 
