@@ -346,6 +346,14 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       for (auto& [_, m] : self->state.members)
         m.link->deliver(frame);
     },
+    [self](deliver_atom, const std::string& text, std::uint64_t except_conn) {
+      // A logic's frame for every member but one (being introduced).
+      auto& st = self->state;
+      auto frame = make_frame(text);
+      for (auto& [addr, m] : st.members)
+        if (addr.id() != except_conn)
+          m.link->deliver(frame);
+    },
     [self](deliver_atom, std::uint64_t conn, std::string& text) {
       auto& st = self->state;
       auto it = st.by_id.find(conn);

@@ -93,7 +93,8 @@ struct relay_state {
 /// From the room: `(published_atom, token, seq or caf::error)` (the answer
 /// to a publish this relay handed on), `(fanout_atom, seq, frame text, sender, echo)`,
 /// `(deliver_atom, text)` (a logic's frame for all members),
-/// `(deliver_atom, conn id, text)` (for one), `(restart_atom, epoch, seq)`
+/// `(deliver_atom, conn id, text)` (for one), `(deliver_atom, text, conn id)`
+/// (for all but one), `(restart_atom, epoch, seq)`
 /// (the room restarted), `(moved_atom, new room)`, `(release_atom, epoch, seq)`.
 ///
 /// Guarantees: frames of one room reach each local member in `seq` order,

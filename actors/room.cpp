@@ -81,10 +81,22 @@ public:
   }
 
   void send_all(const nlohmann::json& frame) override {
-    auto msg = caf::make_message(deliver_atom::value, frame.dump());
-    for (auto& [_, e] : self_->state.relays) {
+    auto& st = self_->state;
+    auto text = frame.dump();
+    auto msg = caf::make_message(deliver_atom::value, text);
+    // A member being introduced (after a restart or a merge) is attached
+    // already; on a normal join the joiner is not: either way it is not
+    // among "everyone" until its on_join is over.
+    const room_state::member_entry* skip = nullptr;
+    if (st.introducing != 0)
+      if (auto it = st.members.find(st.introducing); it != st.members.end())
+        skip = &it->second;
+    for (auto& [addr, e] : st.relays) {
       count_if_remote(self_, e.relay, kind::room);
-      self_->send(e.relay, msg);
+      if (skip && addr == skip->relay)
+        self_->send(e.relay, deliver_atom::value, text, skip->conn);
+      else
+        self_->send(e.relay, msg);
     }
   }
 
@@ -230,7 +242,10 @@ void introduce(self_ptr self, const std::vector<std::uint64_t>& ids) {
     auto who = it->second.who;
     join_decision d;
     // As on a normal join, the joiner is not among members() yet.
-    if (!guarded(self, [&] { d = st.logic->on_join(ctx, who); }))
+    st.introducing = id;
+    bool ok = guarded(self, [&] { d = st.logic->on_join(ctx, who); });
+    st.introducing = 0;
+    if (!ok)
       return;
     st.unintroduced.erase(id);
     for (auto& f : d.to_joiner)
@@ -519,6 +534,11 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       auto& st = self->state;
       count_if_remote(self, relay, kind::control);
       self->send(relay, release_atom::value, st.epoch, st.seq);
+      std::vector<std::uint64_t> merged;
+      for (auto id : st.unintroduced)
+        if (auto it = st.members.find(id); it != st.members.end() && it->second.relay == relay.address())
+          merged.push_back(id);
+      introduce(self, merged);
     },
     [self](adopt_atom, const std::string&, room_snapshot& snap) -> caf::result<caf::actor> {
       if (self->state.move.divert(self))
@@ -530,15 +550,21 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         st.epoch = std::move(snap.epoch);
         st.seq = snap.seq;
       }
+      std::vector<std::uint64_t> merged;
       for (auto& rm : snap.relays) {
         auto& e = entry_for(self, rm.relay);
         for (auto& m : rm.members)
           if (e.members.count(m.conn) == 0)
-            add_member(self, rm.relay, m.conn, std::move(m.user));
+            merged.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
       }
       if (fresh && !st.plain) {
         context ctx{self};
         guarded(self, [&] { st.logic->restore(ctx, snap.logic_state); });
+      } else if (!st.plain) {
+        // Merged into a room whose logic never met them (a healed split):
+        // introduced when their relay switches over to this room (release),
+        // after the fresh `joined` it then writes.
+        st.unintroduced.insert(merged.begin(), merged.end());
       }
       return caf::actor_cast<caf::actor>(self);
     },

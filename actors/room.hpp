@@ -38,6 +38,8 @@ struct room_state {
   /// Members the logic has not met yet (re-registered after a failover or a
   /// restart); `room_context::members` leaves them out until their `on_join`.
   std::set<std::uint64_t> unintroduced;
+  /// The member whose on_join runs in `introduce` (0 = none): send_all skips it.
+  std::uint64_t introducing = 0;
   /// The room's logic; `plain` when no kind matched (fast path: data is
   /// never parsed).
   std::unique_ptr<room_logic> logic;

@@ -300,5 +300,68 @@ class Moderated(ExampleCase):
         self.assertEqual((err["id"], err.get("code")), (6, "rate_limited"))
 
 
+class ChatSplitBrain(unittest.IsolatedAsyncioTestCase):
+    """The chat logic across a failover and a healed split (docs/cluster.md):
+    a member is never told of its own arrival, and members merged into the
+    owner's room are introduced to its logic (presence, history)."""
+
+    async def test_merged_members_meet_the_owners_logic(self):
+        import signal
+        from test_cluster import Cluster, room_owned_by
+        cluster = Cluster(2)
+        for node in cluster.nodes:
+            node.args[0] = example("chat")
+        cluster.start()
+        n1, n2 = cluster.nodes
+        clients = []
+        try:
+            room = room_owned_by("n1", ["n1", "n2"], prefix="chat:split")
+            alice = await n1.connect(user="alice")
+            bob = await n2.connect(user="bob")
+            clients += [alice, bob]
+            await send(alice, {"type": "join", "room": room, "id": "j"})
+            await expect(alice, "joined")
+            await send(bob, {"type": "join", "room": room, "id": "j"})
+            await next_of_type(bob, "history")
+            # n1 freezes: n2 declares it down and restarts the room for bob.
+            os.kill(n1.proc.pid, signal.SIGSTOP)
+            try:
+                fresh, _ = await next_of_type(bob, "joined", timeout=15)
+                after = [await recv_json(bob) for _ in range(2)]
+                self.assertEqual([f["type"] for f in after], ["presence", "history"])
+                self.assertEqual(after[0]["members"], ["bob"])  # not "joined": "bob"
+            finally:
+                os.kill(n1.proc.pid, signal.SIGCONT)
+            # Healed: n2's room is merged into n1's, which keeps its epoch.
+            cluster.wait_members(2, timeout=20)
+            merged, skipped = await next_of_type(bob, "joined", timeout=15)
+            self.assertNotEqual(merged["epoch"], fresh["epoch"])
+            presence = await expect(bob, "presence")
+            self.assertEqual(sorted(presence["members"]), ["alice", "bob"])
+            await expect(bob, "history")
+            # The owner's logic knows bob: alice hears him arrive again, and
+            # what he says is in the history a late joiner gets.
+            for _ in range(10):
+                frame, _ = await next_of_type(alice, "presence", timeout=10)
+                if frame.get("joined") == "bob":
+                    break
+            else:
+                self.fail("alice never heard bob arrive")
+            await send(bob, {"type": "publish", "room": room, "data": {"text": "back"}, "id": 1})
+            await next_of_type(bob, "ack")
+            carol = await n1.connect(user="carol")
+            clients.append(carol)
+            await send(carol, {"type": "join", "room": room, "id": "j"})
+            await expect(carol, "joined")
+            members = await expect(carol, "presence")
+            self.assertEqual(sorted(members["members"]), ["alice", "bob", "carol"])
+            history = await expect(carol, "history")
+            self.assertEqual([m["data"] for m in history["messages"]], [{"text": "back"}])
+        finally:
+            for ws in clients:
+                await asyncio.wait_for(ws.close(), 5)
+            cluster.stop()
+
+
 if __name__ == "__main__":
     harness.main()

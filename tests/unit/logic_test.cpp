@@ -13,7 +13,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// One logic exercising every hook: refuses "mallory", greets joiners,
+/// One logic exercising every hook: refuses "mallory", greets joiners (and
+/// tells everyone else who arrived),
 /// upper-cases string data, answers "whoami" to the sender only, refuses
 /// "bad", throws on "boom", counts publishes (its state) and ticks.
 class test_logic : public room_logic {
@@ -23,6 +24,7 @@ public:
   join_decision on_join(room_context& ctx, const member& who) override {
     if (who.user == "mallory")
       return join_decision::refuse(error_code::forbidden, "mallory may not join");
+    ctx.send_all({{"type", "arrived"}, {"user", who.user}});
     return join_decision::accept({{{"type", "welcome-room"},
                                    {"room", ctx.room()},
                                    {"count", count_},
@@ -204,9 +206,13 @@ CAF_TEST(after a failover the logic meets each member once and after its fresh j
     std::vector<std::string> types;
     for (auto& f : c->link->frames) {
       auto j = json::parse(f);
-      if (j["type"] != "tick")
+      if (j["type"] != "tick" && j["type"] != "arrived")
         types.push_back(j["type"]);
     }
+    // Everyone else hears of a member's arrival, never the member itself
+    // (it is attached already when the new room introduces it).
+    for (auto& a : c->link->of_type("arrived"))
+      CAF_CHECK_NOT_EQUAL(a["user"], c == &x ? "x" : "y");
     CAF_REQUIRE_EQUAL(types.size(), 2u);
     CAF_CHECK_EQUAL(types[0], "joined");
     CAF_CHECK_EQUAL(types[1], "welcome-room");
