@@ -5,6 +5,7 @@
 //     whole word in any case ("SPAM!" but not "scampi"):               `forbidden`
 //   - more than 5 messages from one user within 10 seconds, all of its
 //     connections together, leaving and rejoining included:            `rate_limited`
+//     (the counts move with the room to another node: snapshot/restore)
 // Same command line as roomcastd (`roomcast-moderated --help`).
 
 #include <algorithm>
@@ -18,7 +19,9 @@
 namespace {
 
 using nlohmann::json;
-using clock_type = std::chrono::steady_clock;
+// Wall time, not steady: the counts move with the room to another node,
+// whose steady clock has another origin (the nodes' clocks are in sync).
+using clock_type = std::chrono::system_clock;
 
 const std::vector<std::string> banned_words = {"spam", "scam", "darn"};
 
@@ -74,6 +77,26 @@ public:
       return rc::publish_decision::refuse(rc::error_code::rate_limited,
                                           "at most 5 messages per 10 seconds in this room");
     return rc::publish_decision::forward(data);
+  }
+
+  /// {"user": [ms since 1970, ...], ...}: the counts of the window.
+  std::string snapshot() const override {
+    json out = json::object();
+    for (auto& [user, sent] : recent_) {
+      std::vector<std::int64_t> times;
+      for (auto t : sent)
+        times.push_back(
+          std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+      out[user] = times;
+    }
+    return out.dump();
+  }
+
+  void restore(rc::room_context&, const std::string& state) override {
+    auto counts = json::parse(state).get<std::map<std::string, std::vector<std::int64_t>>>();
+    for (auto& [user, times] : counts)
+      for (auto ms : times)
+        recent_[user].push_back(clock_type::time_point{std::chrono::milliseconds{ms}});
   }
 
 private:

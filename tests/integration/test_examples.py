@@ -300,6 +300,44 @@ class Moderated(ExampleCase):
         self.assertEqual((err["id"], err.get("code")), (6, "rate_limited"))
 
 
+class ModeratedMove(unittest.IsolatedAsyncioTestCase):
+    """The rate counts move with a moderated room (snapshot and restore)."""
+
+    async def test_a_planned_move_keeps_the_rate_count(self):
+        from test_cluster import Cluster, free_port, room_owned_by
+        cluster = Cluster(1)
+        cluster.nodes[0].args[0] = example("moderated")
+        cluster.start()
+        ws = None
+        try:
+            room = room_owned_by("n2", ["n1", "n2"], prefix="moderated:mv")
+            ws = await cluster.nodes[0].connect(user="mover")
+            await send(ws, {"type": "join", "room": room, "id": "j"})
+            await expect(ws, "joined")
+            for i in range(5):
+                await send(ws, {"type": "publish", "room": room, "data": f"m{i}", "id": i})
+                self.assertEqual((await answer(ws))["type"], "ack")
+            # n2 joins and owns the room now: it moves there with its state.
+            cluster.cluster_ports.append(free_port())
+            n2 = cluster._node(1)
+            n2.args[0] = example("moderated")
+            cluster.nodes.append(n2)
+            n2.start()
+            cluster.wait_members(2, timeout=20)
+            for _ in range(100):  # bounded: until the room lives on n2
+                if n2.metric("roomcast_rooms") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            self.assertEqual(n2.metric("roomcast_rooms"), 1)
+            await send(ws, {"type": "publish", "room": room, "data": "one more", "id": 5})
+            err = await answer(ws)
+            self.assertEqual((err["id"], err.get("code")), (5, "rate_limited"))
+        finally:
+            if ws is not None:
+                await asyncio.wait_for(ws.close(), 5)
+            cluster.stop()
+
+
 class ChatSplitBrain(unittest.IsolatedAsyncioTestCase):
     """The chat logic across a failover and a healed split (docs/cluster.md):
     a member is never told of its own arrival, and members merged into the
