@@ -53,6 +53,7 @@ using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using published_atom = caf::atom_constant<caf::atom("published")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using introduce_atom = caf::atom_constant<caf::atom("introduce")>;
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
 using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
 using written_atom = caf::atom_constant<caf::atom("written")>;
 using store_atom = caf::atom_constant<caf::atom("store")>;

@@ -84,8 +84,11 @@ void on_attached(self_ptr self, std::uint64_t seq, const std::string& epoch, caf
   self->monitor(st.room_actor);
   st.attach_failures = 0;
   bool fresh_epoch = !st.epoch.empty() && st.epoch != epoch;
+  // Back to the incarnation we knew (the room may replay from seq 1 what
+  // it kept for late relays): what our members have seen stays seen.
+  bool same_epoch = !st.epoch.empty() && st.epoch == epoch;
+  st.last_seq = same_epoch ? std::max(st.last_seq, seq) : seq;
   st.epoch = epoch;
-  st.last_seq = seq;
   st.state = phase::attached;
   if (fresh_epoch)
     announce_epoch(self);
@@ -327,6 +330,8 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
     [self](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
            bool echo) {
       auto& st = self->state;
+      if (seq <= st.last_seq)
+        return; // seen already (a catch-up replay after a re-attach)
       auto t0 = std::chrono::steady_clock::now();
       st.last_seq = seq;
       auto frame = make_frame(text);

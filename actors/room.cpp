@@ -59,6 +59,28 @@ void maybe_finish_move(self_ptr self) {
     self->quit();
 }
 
+/// How long, and for how many messages, a failed-over room keeps its
+/// messages for relays that re-attach late. Survivors notice a failure
+/// within a heartbeat or two of each other and retry attaching within 1 s.
+constexpr auto catch_up_window = std::chrono::seconds{10};
+constexpr std::size_t catch_up_messages = 1000;
+constexpr std::size_t catch_up_bytes = 4 << 20;
+
+/// Logs a message of a young failed-over room; past its limits the log ends
+/// (later relays then see the seq they missed in their `joined`).
+void keep_for_catch_up(self_ptr self, const std::string& text) {
+  auto& log = self->state.catch_up;
+  if (!log.active)
+    return;
+  if (std::chrono::steady_clock::now() > log.until || log.frames.size() >= catch_up_messages
+      || log.bytes + text.size() > catch_up_bytes) {
+    log = {};
+    return;
+  }
+  log.bytes += text.size();
+  log.frames.push_back(text);
+}
+
 /// room_context for the room's logic, valid during one callback.
 class context : public room_context {
 public:
@@ -148,9 +170,12 @@ public:
     auto text = encode_message(st.room, from, seq, data);
     if (st.events)
       self->send(st.events, caf::publish_atom::value, st.room, from, text);
+    keep_for_catch_up(self, text);
     // Encoded once; one message (shared, copy-on-write) per node.
     auto msg = caf::make_message(fanout_atom::value, seq, std::move(text), sender, echo);
     for (auto& [_, e] : st.relays) {
+      if (e.replaying)
+        continue; // gets this one from the log, after the older ones
       count_if_remote(self, e.relay, kind::room);
       self->send(e.relay, msg);
     }
@@ -277,6 +302,7 @@ void restart(self_ptr self, const std::string& why) {
   st.logic = st.kinds ? st.kinds->make(st.room) : std::make_unique<room_logic>();
   st.epoch = make_epoch();
   st.seq = 0;
+  st.catch_up = {};
   for (auto& [_, e] : st.relays) {
     count_if_remote(self, e.relay, kind::control);
     self->send(e.relay, restart_atom::value, st.epoch, st.seq);
@@ -385,13 +411,37 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       for (auto& m : rm.members)
         if (e.members.count(m.conn) == 0)
           fresh.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
+      // Members of a failed incarnation: the first relay to bring them
+      // starts the catch-up log; a later one gets the log replayed.
+      auto reply_seq = st.seq;
+      if (!fresh.empty() && st.seq == 0 && !st.catch_up.active) {
+        st.catch_up.active = true;
+        st.catch_up.until = std::chrono::steady_clock::now() + catch_up_window;
+      } else if (!fresh.empty() && st.catch_up.active && st.catch_up.frames.size() == st.seq
+                 && st.seq > 0 && std::chrono::steady_clock::now() <= st.catch_up.until) {
+        e.replaying = true;
+        reply_seq = 0;
+        self->send(self, replay_atom::value, rm.relay); // after this reply
+      }
       if (!st.plain && !fresh.empty()) {
         // Introduce them after this reply, so the relay writes the fresh
         // `joined` before anything the logic sends them.
         st.unintroduced.insert(fresh.begin(), fresh.end());
         self->send(self, introduce_atom::value, std::move(fresh));
       }
-      return {st.seq, st.epoch, caf::actor_cast<caf::actor>(self)};
+      return {reply_seq, st.epoch, caf::actor_cast<caf::actor>(self)};
+    },
+    [self](replay_atom, const caf::actor& relay) {
+      auto& st = self->state;
+      auto it = st.relays.find(relay.address());
+      if (it == st.relays.end() || !it->second.replaying)
+        return;
+      it->second.replaying = false;
+      std::uint64_t seq = 0;
+      for (auto& text : st.catch_up.frames) {
+        count_if_remote(self, relay, kind::room);
+        self->send(relay, fanout_atom::value, ++seq, text, caf::actor_addr{}, false);
+      }
     },
     [self](caf::join_atom, const caf::actor& relay,
            member_info& m) -> caf::result<std::vector<std::string>> {

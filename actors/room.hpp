@@ -21,6 +21,8 @@ struct room_state {
   struct relay_entry {
     caf::actor relay;
     std::map<std::uint64_t, std::uint64_t> members; ///< connection id -> member id
+    /// Gets the catch-up log before any live message (see `catch_up`).
+    bool replaying = false;
   };
   struct member_entry {
     member who;
@@ -53,6 +55,17 @@ struct room_state {
   duration idle_timeout{};
   /// Bumped on every membership change so a stale idle timer is ignored.
   std::uint64_t idle_generation = 0;
+  /// After a failover this incarnation serves the old one's members, whose
+  /// relays re-attach one by one as their nodes notice. While it is young,
+  /// its messages are kept, and a relay that brings members later gets
+  /// them all from seq 1, as if it had attached first.
+  struct catch_up_log {
+    bool active = false;
+    std::chrono::steady_clock::time_point until;
+    std::vector<std::string> frames; ///< the message of seq i + 1 at i
+    std::size_t bytes = 0;
+  };
+  catch_up_log catch_up;
   /// Forwarding lasts until every relay switched to the successor.
   move_state move;
   std::size_t relays_to_release = 0;

@@ -3,6 +3,7 @@
 #include "fixture.hpp"
 
 #include "actors/relay.hpp"
+#include "actors/room.hpp"
 #include "common/metrics.hpp"
 
 using namespace rc;
@@ -21,9 +22,62 @@ json publish(const std::string& room, json data, bool echo = false) {
   return j;
 }
 
+/// Stands in for a relay: records the seq of every message the room sends it.
+struct seq_recorder_state {
+  std::vector<std::uint64_t> seqs;
+  static inline const char* name = "seq_recorder";
+};
+
+caf::behavior seq_recorder(caf::stateful_actor<seq_recorder_state>* self) {
+  return {
+    [self](fanout_atom, std::uint64_t seq, const std::string&, const caf::actor_addr&, bool) {
+      self->state.seqs.push_back(seq);
+    },
+    [](deliver_atom, const std::string&) {},
+  };
+}
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(room_tests, node_fixture)
+
+CAF_TEST(after a failover a relay that attaches late gets the new epoch from seq 1) {
+  auto room = sys.spawn(rc::room, std::string{"failed-over"}, caf::actor{}, room_setup{});
+  auto early = sys.spawn(seq_recorder);
+  auto late = sys.spawn(seq_recorder);
+  auto newcomer = sys.spawn(seq_recorder);
+  auto attach = [&](const caf::actor& relay, std::vector<member_info> members) {
+    std::uint64_t seq = 99;
+    self->send(room, attach_atom::value, relay_members{relay, std::move(members)});
+    sched.run();
+    self->receive([&](std::uint64_t s, const std::string&, const caf::actor&) { seq = s; },
+                  caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to attach"); });
+    return seq;
+  };
+  auto publish_one = [&] {
+    caf::anon_send(room, caf::publish_atom::value, envelope{"svc", "1", false, {}});
+    sched.run();
+  };
+  // The old room's members come back: the first relay with members at seq 0.
+  CAF_CHECK_EQUAL(attach(early, {{1, "x"}}), 0u);
+  publish_one();
+  publish_one();
+  // Another survivor's relay noticed later: it starts at 0 too, and gets 1, 2.
+  CAF_CHECK_EQUAL(attach(late, {{2, "y"}}), 0u);
+  publish_one();
+  auto seqs = [&](const caf::actor& a) {
+    return deref<caf::stateful_actor<seq_recorder_state>>(a).state.seqs;
+  };
+  CAF_CHECK_EQUAL(seqs(early), (std::vector<std::uint64_t>{1, 2, 3}));
+  CAF_CHECK_EQUAL(seqs(late), (std::vector<std::uint64_t>{1, 2, 3}));
+  // A relay without members (someone joins now) starts where the room is.
+  CAF_CHECK_EQUAL(attach(newcomer, {}), 3u);
+  publish_one();
+  CAF_CHECK_EQUAL(seqs(newcomer), (std::vector<std::uint64_t>{4}));
+  for (auto& a : {room, early, late, newcomer})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  sched.run();
+}
 
 CAF_TEST(join answers joined with seq and epoch of the room) {
   auto a = connect("alice");
