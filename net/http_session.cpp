@@ -172,6 +172,7 @@ void http_session::run() {
 }
 
 void http_session::do_read() {
+  head_ = false; // until this request's method is known
   parser_.emplace();
   parser_->header_limit(16 * 1024);
   parser_->body_limit(ctx_->cfg.limits.max_frame_bytes);

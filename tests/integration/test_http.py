@@ -93,6 +93,17 @@ class EndpointsTest(harness.ServerTestCase):
                 self.assertEqual((status, body), (get_status, ""))
                 self.assertEqual(headers["content-type"], get_headers["content-type"])
                 self.assertGreater(int(headers["content-length"]), 0)
+        # On one keep-alive connection, answers after a HEAD have their bodies
+        # again: a GET, and the 400 for a request that is not HTTP.
+        for follow in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                       b"NOT HTTP AT ALL\r\n\r\n"):
+            with socket.create_connection((harness.HOST, self.server.port), timeout=5) as sock:
+                sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + follow)
+                buf = b""
+                while chunk := sock.recv(65536):
+                    buf += chunk
+            self.assertEqual(buf.count(b"HTTP/1.1 "), 2, buf)
+            self.assertTrue(buf.endswith(b"}"), buf[-200:])
         for method, path, allow in (("POST", "/healthz", "GET, HEAD"), ("PUT", "/metrics", "GET, HEAD"),
                                     ("GET", "/api/publish", "POST")):
             with self.subTest(method=method, path=path):
