@@ -437,6 +437,13 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       if (it == st.relays.end() || !it->second.replaying)
         return;
       it->second.replaying = false;
+      if (st.catch_up.frames.size() != st.seq) {
+        // The log reached its limits since the attach: the relay writes a
+        // `joined` with the current seq, so its members know what they missed.
+        count_if_remote(self, relay, kind::control);
+        self->send(relay, restart_atom::value, st.epoch, st.seq);
+        return;
+      }
       std::uint64_t seq = 0;
       for (auto& text : st.catch_up.frames) {
         count_if_remote(self, relay, kind::room);

@@ -25,6 +25,7 @@ json publish(const std::string& room, json data, bool echo = false) {
 /// Stands in for a relay: records the seq of every message the room sends it.
 struct seq_recorder_state {
   std::vector<std::uint64_t> seqs;
+  std::vector<std::uint64_t> restarts; ///< the seq of each `restart_atom`
   static inline const char* name = "seq_recorder";
 };
 
@@ -34,6 +35,9 @@ caf::behavior seq_recorder(caf::stateful_actor<seq_recorder_state>* self) {
       self->state.seqs.push_back(seq);
     },
     [](deliver_atom, const std::string&) {},
+    [self](restart_atom, const std::string&, std::uint64_t seq) {
+      self->state.restarts.push_back(seq);
+    },
   };
 }
 
@@ -75,6 +79,34 @@ CAF_TEST(after a failover a relay that attaches late gets the new epoch from seq
   publish_one();
   CAF_CHECK_EQUAL(seqs(newcomer), (std::vector<std::uint64_t>{4}));
   for (auto& a : {room, early, late, newcomer})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+CAF_TEST(a late relay is told the current seq when the catch up log ended before its replay) {
+  auto room = sys.spawn(rc::room, std::string{"failed-over-busy"}, caf::actor{}, room_setup{});
+  auto early = sys.spawn(seq_recorder);
+  auto late = sys.spawn(seq_recorder);
+  self->send(room, attach_atom::value, relay_members{early, {{1, "x"}}});
+  sched.run();
+  caf::anon_send(room, caf::publish_atom::value, envelope{"svc", "1", false, {}});
+  sched.run();
+  self->send(room, attach_atom::value, relay_members{late, {{2, "y"}}});
+  // Before the room replays to the late relay, more than the log holds.
+  for (int i = 0; i < 1001; ++i)
+    caf::anon_send(room, caf::publish_atom::value, envelope{"svc", "1", false, {}});
+  sched.run();
+  std::uint64_t reply = 99;
+  for (int i = 0; i < 2; ++i) // the two attach answers
+    self->receive([&](std::uint64_t s, const std::string&, const caf::actor&) { reply = s; },
+                  caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to attach"); });
+  CAF_CHECK_EQUAL(reply, 0u); // a replay was due
+  auto& st = deref<caf::stateful_actor<seq_recorder_state>>(late).state;
+  CAF_CHECK(st.seqs.empty());
+  CAF_CHECK_EQUAL(st.restarts, std::vector<std::uint64_t>{1002});
+  auto early_seqs = deref<caf::stateful_actor<seq_recorder_state>>(early).state.seqs.size();
+  CAF_CHECK_EQUAL(early_seqs, 1002u);
+  for (auto& a : {room, early, late})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   sched.run();
 }
