@@ -3,6 +3,7 @@
 #include <jwt.h>
 
 #include <memory>
+#include <optional>
 #include <random>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,17 @@ namespace {
 std::uint64_t random_start() {
   std::random_device rd;
   return (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+/// A claim of the token as JSON (discarded when it is not JSON), or none
+/// when the token lacks it. libjwt's typed getters would read a fractional
+/// NumericDate as 0.
+std::optional<nlohmann::json> claim(jwt_t* jwt, const char* name) {
+  char* text = jwt_get_grants_json(jwt, name);
+  if (text == nullptr)
+    return std::nullopt;
+  std::unique_ptr<char, decltype(&free)> owned{text, &free};
+  return nlohmann::json::parse(text, nullptr, false);
 }
 
 } // namespace
@@ -74,14 +86,11 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
   if (sub == nullptr || !valid_name(sub))
     return refuse("token claim 'sub' is missing or not a valid user name");
   who.user = sub;
-  // `exp` is a NumericDate and may have a fraction (RFC 7519), which
-  // jwt_get_grant_int would read as 0: read it as JSON instead.
-  if (char* exp_json = jwt_get_grants_json(jwt.get(), "exp")) {
-    std::unique_ptr<char, decltype(&free)> owned{exp_json, &free};
-    auto exp = nlohmann::json::parse(exp_json, nullptr, false);
-    if (!exp.is_number())
+  // `exp` is a NumericDate and may have a fraction (RFC 7519).
+  if (auto exp = claim(jwt.get(), "exp")) {
+    if (!exp->is_number())
       return refuse("token claim 'exp' must be a number");
-    auto seconds = exp.get<double>();
+    auto seconds = exp->get<double>();
     // The clock counts nanoseconds since 1970 in 64 bits, up to 2262: an
     // `exp` beyond that would wrap into the past. Such a token outlives the
     // process, so it gets no expiry; one as far before 1970 has expired.
@@ -98,23 +107,19 @@ std::variant<identity, http_refusal> authenticator::verify_jwt(const std::string
     }
   }
   // `nbf`: not before (RFC 7519 4.1.5); a NumericDate like `exp`.
-  if (char* nbf_json = jwt_get_grants_json(jwt.get(), "nbf")) {
-    std::unique_ptr<char, decltype(&free)> owned{nbf_json, &free};
-    auto nbf = nlohmann::json::parse(nbf_json, nullptr, false);
-    if (!nbf.is_number())
+  if (auto nbf = claim(jwt.get(), "nbf")) {
+    if (!nbf->is_number())
       return refuse("token claim 'nbf' must be a number");
     auto now = std::chrono::duration<double>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
-    if (nbf.get<double>() > now)
+    if (nbf->get<double>() > now)
       return refuse("token is not valid yet (claim 'nbf' is in the future)");
   }
-  if (char* rooms = jwt_get_grants_json(jwt.get(), "rooms")) {
-    std::unique_ptr<char, decltype(&free)> owned{rooms, &free};
-    auto list = nlohmann::json::parse(rooms, nullptr, false);
-    if (!list.is_array())
+  if (auto list = claim(jwt.get(), "rooms")) {
+    if (!list->is_array())
       return refuse("token claim 'rooms' must be a list of patterns");
-    for (auto& p : list) {
+    for (auto& p : *list) {
       if (!p.is_string())
         return refuse("token claim 'rooms' must be a list of patterns");
       who.room_globs.push_back(p.get<std::string>());
