@@ -160,6 +160,15 @@ void remove_member(self_ptr self, const caf::actor_addr& conn) {
   arm_idle_timer(self);
 }
 
+/// Writes a logic's frame to every member but connection `except` (actor
+/// ids start at 1: 0 excepts nobody).
+void deliver_all(self_ptr self, const std::string& text, std::uint64_t except = 0) {
+  auto frame = make_frame(text);
+  for (auto& [addr, m] : self->state.members)
+    if (addr.id() != except)
+      m.link->deliver(frame);
+}
+
 /// Whether a publish of member `conn` waits for the room (or to be handed on).
 bool publishes_wait(self_ptr self, const caf::actor_addr& conn) {
   auto& st = self->state;
@@ -346,18 +355,9 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
       mx.messages_delivered += delivered;
       mx.fanout_latency.observe(seconds_since(t0));
     },
-    [self](deliver_atom, const std::string& text) {
-      auto frame = make_frame(text);
-      for (auto& [_, m] : self->state.members)
-        m.link->deliver(frame);
-    },
+    [self](deliver_atom, const std::string& text) { deliver_all(self, text); },
     [self](deliver_atom, const std::string& text, std::uint64_t except_conn) {
-      // A logic's frame for every member but one (being introduced).
-      auto& st = self->state;
-      auto frame = make_frame(text);
-      for (auto& [addr, m] : st.members)
-        if (addr.id() != except_conn)
-          m.link->deliver(frame);
+      deliver_all(self, text, except_conn); // the member being introduced
     },
     [self](deliver_atom, std::uint64_t conn, std::string& text) {
       auto& st = self->state;
