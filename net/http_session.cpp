@@ -234,17 +234,18 @@ void http_session::route(request req) {
   std::string_view target{req.target().data(), req.target().size()};
   auto path = target.substr(0, target.find('?'));
   auto method = req.method();
+  bool get_or_head = method == http::verb::get || method == http::verb::head;
   if (path == "/ws")
     return upgrade(std::move(req));
   if (path == "/healthz") {
-    if (method != http::verb::get && method != http::verb::head)
+    if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
     if (ctx_->draining)
       return send(make_json(503, R"({"status":"draining"})"));
     return send(make_json(200, R"({"status":"ok"})"));
   }
   if (path == "/readyz") {
-    if (method != http::verb::get && method != http::verb::head)
+    if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
     auto reason = ctx_->draining ? std::string{"draining"} : ctx_->hooks.not_ready_reason();
     if (!reason.empty())
@@ -252,14 +253,14 @@ void http_session::route(request req) {
     return send(make_json(200, R"({"ready":true})"));
   }
   if (path == "/metrics") {
-    if (method != http::verb::get && method != http::verb::head)
+    if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
     auto res = make_json(200, metrics::global().render());
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     return send(std::move(res));
   }
   if (path == "/api/cluster") {
-    if (method != http::verb::get && method != http::verb::head)
+    if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
     ctx_->hooks.cluster_info([self = shared_from_this()](unsigned status, std::string body) {
       boost::asio::post(self->stream_.get_executor(), [self, status, body] {
@@ -286,8 +287,7 @@ void http_session::route(request req) {
                         });
     return;
   }
-  if ((method == http::verb::get || method == http::verb::head)
-      && !ctx_->cfg.web_root.empty()) {
+  if (get_or_head && !ctx_->cfg.web_root.empty()) {
     if (auto file = static_file(ctx_->cfg.web_root, path)) {
       std::ifstream in{*file, std::ios::binary};
       std::ostringstream body;
