@@ -1,0 +1,213 @@
+"""docker-compose.yml for real: the image built from the Dockerfile by
+`docker-compose build`, RabbitMQ, three nodes and nginx started by
+`docker-compose up`, driven by `docker-compose kill/stop/start`. There is no
+Docker engine here, so scripts/compose-podman serves Docker's API with podman
+and stands in for the Docker Hub images with Debian's packages
+(tests/containers/README.md).
+
+Covers: test_topology.py's nginx tests (300 clients spread and chatting, an
+AMQP publish, a killed node, a rolling restart under traffic) on the
+containers; the image's health check and user; and that a node whose
+container comes back after another container took its old address is still
+reached through nginx (fixed addresses in the compose file).
+
+Skipped, saying why, where podman cannot run a container at all.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+import harness
+import test_topology as topology
+
+ROOT = topology.ROOT
+SCRIPT = os.path.join(ROOT, "scripts", "compose-podman")
+# Its own project (network, volume, container names) per run.
+PROJECT = f"roomcast-test-{os.getpid()}"
+NODES = topology.NODES
+PREPARE_TIMEOUT = 900   # debootstrap, stand-ins and the image: ~4 min on 2 cores
+READY_TIMEOUT = 90.0    # RabbitMQ healthy, nodes started and clustered, nginx up
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind((harness.HOST, 0))
+        return s.getsockname()[1]
+
+
+def _can_run_containers():
+    """(True, '') when this machine runs root containers, else (False, why)."""
+    if os.geteuid() != 0:
+        return False, "needs root (podman's bridge networks)"
+    if not shutil.which("debootstrap") and not os.path.exists("/usr/sbin/debootstrap"):
+        return False, "debootstrap missing: scripts/install-deps --test installs it"
+    return True, ""
+
+
+CAN_RUN, WHY_NOT = _can_run_containers()
+
+
+class ComposeRunner(topology.Runner):
+    """topology.Runner's verbs (kill, stop, start NODE) on compose services."""
+
+    def __init__(self):
+        self.lb = "nginx"
+        self.port = _free_port()
+        self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT,
+                                      "RC_PORT": str(self.port)})
+        if "ROOMCAST_PODMAN_DIR" in os.environ:
+            self.env["ROOMCAST_PODMAN_DIR"] = os.environ["ROOMCAST_PODMAN_DIR"]
+        self.status = None
+        self.started = False
+        self.watchdog = None
+
+    # A node that is gone: nginx's connect to a stopped container's address
+    # times out (504) rather than being refused (502).
+    dead_node_statuses = (502, 504)
+
+    def script(self, *args, timeout=120):
+        r = subprocess.run([SCRIPT] + [str(a) for a in args], env=self.env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"scripts/compose-podman {' '.join(map(str, args))} exited "
+                                 f"{r.returncode}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+        return r.stdout + r.stderr
+
+    def compose(self, *args, timeout=120):
+        return self.script("compose", *args, timeout=timeout)
+
+    def podman(self, *args, timeout=60):
+        return self.script("podman", *args, timeout=timeout)
+
+    def container(self, service):
+        return f"{PROJECT}_{service}_1"
+
+    def inspect(self, service, template):
+        return self.podman("inspect", self.container(service), "--format", template).strip()
+
+    def up(self):
+        # If this process is killed (CTest's timeout), the watchdog takes
+        # the containers down and stops podman's API service.
+        self.watchdog = subprocess.Popen([SCRIPT, "watch", str(os.getpid())], env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        self.script("prepare", timeout=PREPARE_TIMEOUT)
+        self.compose("down", "-v", "--remove-orphans")   # leftovers of a killed run
+        self.started = True
+        self.compose("up", "-d", "--no-build", timeout=READY_TIMEOUT + 60)
+        self.wait_ready(NODES)
+        self.refresh()
+        return self
+
+    def wait_ready(self, nodes):
+        """Every node in `nodes` ready through nginx, and clustered with the others."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                if all(self.get(f"/nodes/{n}/readyz")[0] == 200 and
+                       self.node_metric(n, "roomcast_cluster_members") == len(NODES)
+                       for n in nodes):
+                    return
+            except (OSError, AssertionError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{nodes} not ready through nginx within {READY_TIMEOUT}s:\n"
+                                     + "\n".join(self.logs(n) for n in nodes))
+            time.sleep(0.5)
+
+    def refresh(self):
+        ip = self.inspect("rabbitmq", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        self.status = {"lb": {"port": self.port},
+                       "rabbitmq": {"url": f"amqp://roomcast:roomcast@{ip}:5672/roomcast"}}
+        return self.status
+
+    def down(self):
+        if self.watchdog is not None:
+            self.watchdog.terminate()
+            self.watchdog.wait(10)
+        try:
+            if self.started:
+                self.compose("down", "-v", timeout=180)
+        finally:
+            self.script("stop")
+
+    def logs(self, name, lines=40):
+        try:
+            return self.compose("logs", "--no-color", "--tail", str(lines), name)
+        except AssertionError as e:
+            return str(e)
+
+    def run(self, verb, node, timeout=90):
+        if verb == "kill":
+            return self.compose("kill", node)
+        if verb == "start":
+            out = self.compose("start", node)
+            self.wait_ready([node])
+            return out
+        if verb == "stop":
+            t0 = time.monotonic()
+            out = self.compose("stop", node, timeout=timeout)
+            took = time.monotonic() - t0
+            code = self.inspect(node, "{{.State.ExitCode}}")
+            # 137: Docker's SIGKILL after stop_grace_period.
+            note = "; it did not exit, killing it" if code == "137" else ""
+            return f"{out}{node} stopped in {took:.1f}s (exit {code}){note}"
+        raise ValueError(verb)
+
+
+@unittest.skipUnless(CAN_RUN, WHY_NOT)
+class ComposeTopology(topology.NginxTopology):
+    """test_topology.NginxTopology's tests, in order, on docker-compose.yml."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.runner = ComposeRunner()
+        try:
+            cls.runner.up()
+        except Exception:
+            cls.runner.down()
+            raise
+
+    def test_5_the_image_runs_as_roomcast_and_reports_healthy(self):
+        for node in NODES:
+            self.assertEqual(self.runner.inspect(node, "{{.Config.User}}"), "10001:10001")
+            deadline = time.monotonic() + 30
+            while self.runner.inspect(node, "{{.State.Health.Status}}") != "healthy":
+                self.assertLess(time.monotonic(), deadline, f"{node} never healthy")
+                time.sleep(1)
+        ps = self.runner.podman("exec", self.runner.container("node1"), "id", "-un")
+        self.assertEqual(ps.strip(), "roomcast")
+
+    async def test_6_a_node_is_reached_through_nginx_after_another_container_took_its_address(self):
+        # nginx resolved node1 when it started. A stopped container's address
+        # goes back to the pool; here a container started meanwhile takes the
+        # next free one, which is node1's without fixed addresses.
+        node = "node1"
+        before = self.runner.inspect(node, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        self.runner.run("stop", node)
+        filler = f"{PROJECT}-filler"
+        self.runner.podman("run", "-d", "--rm", "--name", filler, "--network",
+                           f"{PROJECT}_default", "docker.io/library/debian:bookworm",
+                           "sleep", "120")
+        try:
+            self.runner.run("start", node)    # waits for /nodes/node1/readyz through nginx
+            after = self.runner.inspect(node,
+                                        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+            self.assertEqual(after, before)
+            members = await topology.open_members(self.runner, [f"back{i}" for i in range(12)])
+            try:
+                self.assertIn(node, {m.session.node for m in members})
+            finally:
+                await topology.stop_members(members)
+        finally:
+            self.runner.podman("rm", "-f", "-t", "0", filler)
+
+
+if __name__ == "__main__":
+    harness.main()
