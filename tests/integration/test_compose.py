@@ -15,7 +15,6 @@ Skipped, saying why, where podman cannot run a container at all.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -40,12 +39,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _script_env(extra=None):
+    """The environment of scripts/compose-podman: no ROOMCAST_* but its own."""
+    env = harness.clean_env(extra)
+    if "ROOMCAST_PODMAN_DIR" in os.environ:
+        env["ROOMCAST_PODMAN_DIR"] = os.environ["ROOMCAST_PODMAN_DIR"]
+    return env
+
+
 def _can_run_containers():
-    """(True, '') when this machine runs root containers, else (False, why)."""
-    if os.geteuid() != 0:
-        return False, "needs root (podman's bridge networks)"
-    if not shutil.which("debootstrap") and not os.path.exists("/usr/sbin/debootstrap"):
-        return False, "debootstrap missing: scripts/install-deps --test installs it"
+    """(True, '') when this machine runs root containers, else (False, why).
+    Only the machine can make this False: `check` runs no project file."""
+    r = subprocess.run([SCRIPT, "check"], env=_script_env(), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode == 3:
+        return False, r.stderr.strip()[-500:]
+    if r.returncode != 0:
+        raise RuntimeError(f"scripts/compose-podman check exited {r.returncode}: {r.stderr}")
     return True, ""
 
 
@@ -58,10 +68,7 @@ class ComposeRunner(topology.Runner):
     def __init__(self):
         self.lb = "nginx"
         self.port = _free_port()
-        self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT,
-                                      "RC_PORT": str(self.port)})
-        if "ROOMCAST_PODMAN_DIR" in os.environ:
-            self.env["ROOMCAST_PODMAN_DIR"] = os.environ["ROOMCAST_PODMAN_DIR"]
+        self.env = _script_env({"COMPOSE_PROJECT_NAME": PROJECT, "RC_PORT": str(self.port)})
         self.status = None
         self.started = False
         self.watchdog = None
