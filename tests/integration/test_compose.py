@@ -7,13 +7,18 @@ and stands in for the Docker Hub images with Debian's packages
 
 Covers: test_topology.py's nginx tests (300 clients spread and chatting, an
 AMQP publish, a killed node, a rolling restart under traffic) on the
-containers; the image's health check and user; and that a node whose
-container comes back after another container took its old address is still
-reached through nginx (fixed addresses in the compose file).
+containers; the image's user, health check and demo page; that a node
+whose container comes back after another container took its old address is
+still reached through nginx (fixed addresses in the compose file); and that
+private messages stored for an offline user outlive a RabbitMQ restart
+(`docker-compose stop/start rabbitmq`, on a new address).
 
 Skipped, saying why, where podman cannot run a container at all.
 """
 
+import asyncio
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -39,18 +44,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _script_env(extra=None):
-    """The environment of scripts/compose-podman: no ROOMCAST_* but its own."""
-    env = harness.clean_env(extra)
-    if "ROOMCAST_PODMAN_DIR" in os.environ:
-        env["ROOMCAST_PODMAN_DIR"] = os.environ["ROOMCAST_PODMAN_DIR"]
-    return env
-
-
 def _can_run_containers():
     """(True, '') when this machine runs root containers, else (False, why).
     Only the machine can make this False: `check` runs no project file."""
-    r = subprocess.run([SCRIPT, "check"], env=_script_env(), stdin=subprocess.DEVNULL,
+    r = subprocess.run([SCRIPT, "check"], env=harness.clean_env(), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=300)
     if r.returncode == 3:
         return False, r.stderr.strip()[-500:]
@@ -68,7 +65,7 @@ class ComposeRunner(topology.Runner):
     def __init__(self):
         self.lb = "nginx"
         self.port = _free_port()
-        self.env = _script_env({"COMPOSE_PROJECT_NAME": PROJECT, "RC_PORT": str(self.port)})
+        self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT, "RC_PORT": str(self.port)})
         self.status = None
         self.started = False
         self.watchdog = None
@@ -128,8 +125,21 @@ class ComposeRunner(topology.Runner):
                                      + "\n".join(self.logs(n) for n in nodes))
             time.sleep(0.5)
 
+    def post_json(self, path, body):
+        """(status, JSON body) of POST path through the load balancer."""
+        conn = http.client.HTTPConnection(harness.HOST, self.port, timeout=5)
+        try:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            res = conn.getresponse()
+            return res.status, json.loads(res.read() or b"null")
+        finally:
+            conn.close()
+
+    def address(self, service):
+        return self.inspect(service, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+
     def refresh(self):
-        ip = self.inspect("rabbitmq", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        ip = self.address("rabbitmq")
         self.status = {"lb": {"port": self.port},
                        "rabbitmq": {"url": f"amqp://roomcast:roomcast@{ip}:5672/roomcast"}}
         return self.status
@@ -181,7 +191,7 @@ class ComposeTopology(topology.NginxTopology):
             cls.runner.down()
             raise
 
-    def test_5_the_image_runs_as_roomcast_and_reports_healthy(self):
+    def test_5_the_image_runs_as_roomcast_reports_healthy_and_serves_the_demo_page(self):
         for node in NODES:
             self.assertEqual(self.runner.inspect(node, "{{.Config.User}}"), "10001:10001")
             deadline = time.monotonic() + 30
@@ -190,13 +200,20 @@ class ComposeTopology(topology.NginxTopology):
                 time.sleep(1)
         ps = self.runner.podman("exec", self.runner.container("node1"), "id", "-un")
         self.assertEqual(ps.strip(), "roomcast")
+        # The demo page and the client library, from the image's web root.
+        status, body = self.runner.get("/")
+        self.assertEqual(status, 200)
+        self.assertIn("<!doctype html>", body.lower())
+        status, body = self.runner.get("/roomcast.js")
+        self.assertEqual(status, 200)
+        self.assertIn("class", body)
 
     async def test_6_a_node_is_reached_through_nginx_after_another_container_took_its_address(self):
         # nginx resolved node1 when it started. A stopped container's address
         # goes back to the pool; here a container started meanwhile takes the
         # next free one, which is node1's without fixed addresses.
         node = "node1"
-        before = self.runner.inspect(node, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        before = self.runner.address(node)
         self.runner.run("stop", node)
         filler = f"{PROJECT}-filler"
         self.runner.podman("run", "-d", "--rm", "--name", filler, "--network",
@@ -204,8 +221,7 @@ class ComposeTopology(topology.NginxTopology):
                            "sleep", "120")
         try:
             self.runner.run("start", node)    # waits for /nodes/node1/readyz through nginx
-            after = self.runner.inspect(node,
-                                        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+            after = self.runner.address(node)
             self.assertEqual(after, before)
             members = await topology.open_members(self.runner, [f"back{i}" for i in range(12)])
             try:
@@ -214,6 +230,40 @@ class ComposeTopology(topology.NginxTopology):
                 await topology.stop_members(members)
         finally:
             self.runner.podman("rm", "-f", "-t", "0", filler)
+
+
+    async def test_7_private_messages_stored_in_rabbitmq_outlive_a_broker_restart(self):
+        # Sent through nginx to a user who is offline: kept in RabbitMQ.
+        user = f"durable-{os.getpid()}"
+        for n in range(3):
+            self.assertEqual(self.runner.post_json("/api/publish", {"user": user, "from": "svc",
+                                                                   "data": {"n": n}}),
+                             (202, {"ok": True}))
+        # RabbitMQ stops and comes back, on another address if the filler took
+        # its old one: the nodes reconnect by name (/readyz is 200 again).
+        before = self.runner.address("rabbitmq")
+        self.runner.compose("stop", "rabbitmq")
+        filler = f"{PROJECT}-filler-mq"
+        self.runner.podman("run", "-d", "--rm", "--name", filler, "--network",
+                           f"{PROJECT}_default", "docker.io/library/debian:bookworm",
+                           "sleep", "120")
+        try:
+            self.runner.compose("start", "rabbitmq")
+            self.runner.wait_ready(NODES)
+            after = self.runner.address("rabbitmq")
+            self.runner.refresh()
+            members = await topology.open_members(self.runner, [user])
+            try:
+                await topology.wait_until("the stored messages",
+                                          lambda: len(members[0].privates) >= 3, 15)
+                await asyncio.sleep(0.3)
+                self.assertEqual(members[0].privates, [{"n": 0}, {"n": 1}, {"n": 2}])
+            finally:
+                await topology.stop_members(members)
+        finally:
+            self.runner.podman("rm", "-f", "-t", "0", filler)
+        print(f"\n  RabbitMQ restarted ({before} -> {after}); 3 stored messages delivered "
+              f"in order", file=sys.stderr)
 
 
 if __name__ == "__main__":
