@@ -42,6 +42,11 @@ std::variant<identity, http_refusal> authenticator::resolve(std::string_view tok
                                                             std::string_view bearer,
                                                             std::optional<std::string_view> user) {
   if (!secret_.empty()) {
+    // Two different tokens: checking only one would let the other, maybe
+    // bad or another user's, through unnoticed.
+    if (!token.empty() && !bearer.empty() && token != bearer)
+      return http_refusal{401, "unauthorized",
+                          "two different tokens (?token= and Authorization: Bearer); send one"};
     std::string jwt{!token.empty() ? token : bearer};
     if (jwt.empty())
       return http_refusal{401, "unauthorized", "a token is required (?token= or Authorization: Bearer)"};

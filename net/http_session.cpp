@@ -287,8 +287,10 @@ void http_session::route(request req) {
                         });
     return;
   }
-  if (get_or_head && !ctx_->cfg.web_root.empty()) {
+  if (!ctx_->cfg.web_root.empty()) {
     if (auto file = static_file(ctx_->cfg.web_root, path)) {
+      if (!get_or_head)
+        return send(method_not_allowed("GET, HEAD"));
       std::ifstream in{*file, std::ios::binary};
       std::ostringstream body;
       body << in.rdbuf();
@@ -309,8 +311,13 @@ void http_session::upgrade(request req) {
     metrics::global().upgrades_refused++;
     beast::error_code ep_ec;
     auto peer = stream_.socket().remote_endpoint(ep_ec);
-    spdlog::warn("refused WebSocket upgrade from {}: {} {}",
-                 ep_ec ? std::string{"?"} : peer.address().to_string(), status, message);
+    // Behind a load balancer the peer is the proxy; name the client it reports
+    // (only logged, never trusted for anything).
+    std::string via;
+    if (auto it = req.find("X-Forwarded-For"); it != req.end())
+      via = " (X-Forwarded-For: " + std::string{it->value().substr(0, 200)} + ")";
+    spdlog::warn("refused WebSocket upgrade from {}{}: {} {}",
+                 ep_ec ? std::string{"?"} : peer.address().to_string(), via, status, message);
     keep_alive_ = false;
     auto res = make_error(status, code, message);
     if (status == 426) // RFC 6455 4.4: name the version we speak

@@ -105,7 +105,10 @@ class EndpointsTest(harness.ServerTestCase):
             self.assertEqual(buf.count(b"HTTP/1.1 "), 2, buf)
             self.assertTrue(buf.endswith(b"}"), buf[-200:])
         for method, path, allow in (("POST", "/healthz", "GET, HEAD"), ("PUT", "/metrics", "GET, HEAD"),
-                                    ("GET", "/api/publish", "POST")):
+                                    ("GET", "/api/publish", "POST"),
+                                    # the static files (the demo page)
+                                    ("DELETE", "/", "GET, HEAD"),
+                                    ("POST", "/roomcast.js", "GET, HEAD")):
             with self.subTest(method=method, path=path):
                 status, headers, body = self.server.http(method, path)
                 self.assertEqual((status, headers.get("allow")), (405, allow))

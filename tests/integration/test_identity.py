@@ -85,6 +85,28 @@ class JwtTest(harness.ServerTestCase):
         self._clients.append(ws)
         self.assertEqual((await harness.recv_json(ws))["user"], "alice")
 
+    def test_two_different_tokens_are_refused(self):
+        # Before, only ?token= was checked and a bad Bearer header went unseen.
+        good, other = self.token(sub="alice"), self.token(sub="bob")
+        bad = make_jwt("nope", {"sub": "alice"})
+        for query, header in ((good, bad), (bad, good), (good, other)):
+            with self.subTest(query=query[-8:], header=header[-8:]):
+                refused(self, self.server, 401, "unauthorized", "/ws?token=" + query,
+                        {"Authorization": "Bearer " + header})
+
+    def test_a_refusal_behind_a_proxy_logs_the_client_it_names(self):
+        refused(self, self.server, 401, "unauthorized", "/ws",
+                {"X-Forwarded-For": "203.0.113.7, 10.0.0.2"})
+        self.server.wait_log("refused WebSocket upgrade from 127.0.0.1 "
+                             "(X-Forwarded-For: 203.0.113.7, 10.0.0.2): 401")
+
+    async def test_the_same_token_twice_is_accepted(self):
+        tok = self.token(sub="alice")
+        ws = await harness.connect(self.server.ws_url(token=tok),
+                                   extra_headers={"Authorization": "Bearer " + tok})
+        self._clients.append(ws)
+        self.assertEqual((await harness.recv_json(ws))["user"], "alice")
+
     async def test_bearer_header(self):
         # The scheme is case-insensitive (RFC 9110 11.1).
         for scheme in ("Bearer", "bearer", "BEARER"):
