@@ -11,7 +11,8 @@ containers; the image's user, health check and demo page; that a node
 whose container comes back after another container took its old address is
 still reached through nginx (fixed addresses in the compose file); and that
 private messages stored for an offline user outlive a RabbitMQ restart
-(`docker-compose stop/start rabbitmq`, on a new address).
+(`docker-compose stop/start rabbitmq`, on a new address); and that nginx
+stops gracefully with WebSockets open and starts again while a node is down.
 
 Skipped, saying why, where podman cannot run a container at all.
 """
@@ -200,6 +201,10 @@ class ComposeTopology(topology.NginxTopology):
                 time.sleep(1)
         ps = self.runner.podman("exec", self.runner.container("node1"), "id", "-un")
         self.assertEqual(ps.strip(), "roomcast")
+        # Containers without a fixed address get one outside the nodes' (.11-.13).
+        for service in ("rabbitmq", "lb"):
+            self.assertGreaterEqual(int(self.runner.address(service).split(".")[-1]), 128,
+                                    service)
         # The demo page and the client library, from the image's web root.
         status, body = self.runner.get("/")
         self.assertEqual(status, 200)
@@ -264,6 +269,41 @@ class ComposeTopology(topology.NginxTopology):
             self.runner.podman("rm", "-f", "-t", "0", filler)
         print(f"\n  RabbitMQ restarted ({before} -> {after}); 3 stored messages delivered "
               f"in order", file=sys.stderr)
+
+
+    async def test_8_nginx_restarts_while_a_node_is_down_and_stops_without_being_killed(self):
+        clients = []
+        try:
+            for i in range(6):
+                ws = await harness.connect(self.runner.url(f"lb-restart{i}"))
+                await harness.recv_json(ws)
+                clients.append(ws)
+            self.runner.run("stop", "node2")
+            # A graceful stop with WebSockets open: nginx ends them itself
+            # (worker_shutdown_timeout) instead of being killed (137).
+            self.runner.compose("stop", "lb")
+            self.assertEqual(self.runner.inspect("lb", "{{.State.ExitCode}}"), "0")
+            # It starts again although node2's name is not in the network's DNS.
+            self.runner.compose("start", "lb")
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if self.runner.get("/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                self.assertLess(time.monotonic(), deadline, "nginx did not come back:\n"
+                                + self.runner.logs("lb"))
+                await asyncio.sleep(0.2)
+            fresh = await topology.open_members(self.runner, [f"lb-fresh{i}" for i in range(9)])
+            try:
+                self.assertEqual({m.session.node for m in fresh}, {"node1", "node3"})
+            finally:
+                await topology.stop_members(fresh)
+        finally:
+            for ws in clients:
+                await ws.close()
+            self.runner.run("start", "node2")
 
 
 if __name__ == "__main__":
