@@ -191,6 +191,17 @@ inline std::string error_text(const caf::error& err) {
   return {};
 }
 
+/// For logs: ours by name and message ("unavailable: no broker"), others as
+/// CAF prints them (ours would print as "error(7, 'roomcast')").
+inline std::string log_text(const caf::error& err) {
+  if (err.category() != error_category)
+    return caf::to_string(err);
+  std::string text{to_string(static_cast<error_code>(err.code()))};
+  if (auto message = error_text(err); !message.empty())
+    text += ": " + message;
+  return text;
+}
+
 /// Maps any error from a request back to a client-visible code: ours pass
 /// through; a dead or timed-out receiver is `unavailable`.
 inline error_code to_error_code(const caf::error& err) {

@@ -142,7 +142,7 @@ public:
     auto self = self_;
     auto failed = [self, user](caf::error& err) {
       spdlog::warn("room {}: private to {} failed: {}", self->state.room, user,
-                   caf::to_string(err));
+                   log_text(err));
     };
     self->request(*st.locator, std::chrono::seconds{5}, locate_atom::value, user_atom::value, user)
       .then(
@@ -565,7 +565,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
             // The target is gone: keep serving here; the directory retries
             // on its next view.
             auto& st = self->state;
-            spdlog::warn("room {}: handoff failed: {}", st.room, caf::to_string(err));
+            spdlog::warn("room {}: handoff failed: {}", st.room, log_text(err));
             st.move.state = phase::serving;
             st.move.release_held();
             rp.deliver(std::move(err));

@@ -94,7 +94,7 @@ void store_frame(self_ptr self, const std::string& text, F done) {
       [self, done](caf::error& err) mutable {
         --self->state.busy;
         spdlog::warn("user {}: cannot store a private message: {}", self->state.user,
-                     caf::to_string(err));
+                     log_text(err));
         done(false);
         arm_idle_timer(self);
       });
@@ -269,7 +269,7 @@ void drain(self_ptr self) {
         // Retried every second while the user is connected: log it once.
         if (!st.fetch_failing)
           spdlog::warn("user {}: cannot fetch stored messages (retrying): {}", st.user,
-                       caf::to_string(err));
+                       log_text(err));
         st.fetch_failing = true;
         pause_drain(self);
       });

@@ -105,7 +105,7 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
                   return dead_letter(self, publisher, done, key, body, from,
                                      "refused: " + std::string{to_string(code)} + ": " + message);
                 spdlog::warn("amqp: cannot hand on a message with key '{}' ({}); it is requeued",
-                             key, caf::to_string(err));
+                             key, log_text(err));
                 done(false);
               });
     },

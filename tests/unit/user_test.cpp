@@ -133,3 +133,12 @@ CAF_TEST(a full inbox refuses with unavailable and keeps what it accepted) {
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST(logs name our errors instead of printing their number) {
+  // "cannot fetch stored messages (retrying): error(7, 'roomcast')" said nothing.
+  CAF_CHECK_EQUAL(log_text(make_error(error_code::unavailable, "no broker")),
+                  "unavailable: no broker");
+  CAF_CHECK_EQUAL(log_text(make_error(error_code::unavailable)), "unavailable");
+  auto theirs = caf::make_error(caf::sec::request_timeout);
+  CAF_CHECK_EQUAL(log_text(theirs), caf::to_string(theirs));
+}
