@@ -140,8 +140,12 @@ describe('static files from --web-root', () => {
     assert.equal((await get('/ws')).status, 400, '/ws without an upgrade is still refused');
   });
 
-  it('POST to a file path is not served', async () => {
-    assert.equal((await get('/index.html', 'POST')).status, 404);
+  it('POST to a file path is not served: 405, naming GET and HEAD', async () => {
+    const res = await get('/index.html', 'POST');
+    assert.equal(res.status, 405);
+    assert.equal(res.headers.allow, 'GET, HEAD');
+    assert.equal(JSON.parse(res.body.toString()).error.code, 'method_not_allowed');
+    assert.equal((await get('/nope.html', 'POST')).status, 404, 'no such file');
   });
 });
 
