@@ -12,7 +12,8 @@ whose container comes back after another container took its old address is
 still reached through nginx (fixed addresses in the compose file); and that
 private messages stored for an offline user outlive a RabbitMQ restart
 (`docker-compose stop/start rabbitmq`, on a new address); and that nginx
-stops gracefully with WebSockets open and starts again while a node is down.
+stops gracefully with WebSockets open and starts again while a node is down;
+and that the `haproxy` profile serves the same cluster.
 
 Skipped, saying why, where podman cannot run a container at all.
 """
@@ -66,7 +67,11 @@ class ComposeRunner(topology.Runner):
     def __init__(self):
         self.lb = "nginx"
         self.port = _free_port()
-        self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT, "RC_PORT": str(self.port)})
+        self.haproxy_port = _free_port()
+        # The haproxy profile too: lb-haproxy beside nginx.
+        self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT, "COMPOSE_PROFILES": "haproxy",
+                                      "RC_PORT": str(self.port),
+                                      "RC_HAPROXY_PORT": str(self.haproxy_port)})
         self.status = None
         self.started = False
         self.watchdog = None
@@ -305,6 +310,46 @@ class ComposeTopology(topology.NginxTopology):
                 await ws.close()
             self.runner.run("start", "node2")
 
+
+    async def test_9_the_haproxy_profile_serves_the_same_cluster(self):
+        url = f"ws://{harness.HOST}:{self.runner.haproxy_port}/ws?user="
+        # HAProxy marks a node up after two health checks, and re-resolves a
+        # node restarted by test_8 (its name was gone from DNS meanwhile).
+        deadline = time.monotonic() + 60
+        seen, last = set(), None
+        while seen != set(NODES):
+            self.assertLess(time.monotonic(), deadline,
+                            f"HAProxy reached only {seen} ({last!r}):\n"
+                            + self.runner.logs("lb-haproxy"))
+            try:
+                ws = await harness.connect(url + "ha-probe")
+                seen.add((await harness.recv_json(ws))["node"])
+                await ws.close()
+            except (OSError, asyncio.TimeoutError,
+                    topology.websockets.exceptions.WebSocketException) as e:
+                last = e
+                await asyncio.sleep(0.5)
+        clients = []
+        try:
+            nodes = set()
+            for i in range(12):
+                ws = await harness.connect(url + f"ha{i}")
+                clients.append(ws)
+                nodes.add((await harness.recv_json(ws))["node"])
+                await harness.send_json(ws, {"type": "join", "room": "via-haproxy", "id": "j"})
+                self.assertEqual((await harness.recv_json(ws))["type"], "joined")
+            self.assertEqual(nodes, set(NODES), "leastconn over the three nodes")
+            await harness.send_json(clients[0], {"type": "publish", "room": "via-haproxy",
+                                                 "data": {"hello": 1}, "echo": True, "id": "p"})
+            for ws in clients:
+                while True:
+                    frame = await harness.recv_json(ws, 10)
+                    if frame["type"] == "message":
+                        break
+                self.assertEqual(frame["data"], {"hello": 1})
+        finally:
+            for ws in clients:
+                await ws.close()
 
 if __name__ == "__main__":
     harness.main()
