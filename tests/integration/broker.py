@@ -14,22 +14,17 @@ read queues.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
 import pika
 
+from harness import free_port  # noqa: F401 (test_amqp imports it from here)
+
 HOST = "127.0.0.1"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Broker:

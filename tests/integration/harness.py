@@ -40,6 +40,13 @@ RECV_TIMEOUT = 5.0     # default per-frame receive timeout
 LISTEN_RE = re.compile(r"node (\S+) listening on 127\.0\.0\.1:(\d+)")
 
 
+def free_port():
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
 # -- the binary ----------------------------------------------------------------
 
 def resolve_binary():

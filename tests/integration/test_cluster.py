@@ -13,12 +13,11 @@ import json
 import os
 import re
 import signal
-import socket
 import time
 import unittest
 
 import harness
-from harness import Server, expect, next_of_type, recv_json
+from harness import Server, expect, free_port, next_of_type, recv_json
 
 
 MASK = (1 << 64) - 1
@@ -51,12 +50,6 @@ def room_owned_by(owner, members, before=None, prefix="room"):
                 before is None or owner_of(name, before) != owner):
             return name
     raise AssertionError("no such room name")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((harness.HOST, 0))
-        return s.getsockname()[1]
 
 
 async def send(ws, obj):
@@ -176,7 +169,6 @@ class RoomsAcrossNodes(ClusterTestCase):
             for k in range(3):
                 ws, joined = await self.join(node, f"m{i}{k}", room)
                 members.append(ws)
-        epochs = set()
         # Three publishers on three nodes, 30 messages each, interleaved.
         publishers = [members[0], members[3], members[6]]
         per_publisher = 30

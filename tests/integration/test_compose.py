@@ -22,7 +22,6 @@ import asyncio
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,12 +37,6 @@ PROJECT = f"roomcast-test-{os.getpid()}"
 NODES = topology.NODES
 PREPARE_TIMEOUT = 900   # debootstrap, stand-ins and the image: ~4 min on 2 cores
 READY_TIMEOUT = 90.0    # RabbitMQ healthy, nodes started and clustered, nginx up
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind((harness.HOST, 0))
-        return s.getsockname()[1]
 
 
 def _can_run_containers():
@@ -66,8 +59,8 @@ class ComposeRunner(topology.Runner):
 
     def __init__(self):
         self.lb = "nginx"
-        self.port = _free_port()
-        self.haproxy_port = _free_port()
+        self.port = harness.free_port()
+        self.haproxy_port = harness.free_port()
         # The haproxy profile too: lb-haproxy beside nginx.
         self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT, "COMPOSE_PROFILES": "haproxy",
                                       "RC_PORT": str(self.port),
