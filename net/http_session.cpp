@@ -70,6 +70,21 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
   return {};
 }
 
+/// How many times `key` appears in a query string.
+int query_count(std::string_view query, std::string_view key) {
+  int n = 0;
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    if (pair.substr(0, pair.find('=')) == key)
+      ++n;
+    if (amp == std::string_view::npos)
+      break;
+    query.remove_prefix(amp + 1);
+  }
+  return n;
+}
+
 // -- static files ---------------------------------------------------------------
 
 namespace fs = std::filesystem;
@@ -346,6 +361,11 @@ void http_session::upgrade(request req) {
     std::string_view value{it->value().data(), it->value().size()};
     bearer = std::string{credentials(value, "bearer")};
   }
+  // Two values of one identity parameter are ambiguous: a proxy that adds
+  // one must not be outvoted (or silently win) by the client's own.
+  for (std::string_view key : {"user", "token"})
+    if (query_count(query, key) > 1)
+      return refuse(400, "bad_request", "?" + std::string{key} + "= is given more than once");
   auto user = query_param(query, "user");
   auto who = ctx_->auth.resolve(query_param(query, "token").value_or(""), bearer,
                                 user ? std::optional<std::string_view>{*user} : std::nullopt);

@@ -100,6 +100,10 @@ class JwtTest(harness.ServerTestCase):
         self.server.wait_log("refused WebSocket upgrade from 127.0.0.1 "
                              "(X-Forwarded-For: 203.0.113.7, 10.0.0.2): 401")
 
+    def test_a_token_parameter_given_twice_is_400(self):
+        tok = self.token(sub="alice")
+        refused(self, self.server, 400, "bad_request", f"/ws?token={tok}&token={tok}")
+
     async def test_the_same_token_twice_is_accepted(self):
         tok = self.token(sub="alice")
         ws = await harness.connect(self.server.ws_url(token=tok),
@@ -223,6 +227,14 @@ class DevModeTest(harness.ServerTestCase):
         for path in ("/ws?user=", "/ws?user", "/ws?x=1&user=&y=2", "/ws?user=%20"):
             with self.subTest(path=path):
                 refused(self, self.server, 400, "bad_name", path)
+
+    def test_a_user_given_twice_is_400(self):
+        # Before, the first value won and the second went unseen.
+        for path in ("/ws?user=alice&user=bob", "/ws?user=alice&user=alice", "/ws?user=a&x=1&user"):
+            with self.subTest(path=path):
+                body = refused(self, self.server, 400, "bad_request", path)
+                self.assertIn("?user= is given more than once", body["error"]["message"])
+        accepted(self, self.server, "/ws?user=alice&username=bob&xuser=c")
 
     async def test_user_param_names_user(self):
         ws = await self.client(user="x" * 128)
