@@ -66,17 +66,21 @@ void update_joined(self_ptr self) {
 void view_changed(self_ptr self) {
   auto& st = self->state;
   std::map<std::string, caf::actor> rooms, users;
+  std::string names;
   for (auto n : owners(self)) {
     rooms.emplace(n->name, n->rooms);
     users.emplace(n->name, n->users);
+    names += (names.empty() ? "" : ",") + n->name;
   }
   self->send(st.cfg.self.rooms, view_atom::value, rooms, st.cfg.self.name);
   self->send(st.cfg.self.users, view_atom::value, users, st.cfg.self.name);
   metrics::global().cluster_members = static_cast<std::int64_t>(st.members.size() + 1);
-  std::string names = st.cfg.self.name;
-  for (auto& [name, _] : st.members)
-    names += "," + name;
-  spdlog::info("cluster: members are now {}{}", names, st.leaving ? " (this node leaving)" : "");
+  // A leaving node owns nothing any more, so it is not among the members named.
+  if (st.leaving)
+    spdlog::info("cluster: members are now {} ({} is leaving)",
+                 names.empty() ? "none" : names, st.cfg.self.name);
+  else
+    spdlog::info("cluster: members are now {}", names);
   update_joined(self);
 }
 

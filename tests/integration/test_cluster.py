@@ -500,6 +500,8 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         sent = await self.publish_while(a, room, stop_owner)
         await self.assert_all_in_order(b, room, sent, joined["epoch"])
         self.assertIn(self.cluster.owner_of_room(), (n1, n2))
+        # The leaving node names the members that take over, not itself.
+        self.assertRegex(n3.log(), r"members are now (n1,n2|n2,n1) \(n3 is leaving\)")
 
 
 class Readiness(unittest.TestCase):
