@@ -270,7 +270,10 @@ websocket_session::read_outcome websocket_session::consume(char* data, std::size
       fail(close_reason::binary_frame);
       return read_outcome::stop;
     }
-    if (!control && message_.size() + len > max_message) {
+    // Compared without adding: a 64-bit length near 2^64 would wrap the sum
+    // (and `total` below) and let the unmasking run past the buffer.
+    // message_ never holds more than max_message, so the subtraction cannot.
+    if (!control && (len > max_message || len > max_message - message_.size())) {
       fail(close_reason::too_large);
       return read_outcome::stop;
     }

@@ -142,6 +142,16 @@ class FramingTest(harness.ServerTestCase):
                                                          struct.pack("!H", 1000) + b"\xff"),
                                    code=1007, reason="invalid_utf8")
 
+    def test_a_continuation_whose_length_wraps_closes_1009(self):
+        # A 64-bit length near 2^64 once wrapped the size check of a
+        # continuation frame: the node crashed (SIGSEGV) or buffered all input.
+        for user, n in (("wrap10", 2**64 - 10), ("wrapbig", 2**64 - 2**20), ("msb", 2**63)):
+            with self.subTest(length=n):
+                first = encode_frame(RawWebSocket.OP_TEXT, b"x" * 1000, fin=False)
+                cont = struct.pack("!BBQ", 0x80, 0x80 | 127, n) + b"\0\0\0\0" + b"y" * 64
+                self.assert_protocol_error(user, first + cont, code=1009, reason="too_large")
+        self.assertEqual(self.server.http("GET", "/healthz")[0], 200)
+
     def test_hanging_up_without_a_close_frame_counts_as_client_closed(self):
         before = (self.server.closes("client_closed"), self.server.closes("network_error"))
         raw = self.open("hangup")
