@@ -14,6 +14,11 @@
 
 namespace rc {
 
+drain_window drain_window::for_limits(const limits_settings& l) {
+  return {std::max<std::size_t>(1, l.max_queue_frames / 4),
+          std::max<std::size_t>(1, l.max_queue_bytes / 4)};
+}
+
 user_state::~user_state() {
   for (auto& node : nodes)
     caf::anon_send(watch, unwatch_atom::value, node, self_addr);
@@ -174,21 +179,83 @@ void pause_drain(self_ptr self) {
   }
 }
 
-/// Ends the batch in flight: returns its unwritten frames to the store
-/// (in order) and fetches the next batch if all were written.
-void finish_batch(self_ptr self) {
+using batch_ptr = std::shared_ptr<user_state::drain_batch>;
+
+std::shared_ptr<user_state::drain_batch>& slot_of(user_state& st, const batch_ptr& b) {
+  return b->memory ? st.memory_batch : st.batch;
+}
+
+void drain_memory(self_ptr self);
+void finish_batch(self_ptr self, const batch_ptr& b);
+
+/// Sends the batch's next frames, in order, while its window has room (one
+/// frame always goes when none is in flight, however large it is); each
+/// confirmation makes room for the next.
+void pump(self_ptr self, const batch_ptr& b) {
+  auto& w = self->state.window;
+  using result = user_state::drain_batch::result;
+  while (!b->stopped && b->next < b->texts.size()) {
+    auto i = b->next;
+    auto size = b->texts[i].size();
+    if (b->in_flight > 0 && (b->in_flight >= w.frames || b->bytes_in_flight + size > w.bytes))
+      return;
+    ++b->next;
+    ++b->in_flight;
+    b->bytes_in_flight += size;
+    deliver_confirmed(self, b->nodes, b->texts[i], [self, b, i, size](bool written) {
+      auto& st = self->state;
+      if (slot_of(st, b) != b) // abandoned: its frames went back already
+        return;
+      --b->in_flight;
+      b->bytes_in_flight -= size;
+      b->outcome[i] = written ? result::written : result::failed;
+      if (written && !b->memory)
+        self->send(st.store, ack_atom::value, st.user, b->tags[i]);
+      if (!written)
+        b->stopped = true; // the connection is closing: the rest waits too
+      if (b->in_flight == 0 && (b->stopped || b->next == b->texts.size()))
+        return finish_batch(self, b);
+      pump(self, b);
+    });
+  }
+}
+
+/// Ends a batch: its unwritten frames go back where they came from, in
+/// order (the store, or the front of the memory inbox); if all were
+/// written, the next batch follows.
+void finish_batch(self_ptr self, const batch_ptr& b) {
   auto& st = self->state;
-  auto b = std::move(st.batch);
-  st.batch = nullptr;
+  slot_of(st, b) = nullptr;
   --st.busy;
-  std::vector<std::uint64_t> back;
-  for (size_t i = 0; i < b->tags.size(); ++i)
+  std::vector<std::size_t> back;
+  for (size_t i = 0; i < b->texts.size(); ++i)
     if (b->outcome[i] != user_state::drain_batch::written)
-      back.push_back(b->tags[i]);
+      back.push_back(i);
+  if (b->memory) {
+    std::vector<std::string> texts;
+    for (auto i : back)
+      texts.push_back(std::move(b->texts[i]));
+    st.inbox.insert(st.inbox.begin(), std::make_move_iterator(texts.begin()),
+                    std::make_move_iterator(texts.end()));
+    if (st.pending_handoff) {
+      auto handoff = std::move(st.pending_handoff);
+      st.pending_handoff = nullptr;
+      return handoff();
+    }
+    if (back.empty())
+      return drain_memory(self);
+    if (!st.nodes.empty())
+      self->delayed_send(self, drain_retry, retry_atom::value);
+    arm_idle_timer(self);
+    return;
+  }
   if (back.empty())
     return drain(self);
+  std::vector<std::uint64_t> tags;
+  for (auto i : back)
+    tags.push_back(b->tags[i]);
   st.stored_empty = false;
-  self->send(st.store, requeue_atom::value, st.user, std::move(back));
+  self->send(st.store, requeue_atom::value, st.user, std::move(tags));
   pause_drain(self);
 }
 
@@ -198,34 +265,45 @@ void write_batch(self_ptr self, stored_frames frames) {
   auto& st = self->state;
   auto b = std::make_shared<user_state::drain_batch>();
   b->tags = std::move(frames.tags);
+  b->texts = std::move(frames.texts);
   b->outcome.assign(b->tags.size(), user_state::drain_batch::pending);
   b->nodes = st.nodes;
-  b->left = b->tags.size();
   st.batch = b;
   ++st.busy;
-  for (size_t i = 0; i < b->tags.size(); ++i) {
-    deliver_confirmed(self, b->nodes, frames.texts[i], [self, b, i](bool written) {
-      auto& st = self->state;
-      if (st.batch != b) // abandoned: its frames went back to the store
-        return;
-      b->outcome[i] = written ? user_state::drain_batch::written : user_state::drain_batch::failed;
-      if (written)
-        self->send(st.store, ack_atom::value, st.user, b->tags[i]);
-      if (--b->left == 0)
-        finish_batch(self);
-    });
-  }
+  pump(self, b);
 }
 
-/// A node writing the batch in flight died: its answers may never come, so
-/// the frames not confirmed yet go back to the store now (a frame it wrote
-/// but did not confirm is then delivered again: a duplicate with the same id).
-void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
-  auto& b = self->state.batch;
-  if (!b || std::none_of(b->nodes.begin(), b->nodes.end(),
-                         [&](const caf::actor& n) { return n.address() == node; }))
+/// Writes the memory inbox to the user's nodes, a batch at a time, unless
+/// that already runs; messages that come meanwhile are kept behind it.
+void drain_memory(self_ptr self) {
+  auto& st = self->state;
+  if (st.memory_batch || st.inbox.empty() || st.nodes.empty()
+      || st.move.state != phase::serving) {
+    arm_idle_timer(self);
     return;
-  finish_batch(self);
+  }
+  auto b = std::make_shared<user_state::drain_batch>();
+  b->memory = true;
+  auto n = std::min<std::size_t>(st.inbox.size(), fetch_batch);
+  auto first = st.inbox.begin();
+  b->texts.assign(std::make_move_iterator(first), std::make_move_iterator(first + n));
+  st.inbox.erase(first, first + n);
+  b->outcome.assign(n, user_state::drain_batch::pending);
+  b->nodes = st.nodes;
+  st.memory_batch = b;
+  ++st.busy;
+  pump(self, b);
+}
+
+/// A node writing a batch in flight died: its answers may never come, so
+/// the frames not confirmed yet go back now (a frame it wrote but did not
+/// confirm is then delivered again: a duplicate, with the same id if stored).
+void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
+  for (auto b : {self->state.batch, self->state.memory_batch})
+    if (b && std::any_of(b->nodes.begin(), b->nodes.end(),
+                         [&](const caf::actor& n) { return n.address() == node; })
+        && slot_of(self->state, b) == b)
+      finish_batch(self, b);
 }
 
 /// Fetches the next batch of stored frames and writes it; ends when the
@@ -276,13 +354,41 @@ void drain(self_ptr self) {
 }
 
 
+/// Moves the user to `target` (the new owner's directory): its inbox and
+/// nodes go along; `rp` is answered once the successor took them.
+void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp) {
+  auto& st = self->state;
+  user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
+  count_if_remote(self, target, kind::control);
+  self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
+    .then(
+      [self, rp](caf::actor successor) mutable {
+        auto& st = self->state;
+        st.move.successor = std::move(successor);
+        st.move.state = phase::forwarding;
+        st.move.release_held();
+        rp.deliver(caf::ok_atom::value);
+        // Nodes re-attach when they see this actor go; until then (and
+        // for messages still in flight to us) we forward.
+        self->delayed_send(self, std::chrono::seconds{2}, caf::close_atom::value);
+      },
+      [self, rp](caf::error& err) mutable {
+        auto& st = self->state;
+        st.move.state = phase::serving;
+        st.move.release_held();
+        rp.deliver(std::move(err));
+        drain_memory(self);
+      });
+}
+
 } // namespace
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch) {
+                   caf::actor store, caf::actor watch, drain_window window) {
   harden(self, "user");
   auto& st = self->state;
+  st.window = window;
   st.store = std::move(store);
   st.watch = std::move(watch);
   st.self_addr = self->address();
@@ -305,10 +411,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
       add_node(self, node);
-      auto inbox = std::move(st.inbox);
-      st.inbox.clear();
-      for (auto& text : inbox)
-        deliver_to(self, {node}, text);
+      drain_memory(self);
       ++st.idle_generation;
       if (st.store && !st.draining && !st.stored_empty)
         drain(self);
@@ -348,10 +451,13 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         });
         return rp;
       }
-      if (st.nodes.empty()) {
+      // Behind the memory inbox while it is being written, so that no
+      // newer message overtakes it.
+      if (st.nodes.empty() || st.memory_batch || !st.inbox.empty()) {
         if (st.inbox.size() >= st.inbox_limit)
           return make_error(error_code::unavailable);
         keep(self, std::move(text));
+        drain_memory(self);
         return std::uint64_t{0};
       }
       deliver_to(self, st.nodes, text);
@@ -374,6 +480,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       auto& st = self->state;
       if (st.draining && st.move.state == phase::serving)
         drain(self);
+      drain_memory(self);
     },
     [self](handoff_atom, const caf::actor& target) {
       auto& st = self->state;
@@ -382,27 +489,11 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         rp.deliver(caf::ok_atom::value);
         return rp;
       }
-      st.move.state = phase::moving;
-      user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
-      count_if_remote(self, target, kind::control);
-      self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
-        .then(
-          [self, rp](caf::actor successor) mutable {
-            auto& st = self->state;
-            st.move.successor = std::move(successor);
-            st.move.state = phase::forwarding;
-            st.move.release_held();
-            rp.deliver(caf::ok_atom::value);
-            // Nodes re-attach when they see this actor go; until then (and
-            // for messages still in flight to us) we forward.
-            self->delayed_send(self, std::chrono::seconds{2}, caf::close_atom::value);
-          },
-          [self, rp](caf::error& err) mutable {
-            auto& st = self->state;
-            st.move.state = phase::serving;
-            st.move.release_held();
-            rp.deliver(std::move(err));
-          });
+      st.move.state = phase::moving; // requests wait from now on
+      if (st.memory_batch)
+        st.pending_handoff = [self, target, rp]() mutable { hand_off(self, target, rp); };
+      else
+        hand_off(self, target, rp);
       return rp;
     },
     [self](caf::close_atom) {
@@ -424,12 +515,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
       for (auto& node : snap.nodes)
         add_node(self, node);
-      if (!st.nodes.empty() && !st.inbox.empty()) {
-        auto inbox = std::move(st.inbox);
-        st.inbox.clear();
-        for (auto& text : inbox)
-          deliver_to(self, st.nodes, text);
-      }
+      drain_memory(self);
       ++st.idle_generation;
       if (st.store && !st.nodes.empty() && !st.draining)
         drain(self);

@@ -13,6 +13,18 @@
 
 namespace rc {
 
+/// How much of a user's waiting private messages may be on its way to the
+/// sockets at once. A drain that queued them all would, with large
+/// messages, overflow a session's queue limits and have the connection
+/// closed as a slow consumer by a burst of the node's own making.
+struct drain_window {
+  std::size_t frames = 256;
+  std::size_t bytes = std::size_t{1} << 20;
+
+  /// A quarter of a session's queue limits, leaving room for live traffic.
+  static drain_window for_limits(const limits_settings& l);
+};
+
 struct user_state {
   std::string user;
   /// The `local_users` registries of the nodes with connections of this user,
@@ -46,15 +58,27 @@ struct user_state {
   /// nothing was stored or returned since. A new connection then skips the
   /// drain, so it gets private messages live even while the broker is down.
   bool stored_empty = false;
-  /// The stored frames being written now (null between batches).
+  /// Waiting frames being written now, at most a `window` at a time: the
+  /// stored ones (`batch`, tagged) or the memory inbox's (`memory_batch`,
+  /// taken from its front). Null between batches.
   struct drain_batch {
     enum result { pending, written, failed };
-    std::vector<std::uint64_t> tags;
+    bool memory = false;
+    std::vector<std::uint64_t> tags; ///< store tags; empty for the memory inbox
+    std::vector<std::string> texts;
     std::vector<result> outcome;
-    std::vector<caf::actor> nodes; ///< the nodes it was sent to
-    std::size_t left = 0;
+    std::vector<caf::actor> nodes; ///< the nodes it is sent to
+    std::size_t next = 0;          ///< the first frame not sent yet
+    std::size_t in_flight = 0;
+    std::size_t bytes_in_flight = 0;
+    bool stopped = false; ///< a frame was not written: send no more
   };
   std::shared_ptr<drain_batch> batch;
+  std::shared_ptr<drain_batch> memory_batch;
+  drain_window window;
+  /// A move asked for while the memory batch is in flight: it starts once
+  /// the batch's unwritten frames are back in the inbox.
+  std::function<void()> pending_handoff;
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
@@ -69,8 +93,11 @@ struct user_state {
 /// Spawned by the user directory; `watch` is the node's node_watch.
 ///
 /// Messages:
-/// - `(attach_atom, local_users)` -> this actor; the inbox is sent to that
-///   node first, in order, and emptied. `(detach_atom, local_users)`.
+/// - `(attach_atom, local_users)` -> this actor; the inbox is then written
+///   to the user's nodes, in order, at most a `window` at a time, each frame
+///   leaving the inbox once a socket wrote it (an unwritten one waits for
+///   the next connection). Newer messages wait behind it meanwhile.
+///   `(detach_atom, local_users)`.
 /// - `(publish_atom, envelope)` -> number of nodes the `private` frame went
 ///   to (once per node); `0` means it was kept in the inbox; `unavailable`
 ///   when the inbox is full (nothing accepted is dropped).
@@ -85,13 +112,13 @@ struct user_state {
 /// frame carries an `id`; a message for a user with no connection is
 /// answered only once the store has confirmed it (`unavailable` when it
 /// cannot); on attach, stored frames are written to the user's nodes in
-/// order, in batches, each removed from the store only after one node wrote
+/// order, in batches, a `window` at a time, each removed from the store only after one node wrote
 /// it to a socket, and messages arriving meanwhile are stored behind them.
 /// A frame not written (the connection closed) goes back to the store for
 /// the next connection. If the store is unreachable while draining, newer
 /// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch);
+                   caf::actor store, caf::actor watch, drain_window window = {});
 
 } // namespace rc

@@ -23,6 +23,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   auto store = services.inbox_store;
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
+  auto window = drain_window::for_limits(cfg.limits);
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
@@ -33,8 +34,10 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     false, "rooms"});
   core.node_watch = sys.spawn(node_watch);
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox, store, watch = core.node_watch](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store, watch);
+    [idle, inbox, store, window, watch = core.node_watch](caf::local_actor* dir,
+                                                          const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store, watch,
+                        window);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);

@@ -323,6 +323,26 @@ class AmqpInboundTest(BrokerTestCase):
 
 class AmqpDurableTest(BrokerTestCase):
 
+    async def test_stored_messages_over_the_queue_limit_reach_a_reader(self):
+        # 100 messages of 60 KB are one fetch, and more than the 1 MiB queue
+        # limit here. Before, the fetch was queued at once: every connection
+        # was closed 1008 slow_consumer and the messages went back to the
+        # broker, so the user could never read them.
+        c = self.cluster(1, "--max-queue-bytes", "1048576")
+        node = c.nodes[0]
+        user = "big-inbox"
+        blob = "b" * 60000
+        for i in range(100):
+            self.assertEqual(node.publish_api({"user": user, "data": [i, blob]}),
+                             (202, {"ok": True}))
+        self.assertEqual(self.broker.wait_depth(inbox(user), 100), 100)
+        before = node.closes("slow_consumer")
+        ws = await self.client(node, user)
+        got = [await expect(ws, "private", timeout=10) for _ in range(100)]
+        self.assertEqual([f["data"][0] for f in got], list(range(100)))
+        self.assertEqual(self.broker.wait_depth(inbox(user), 0), 0)
+        self.assertEqual(node.closes("slow_consumer"), before)
+
     async def test_100_offline_messages_from_websocket_and_amqp_arrive_in_order_once(self):
         c = self.cluster()
         user = "offline-100"

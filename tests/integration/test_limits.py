@@ -195,6 +195,25 @@ class SlowConsumerBytesTest(harness.ServerTestCase):
                          {"type": "pong", "id": "ok"})
 
 
+    async def test_a_large_inbox_reaches_a_reader_without_a_slow_consumer_close(self):
+        # The node's own burst: the waiting messages are far over the queue
+        # limit. Before, they were queued all at once, the new connection was
+        # closed 1008 and the frames dropped with its queue were lost.
+        user = self.unique("inbox")
+        blob = "q" * self.payload_bytes
+        n = 100  # ~6 MB
+        for i in range(n):
+            self.assertEqual(self.server.publish_api({"user": user, "data": [i, blob]}),
+                             (202, {"ok": True}))
+        before = self.server.closes("slow_consumer")
+        ws = await self.client(user)
+        got = [await expect(ws, "private", timeout=10) for _ in range(n)]
+        self.assertEqual([f["data"][0] for f in got], list(range(n)))
+        self.assertEqual(await request(ws, {"type": "ping", "id": "after"}, "pong"),
+                         {"type": "pong", "id": "after"})
+        self.assertEqual(self.server.closes("slow_consumer"), before)
+
+
 class SlowConsumerFramesTest(SlowConsumerBytesTest):
     """The outgoing frame limit: 4 frames queued (byte limit out of reach)."""
 
@@ -336,6 +355,7 @@ class PingsBetweenMessagesTest(harness.ServerTestCase):
             self.assertGreaterEqual(pings, 5)
         finally:
             raw.close()
+
 
 
 if __name__ == "__main__":

@@ -199,6 +199,33 @@ CAF_TEST(a stored message that could not be written stays for the next connectio
   CAF_CHECK_EQUAL(ready("dave"), 0u);
 }
 
+CAF_TEST(stored messages are written a window at a time) {
+  // The default queue limit of 4 MiB gives a window of 1 MiB: two messages
+  // of 400 KB are in flight at once, not the whole fetch of ten.
+  auto& st = store_state();
+  for (int i = 1; i <= 10; ++i) {
+    json f{{"type", "private"}, {"from", "x"}, {"id", std::to_string(i)},
+           {"data", {{"n", i}, {"pad", std::string(400 * 1000, 'x')}}}};
+    st.ready["erin"].push_back({++st.next_tag, f.dump()});
+  }
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  connect("erin", {}, link);
+  CAF_CHECK_EQUAL(link->held.size(), 2u);
+  for (int written = 1; written <= 10; ++written) {
+    link->settle_oldest(true);
+    sched.run();
+    CAF_CHECK_EQUAL(store_state().acked.size(), static_cast<size_t>(written));
+    CAF_CHECK_LESS_OR_EQUAL(link->held.size(), 2u);
+  }
+  CAF_REQUIRE_EQUAL(link->frames.size(), 10u);
+  for (int i = 1; i <= 10; ++i) {
+    auto popped = link->pop();
+    CAF_CHECK_EQUAL(popped["data"]["n"], i);
+  }
+  CAF_CHECK_EQUAL(ready("erin"), 0u);
+}
+
 CAF_TEST(a message stored after the last fetch of a drain is drained too and in order) {
   auto a = connect("alice");
   frame(a, send_to("fay", 1));

@@ -176,6 +176,33 @@ CAF_TEST(a user moves with its inbox and privates reach it on any node) {
     CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
 }
 
+CAF_TEST(a user moving while its inbox is written keeps what was not written and the order) {
+  auto name = name_owned_by("b", "user-");
+  auto x = connect(a, "x");
+  for (int i = 1; i <= 6; ++i)
+    frame(x, {{"type", "send"}, {"to", name}, {"data", i}});
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto u = connect(a, name, link); // the inbox is on its way: 6 frames in flight
+  CAF_REQUIRE_EQUAL(link->held.size(), 6u);
+  set_live({"a", "b"}); // the move waits for those frames
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 7}}); // waits with it
+  for (int i = 0; i < 6; ++i) {
+    link->settle_oldest(i < 3); // 1-3 written; 4-6 not (e.g. a full socket)
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(count(b.users), owner_of("x", {"a", "b"}) == "b" ? 2u : 1u);
+  // The new owner writes 4-6 again, then 7.
+  while (!link->held.empty()) {
+    link->settle_oldest(true);
+    sched.run();
+  }
+  auto got = link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 7u);
+  for (int i = 0; i < 7; ++i)
+    CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
+}
+
 CAF_TEST(a user forgets a node whose registry ended and keeps its privates) {
   set_live({"a", "b"});
   auto name = name_owned_by("a", "user-");

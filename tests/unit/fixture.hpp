@@ -32,11 +32,25 @@ public:
     frames.emplace_back(frame->text());
     return true;
   }
-  /// Confirmed frames are recorded (and reported written) unless `refuse`.
+  /// Confirmed frames are recorded (and reported written) unless `refuse`;
+  /// with `hold_writes` they wait in `held` for `settle_oldest`.
   void deliver(frame_ptr frame, written_fn written) override {
+    if (hold_writes) {
+      held.emplace_back(frame->text(), std::move(written));
+      return;
+    }
     if (!refuse)
       frames.emplace_back(frame->text());
     written(!refuse);
+  }
+  /// The socket writes (records) the oldest held frame, or fails to.
+  void settle_oldest(bool write) {
+    CAF_REQUIRE(!held.empty());
+    auto [text, written] = std::move(held.front());
+    held.erase(held.begin());
+    if (write)
+      frames.push_back(std::move(text));
+    written(write);
   }
   void close(close_reason why) override { closed.push_back(why); }
   void frame_done() override { ++done; }
@@ -64,6 +78,8 @@ public:
   int done = 0;
   bool refuse = false;
   bool closing = false;
+  bool hold_writes = false;
+  std::vector<std::pair<std::string, written_fn>> held;
 };
 
 struct test_config : caf::actor_system_config {
@@ -94,9 +110,9 @@ struct node_fixture : test_coordinator_fixture<test_config> {
   };
 
   /// Opens a connection for `user` and consumes its welcome frame.
-  client connect(const std::string& user, identity who = {}) {
+  client connect(const std::string& user, identity who = {},
+                 std::shared_ptr<recording_link> link = std::make_shared<recording_link>()) {
     who.user = user;
-    auto link = std::make_shared<recording_link>();
     auto conn = sys.spawn(connection, client_link_ptr{link}, who, core.context_for("test-node", cfg));
     sched.run();
     auto welcome = link->pop();
@@ -205,10 +221,11 @@ struct two_nodes : test_coordinator_fixture<test_config> {
     return n;
   }
 
-  node_fixture::client connect(const core_actors& node, const std::string& user) {
+  node_fixture::client connect(const core_actors& node, const std::string& user,
+                               std::shared_ptr<recording_link> link
+                               = std::make_shared<recording_link>()) {
     identity who;
     who.user = user;
-    auto link = std::make_shared<recording_link>();
     auto conn = sys.spawn(connection, client_link_ptr{link}, who, node.context_for("n", cfg));
     sched.run();
     link->pop(); // welcome

@@ -24,6 +24,24 @@ struct small_inbox_fixture : node_fixture {
   small_inbox_fixture() : node_fixture(make()) {}
 };
 
+/// Queue limits of 8 frames and 4000 bytes: a drain window of 2 frames and
+/// 1000 bytes (a quarter of each).
+struct small_queue_fixture : node_fixture {
+  static settings make() {
+    settings s;
+    s.limits.max_queue_frames = 8;
+    s.limits.max_queue_bytes = 4000;
+    return s;
+  }
+  small_queue_fixture() : node_fixture(make()) {}
+
+  std::shared_ptr<recording_link> holding() {
+    auto link = std::make_shared<recording_link>();
+    link->hold_writes = true;
+    return link;
+  }
+};
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(user_tests, node_fixture)
@@ -142,3 +160,80 @@ CAF_TEST(logs name our errors instead of printing their number) {
   auto theirs = caf::make_error(caf::sec::request_timeout);
   CAF_CHECK_EQUAL(log_text(theirs), caf::to_string(theirs));
 }
+
+CAF_TEST_FIXTURE_SCOPE(user_drain_window_tests, small_queue_fixture)
+
+// Before, the whole inbox was queued to the socket at once: 200 waiting
+// messages of 60 KB closed the new connection as a slow consumer, and the
+// frames dropped with its queue were lost.
+CAF_TEST(the inbox is written a window at a time and in order) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 10; ++i)
+    frame(a, send_to("bob", i));
+  auto link = holding();
+  auto b = connect("bob", {}, link);
+  CAF_CHECK_EQUAL(link->held.size(), 2u); // the window: 2 frames
+  frame(a, send_to("bob", 11)); // newer: behind the inbox, not around it
+  CAF_CHECK_EQUAL(link->held.size(), 2u);
+  for (int written = 1; written <= 11; ++written) {
+    link->settle_oldest(true);
+    sched.run();
+    CAF_CHECK_LESS_OR_EQUAL(link->held.size(), 2u);
+  }
+  CAF_CHECK(link->held.empty());
+  CAF_REQUIRE_EQUAL(link->frames.size(), 11u);
+  for (int i = 1; i <= 11; ++i) {
+    auto popped = b.link->pop();
+    CAF_CHECK_EQUAL(popped["data"], i);
+  }
+  // The inbox is empty now: newer messages go straight to the socket.
+  frame(a, send_to("bob", 12));
+  CAF_CHECK(link->held.empty());
+  auto newer = b.link->pop();
+  CAF_CHECK_EQUAL(newer["data"], 12);
+}
+
+CAF_TEST(large waiting messages are written one at a time) {
+  auto a = connect("alice");
+  std::string big(700, 'x'); // two would exceed the window's 1000 bytes
+  for (int i = 1; i <= 3; ++i)
+    frame(a, send_to("bob", {{"n", i}, {"pad", big}}));
+  auto link = holding();
+  connect("bob", {}, link);
+  for (int i = 1; i <= 3; ++i) {
+    CAF_REQUIRE_EQUAL(link->held.size(), 1u);
+    link->settle_oldest(true);
+    sched.run();
+  }
+  CAF_CHECK(link->held.empty());
+  CAF_CHECK_EQUAL(link->frames.size(), 3u);
+}
+
+CAF_TEST(inbox frames a closing connection did not write wait for the next in order) {
+  auto a = connect("alice");
+  for (int i = 1; i <= 6; ++i)
+    frame(a, send_to("bob", i));
+  auto link = holding();
+  auto b = connect("bob", {}, link);
+  link->settle_oldest(true); // 1 written
+  sched.run();
+  link->settle_oldest(true); // 2 written
+  sched.run();
+  link->settle_oldest(false); // 3 not: the socket is closing
+  sched.run();
+  CAF_REQUIRE_EQUAL(link->held.size(), 1u);
+  link->settle_oldest(false); // 4, sent in the same window, neither
+  sched.run();
+  CAF_CHECK(link->held.empty()); // nothing more is sent to it
+  close(b);
+  sched.trigger_timeouts(); // the retry finds no connection
+  sched.run();
+  auto again = connect("bob");
+  auto got = again.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 4u);
+  for (int i = 0; i < 4; ++i)
+    CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 3);
+  CAF_CHECK_EQUAL(link->frames.size(), 2u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
