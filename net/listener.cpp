@@ -8,9 +8,19 @@
 
 namespace rc::net {
 
+namespace {
+
+/// How long accepting pauses after a failed accept.
+constexpr auto accept_pause = std::chrono::milliseconds{100};
+/// At most one log line per this interval while accepts keep failing.
+constexpr auto log_every = std::chrono::seconds{5};
+
+} // namespace
+
 listener::listener(io_pool& pool, boost::asio::ip::tcp::endpoint endpoint,
                    server_context_ptr ctx)
-  : pool_(pool), acceptor_(pool.first().context()), ctx_(std::move(ctx)) {
+  : pool_(pool), acceptor_(pool.first().context()), pause_(pool.first().context()),
+    ctx_(std::move(ctx)) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
   acceptor_.bind(endpoint);
@@ -25,6 +35,7 @@ void listener::stop() {
   boost::asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
     boost::beast::error_code ignored;
     self->acceptor_.close(ignored);
+    self->pause_.cancel();
   });
 }
 
@@ -46,12 +57,32 @@ void listener::on_accept(io_worker& worker, boost::beast::error_code ec,
   if (ec == boost::asio::error::operation_aborted)
     return;
   if (ec) {
-    // Typically EMFILE: log, and keep accepting rather than going deaf.
-    spdlog::warn("accept failed: {}", ec.message());
-  } else {
-    socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
-    std::make_shared<http_session>(std::move(socket), worker, ctx_)->run();
+    // Typically EMFILE. Accepting again at once would fail again at once
+    // (a busy loop); going deaf would be worse. So: pause, then retry.
+    ++failures_;
+    ++unlogged_failures_;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_log_ >= log_every) {
+      spdlog::warn("accept failed ({} time{} since the last report): {}; pausing {} ms between "
+                   "tries", unlogged_failures_, unlogged_failures_ == 1 ? "" : "s", ec.message(),
+                   accept_pause.count());
+      unlogged_failures_ = 0;
+      last_log_ = now;
+    }
+    pause_.expires_after(accept_pause);
+    pause_.async_wait([self = shared_from_this()](boost::beast::error_code wait_ec) {
+      if (!wait_ec && self->acceptor_.is_open())
+        self->do_accept();
+    });
+    return;
   }
+  if (failures_ > 0) {
+    spdlog::info("accepting again after {} failed accept{}", failures_, failures_ == 1 ? "" : "s");
+    failures_ = unlogged_failures_ = 0;
+    last_log_ = {};
+  }
+  socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  std::make_shared<http_session>(std::move(socket), worker, ctx_)->run();
   do_accept();
 }
 

@@ -2,6 +2,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 
 #include <memory>
@@ -13,6 +14,9 @@ namespace rc::net {
 
 /// Accepts TCP connections on the one HTTP port and starts an http_session
 /// for each on the next I/O worker, which keeps the connection for life.
+/// A failed accept (typically EMFILE: out of file descriptors) pauses
+/// accepting for a moment, as nginx does: the connection waits in the
+/// backlog, and the node neither spins nor floods its log.
 class listener : public std::enable_shared_from_this<listener> {
 public:
   /// Binds and listens; throws boost::system::system_error when it cannot.
@@ -31,7 +35,13 @@ private:
 
   io_pool& pool_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer pause_;
   server_context_ptr ctx_;
+  /// Failed accepts not logged yet (one line per log_every), and in all
+  /// since the last success.
+  std::uint64_t unlogged_failures_ = 0;
+  std::uint64_t failures_ = 0;
+  std::chrono::steady_clock::time_point last_log_{};
 };
 
 } // namespace rc::net

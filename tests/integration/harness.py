@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -100,7 +101,7 @@ def run_roomcastd(args, env=None, timeout=10.0):
 class Server:
     """One roomcastd process started by this test, stopped by its PID only."""
 
-    def __init__(self, *args, env=None, node_name=None, add_node_name=True):
+    def __init__(self, *args, env=None, node_name=None, add_node_name=True, nofile=None):
         self.args = [resolve_binary(), "--http-port", "0", "--bind", HOST]
         if add_node_name:
             self.args += ["--node-name", node_name or "it-node"]
@@ -114,13 +115,19 @@ class Server:
         self._port_found = threading.Event()
         self._reader = None
         self.returncode = None
+        self.nofile = nofile  # the process's soft RLIMIT_NOFILE, if given
 
     # -- start/stop -------------------------------------------------------------
 
     def start(self, timeout=START_TIMEOUT):
+        def limit_files():
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
+
         self.proc = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, errors="replace")
+                                     text=True, errors="replace",
+                                     preexec_fn=limit_files if self.nofile else None)
         # Drain the log continuously so the server never blocks on a full pipe.
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
