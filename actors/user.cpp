@@ -19,7 +19,20 @@ drain_window drain_window::for_limits(const limits_settings& l) {
           std::max<std::size_t>(1, l.max_queue_bytes / 4)};
 }
 
+namespace {
+
+/// Adds `delta` to the bytes this user holds in memory, its node's and the metric's.
+void count_inbox(user_state& st, std::int64_t delta) {
+  st.inbox_bytes = static_cast<std::uint64_t>(static_cast<std::int64_t>(st.inbox_bytes) + delta);
+  if (st.budget)
+    st.budget->used += delta;
+  metrics::global().inbox_bytes += delta;
+}
+
+} // namespace
+
 user_state::~user_state() {
+  count_inbox(*this, -static_cast<std::int64_t>(inbox_bytes));
   for (auto& node : nodes)
     caf::anon_send(watch, unwatch_atom::value, node, self_addr);
 }
@@ -80,6 +93,7 @@ void remove_node(self_ptr self, const caf::actor_addr& node) {
 }
 
 void keep(self_ptr self, std::string text) {
+  count_inbox(self->state, static_cast<std::int64_t>(text.size()));
   self->state.inbox.push_back(std::move(text));
   ++self->state.idle_generation;
 }
@@ -211,6 +225,8 @@ void pump(self_ptr self, const batch_ptr& b) {
       b->outcome[i] = written ? result::written : result::failed;
       if (written && !b->memory)
         self->send(st.store, ack_atom::value, st.user, b->tags[i]);
+      if (written && b->memory)
+        count_inbox(st, -static_cast<std::int64_t>(size));
       if (!written)
         b->stopped = true; // the connection is closing: the rest waits too
       if (b->in_flight == 0 && (b->stopped || b->next == b->texts.size()))
@@ -385,10 +401,12 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch, drain_window window) {
+                   caf::actor store, caf::actor watch, drain_window window,
+                   std::shared_ptr<inbox_budget> budget) {
   harden(self, "user");
   auto& st = self->state;
   st.window = window;
+  st.budget = std::move(budget);
   st.store = std::move(store);
   st.watch = std::move(watch);
   st.self_addr = self->address();
@@ -455,7 +473,9 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       // newer message overtakes it.
       if (st.nodes.empty() || st.memory_batch || !st.inbox.empty()) {
         if (st.inbox.size() >= st.inbox_limit)
-          return make_error(error_code::unavailable);
+          return make_error(error_code::unavailable, "the user's inbox is full");
+        if (st.budget && !st.budget->fits(text.size()))
+          return make_error(error_code::unavailable, "this node's inboxes are full");
         keep(self, std::move(text));
         drain_memory(self);
         return std::uint64_t{0};
@@ -512,6 +532,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
       // Messages kept by the old owner come before any kept here.
+      for (auto& text : snap.inbox)
+        count_inbox(st, static_cast<std::int64_t>(text.size()));
       st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
       for (auto& node : snap.nodes)
         add_node(self, node);

@@ -2,6 +2,7 @@
 
 #include <caf/stateful_actor.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +26,19 @@ struct drain_window {
   static drain_window for_limits(const limits_settings& l);
 };
 
+/// The bytes that the memory inboxes of one node's users hold, against a
+/// node-wide limit (`--inbox-memory`): `--inbox-limit` bounds one user, this
+/// bounds them all. Shared by the node's user actors.
+struct inbox_budget {
+  explicit inbox_budget(std::uint64_t limit) : limit(limit) {}
+  const std::uint64_t limit;
+  std::atomic<std::int64_t> used{0};
+  /// Whether `n` more bytes fit.
+  bool fits(std::uint64_t n) const {
+    return static_cast<std::uint64_t>(used.load()) + n <= limit;
+  }
+};
+
 struct user_state {
   std::string user;
   /// The `local_users` registries of the nodes with connections of this user,
@@ -36,6 +50,10 @@ struct user_state {
   /// (A vector: an empty std::deque allocates ~600 bytes, per user.)
   std::vector<std::string> inbox;
   std::uint64_t inbox_limit = 0;
+  /// Bytes this user holds in memory (its inbox and its memory batch's
+  /// unwritten frames), counted in `budget` (null = unbounded).
+  std::uint64_t inbox_bytes = 0;
+  std::shared_ptr<inbox_budget> budget;
   caf::actor directory;
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
@@ -119,6 +137,7 @@ struct user_state {
 /// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
                    caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch, drain_window window = {});
+                   caf::actor store, caf::actor watch, drain_window window = {},
+                   std::shared_ptr<inbox_budget> budget = nullptr);
 
 } // namespace rc

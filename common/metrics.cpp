@@ -69,6 +69,9 @@ std::string metrics::render() const {
          connections.load());
   scalar(out, "roomcast_rooms", "gauge", "Room actors alive on this node.", rooms.load());
   scalar(out, "roomcast_users", "gauge", "Users with at least one open connection on this node.", users.load());
+  scalar(out, "roomcast_inbox_bytes", "gauge",
+         "Bytes of private messages waiting in the memory inboxes of this node's users.",
+         inbox_bytes.load());
   scalar(out, "roomcast_frames_received_total", "counter",
          "Text frames received from clients.", static_cast<long long>(frames_received.load()));
   scalar(out, "roomcast_messages_delivered_total", "counter",

@@ -39,6 +39,8 @@ public:
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::int64_t> rooms{0};
   std::atomic<std::int64_t> users{0};
+  /// Bytes of private messages waiting in memory inboxes.
+  std::atomic<std::int64_t> inbox_bytes{0};
   std::atomic<std::uint64_t> frames_received{0};
   std::atomic<std::uint64_t> messages_delivered{0};
   std::atomic<std::uint64_t> upgrades_refused{0};

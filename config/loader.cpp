@@ -270,6 +270,10 @@ const std::vector<option>& options() {
          RC_FIELD(limits.max_missed_pongs)),
     make("inbox-limit", "limits", "private messages kept per offline user",
          RC_FIELD(limits.inbox_limit)),
+    make("inbox-memory", "limits",
+         "bytes the memory inboxes of all users of this node may hold; then sends to offline users "
+         "are refused with unavailable",
+         RC_FIELD(limits.inbox_memory)),
     make("max-rooms-per-connection", "limits", "rooms one connection may join at once",
          RC_FIELD(limits.max_rooms_per_connection)),
     make("amqp-url", "amqp", "RabbitMQ broker, amqp://user:pass@host:port/vhost; empty = none",

@@ -37,6 +37,8 @@ struct limits_settings {
   std::uint64_t max_missed_pongs = 2;
   /// Private messages kept per offline user on this node.
   std::uint64_t inbox_limit = 1000;
+  /// Bytes all memory inboxes of this node may hold together.
+  std::uint64_t inbox_memory = 256 * 1024 * 1024;
   /// Rooms one connection may be a member of at once.
   std::uint64_t max_rooms_per_connection = 1000;
 };

@@ -24,6 +24,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   auto idle = cfg.room_idle_timeout;
   auto inbox = cfg.limits.inbox_limit;
   auto window = drain_window::for_limits(cfg.limits);
+  auto budget = std::make_shared<inbox_budget>(cfg.limits.inbox_memory);
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
@@ -34,10 +35,10 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     false, "rooms"});
   core.node_watch = sys.spawn(node_watch);
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox, store, window, watch = core.node_watch](caf::local_actor* dir,
-                                                          const std::string& name) {
+    [idle, inbox, store, window, budget, watch = core.node_watch](caf::local_actor* dir,
+                                                                  const std::string& name) {
       return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store, watch,
-                        window);
+                        window, budget);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);

@@ -80,9 +80,12 @@ void handle_publish(caf::actor_system& sys, const caf::actor& router, const std:
         [reply](caf::error& err) {
           auto code = to_error_code(err);
           metrics::global().count_error(code);
-          reply(http_status(code), error_body(code, code == error_code::unavailable
-                                                      ? "target cannot take messages now, try again"
-                                                      : "publish failed"));
+          // The refusal's own message when it has one ("this node's inboxes are full").
+          auto message = error_text(err);
+          if (message.empty())
+            message = code == error_code::unavailable ? "target cannot take messages now, try again"
+                                                      : "publish failed";
+          reply(http_status(code), error_body(code, message));
         });
   });
 }

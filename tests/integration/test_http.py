@@ -61,7 +61,7 @@ class EndpointsTest(harness.ServerTestCase):
             "roomcast_frames_received": "counter", "roomcast_messages_delivered": "counter",
             "roomcast_upgrades_refused": "counter", "roomcast_closes": "counter",
             "roomcast_errors": "counter", "roomcast_connection_duration_seconds": "histogram",
-            "roomcast_fanout_latency_seconds": "histogram",
+            "roomcast_fanout_latency_seconds": "histogram", "roomcast_inbox_bytes": "gauge",
         }
         for name, kind in expected.items():
             self.assertIn(name, families)
@@ -294,6 +294,35 @@ class WebRootTest(unittest.TestCase):
             self.assertEqual(error_code(self, server.http_json("GET", "/"), 404), "not_found")
             self.assertEqual(server.http_json("GET", "/healthz")[0], 200)
 
+
+
+class InboxMemoryTest(harness.ServerTestCase):
+    """--inbox-memory bounds the memory inboxes of all users together."""
+
+    server_args = ("--inbox-memory", "1000")
+
+    async def test_offline_messages_to_many_users_stop_at_the_node_limit(self):
+        data = "m" * 100
+        size = len(json.dumps({"type": "private", "from": "api", "data": data},
+                              separators=(",", ":")))
+        accepted = 0
+        for i in range(20):
+            status, body = self.server.publish_api({"user": f"mem{i}", "data": data})
+            if status != 202:
+                self.assertEqual(error_code(self, (status, body), 503), "unavailable")
+                self.assertEqual(body["error"]["message"], "this node's inboxes are full")
+                break
+            accepted += 1
+        self.assertEqual(accepted, 1000 // size)  # one user each: --inbox-limit is far
+        self.assertEqual(self.server.metric("roomcast_inbox_bytes"), accepted * size)
+        # A user who reads gives the memory back, and a new message fits.
+        ws = await self.client("mem0")
+        self.assertEqual((await expect(ws, "private"))["data"], data)
+        self.assertEqual(await self.server.await_metric("roomcast_inbox_bytes",
+                                                        (accepted - 1) * size),
+                         (accepted - 1) * size)
+        self.assertEqual(self.server.publish_api({"user": "mem-new", "data": data}),
+                         (202, {"ok": True}))
 
 if __name__ == "__main__":
     harness.main()

@@ -161,6 +161,44 @@ CAF_TEST(logs name our errors instead of printing their number) {
   CAF_CHECK_EQUAL(log_text(theirs), caf::to_string(theirs));
 }
 
+/// Room for two of the messages below in all inboxes of the node.
+struct small_inbox_memory_fixture : node_fixture {
+  static settings make() {
+    settings s;
+    s.limits.inbox_memory = 300;
+    return s;
+  }
+  small_inbox_memory_fixture() : node_fixture(make()) {}
+};
+
+CAF_TEST_FIXTURE_SCOPE(user_inbox_memory_tests, small_inbox_memory_fixture)
+
+// Before, --inbox-limit bounded each user only: private messages to ever
+// new offline users grew the node's memory without end.
+CAF_TEST(the inboxes of all users share the inbox memory of the node) {
+  auto a = connect("alice");
+  std::string text(100, 'x'); // a frame of ~140 bytes
+  frame(a, send_to("u1", text, 1));
+  frame(a, send_to("u2", text, 2));
+  frame(a, send_to("u3", text, 3)); // another user, but the node is full
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 2u);
+  auto errors = a.link->of_type("error");
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0]["code"], "unavailable");
+  CAF_CHECK_EQUAL(errors[0]["id"], 3);
+  CAF_CHECK_EQUAL(errors[0]["message"], "this node's inboxes are full");
+  // Written messages give their memory back.
+  auto u1 = connect("u1");
+  auto got = u1.link->of_type("private");
+  CAF_CHECK_EQUAL(got.size(), 1u);
+  a.link->frames.clear();
+  frame(a, send_to("u3", text, 4));
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 1u);
+  CAF_CHECK(a.link->of_type("error").empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
 CAF_TEST_FIXTURE_SCOPE(user_drain_window_tests, small_queue_fixture)
 
 // Before, the whole inbox was queued to the socket at once: 200 waiting
