@@ -39,6 +39,16 @@ caf::actor owner_directory(self_ptr self, const std::string& name) {
   return st.peers[owner];
 }
 
+/// Whether `name` belonged to a node that left the view within the
+/// takeover window.
+bool taken_over(self_ptr self, const std::string& name) {
+  auto& t = self->state.taken_over;
+  if (t.gone.empty() || std::chrono::steady_clock::now() > t.until)
+    return false;
+  auto before = owner_of(name, t.before);
+  return std::find(t.gone.begin(), t.gone.end(), before) != t.gone.end();
+}
+
 } // namespace
 
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg) {
@@ -74,7 +84,7 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
         return;
       }
     }
-    if (how == mode::existing_only) {
+    if (how == mode::existing_only && !taken_over(self, name)) {
       rp.deliver(std::uint64_t{0});
       return;
     }
@@ -201,8 +211,19 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
         return;
       pause(name, nullptr);
     },
-    [self, pause, kind_name = cfg.kind](view_atom, std::map<std::string, caf::actor>& peers, std::string& me) {
+    [self, pause, kind_name = cfg.kind,
+     window = cfg.takeover_window](view_atom, std::map<std::string, caf::actor>& peers,
+                                   std::string& me) {
       auto& st = self->state;
+      std::vector<std::string> before, gone;
+      for (auto& [node, _] : st.peers) {
+        before.push_back(node);
+        if (peers.count(node) == 0)
+          gone.push_back(node);
+      }
+      if (!gone.empty() && window.count() > 0)
+        st.taken_over = {std::move(before), std::move(gone),
+                         std::chrono::steady_clock::now() + window};
       st.peers = std::move(peers);
       st.self_name = std::move(me);
       self->send(self, view_atom::value);

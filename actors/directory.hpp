@@ -2,6 +2,7 @@
 
 #include <caf/stateful_actor.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -20,8 +21,13 @@ struct directory_config {
   std::function<caf::actor(caf::local_actor* directory, const std::string& name)> spawn;
   /// Whether a publish for an absent name creates its actor (users: yes, to
   /// keep an inbox; rooms: no, an absent room has no members to reach).
+  /// Rooms: except for names a failed node owned, for `takeover_window`
+  /// after its failure. Their old members are on their way back (their
+  /// relays re-attach one by one), and the new room keeps what it gets for
+  /// them (actors/room.hpp, the catch-up log).
   bool spawn_on_publish = false;
   const char* kind = "directory";
+  std::chrono::milliseconds takeover_window{0};
 };
 
 struct directory_state {
@@ -38,6 +44,14 @@ struct directory_state {
   std::string self_name;
   /// Actors handed to another node that still forward for a moment.
   std::vector<caf::actor> departed;
+  /// After nodes left the view: the members before, the ones that left, and
+  /// until when publishes for their names create the actor here.
+  struct takeover {
+    std::vector<std::string> before;
+    std::vector<std::string> gone;
+    std::chrono::steady_clock::time_point until;
+  };
+  takeover taken_over;
   ~directory_state(); // stops every actor it spawned, departed ones too
   static inline const char* name = "directory";
 };

@@ -59,15 +59,13 @@ void maybe_finish_move(self_ptr self) {
     self->quit();
 }
 
-/// How long, and for how many messages, a failed-over room keeps its
-/// messages for relays that re-attach late. Survivors notice a failure
-/// within a heartbeat or two of each other and retry attaching within 1 s.
-constexpr auto catch_up_window = std::chrono::seconds{10};
+/// How many messages a new room keeps for relays that re-attach late after
+/// a failover (for `room_catch_up_window`).
 constexpr std::size_t catch_up_messages = 1000;
 constexpr std::size_t catch_up_bytes = 4 << 20;
 
-/// Logs a message of a young failed-over room; past its limits the log ends
-/// (later relays then see the seq they missed in their `joined`).
+/// Logs a message of a young room; past its limits the log ends (later
+/// relays then see the seq they missed in their `joined`).
 void keep_for_catch_up(self_ptr self, const std::string& text) {
   auto& log = self->state.catch_up;
   if (!log.active)
@@ -388,6 +386,10 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   st.events = std::move(setup.events);
   st.plain = !st.kinds || !st.kinds->matches(st.room);
   st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
+  // Any new room may be a failover: its first messages are kept for the
+  // old incarnation's members, whose relays re-attach one by one.
+  st.catch_up.active = true;
+  st.catch_up.until = std::chrono::steady_clock::now() + room_catch_up_window;
   arm_idle_timer(self);
   start_logic(self);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -411,14 +413,13 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       for (auto& m : rm.members)
         if (e.members.count(m.conn) == 0)
           fresh.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
-      // Members of a failed incarnation: the first relay to bring them
-      // starts the catch-up log; a later one gets the log replayed.
+      // Members of a failed incarnation, brought by a relay after messages
+      // of this one went out (to relays back earlier, or to nobody: a
+      // service's publish may create the room before any relay is back):
+      // the relay gets the log replayed from seq 1.
       auto reply_seq = st.seq;
-      if (!fresh.empty() && st.seq == 0 && !st.catch_up.active) {
-        st.catch_up.active = true;
-        st.catch_up.until = std::chrono::steady_clock::now() + catch_up_window;
-      } else if (!fresh.empty() && st.catch_up.active && st.catch_up.frames.size() == st.seq
-                 && st.seq > 0 && std::chrono::steady_clock::now() <= st.catch_up.until) {
+      if (!fresh.empty() && st.catch_up.active && st.catch_up.frames.size() == st.seq
+          && st.seq > 0 && std::chrono::steady_clock::now() <= st.catch_up.until) {
         e.replaying = true;
         reply_seq = 0;
         self->send(self, replay_atom::value, rm.relay); // after this reply
@@ -603,9 +604,11 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       auto& st = self->state;
       bool fresh = st.seq == 0 && st.relays.empty();
       if (fresh) {
-        // A fresh room taking over: same incarnation, seq and logic state.
+        // A fresh room taking over: same incarnation, seq and logic state
+        // (its relays come back to the epoch they know: nothing to replay).
         st.epoch = std::move(snap.epoch);
         st.seq = snap.seq;
+        st.catch_up = {};
       }
       std::vector<std::uint64_t> merged;
       for (auto& rm : snap.relays) {

@@ -3,6 +3,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <set>
@@ -16,6 +17,11 @@
 #include "config/settings.hpp"
 
 namespace rc {
+
+/// How long a new room keeps its messages for relays that re-attach late
+/// after a failover. Survivors notice a failure within a heartbeat or two of
+/// each other and retry attaching within 1 s.
+inline constexpr std::chrono::seconds room_catch_up_window{10};
 
 struct room_state {
   struct relay_entry {
@@ -56,9 +62,10 @@ struct room_state {
   /// Bumped on every membership change so a stale idle timer is ignored.
   std::uint64_t idle_generation = 0;
   /// After a failover this incarnation serves the old one's members, whose
-  /// relays re-attach one by one as their nodes notice. While it is young,
-  /// its messages are kept, and a relay that brings members later gets
-  /// them all from seq 1, as if it had attached first.
+  /// relays re-attach one by one as their nodes notice. While it is young
+  /// (any new room, from its start), its messages are kept, and a relay
+  /// that brings members later gets them all from seq 1, as if it had
+  /// attached first.
   struct catch_up_log {
     bool active = false;
     std::chrono::steady_clock::time_point until;

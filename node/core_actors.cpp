@@ -32,7 +32,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     [setup](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
     },
-    false, "rooms"});
+    false, "rooms", room_catch_up_window});
   core.node_watch = sys.spawn(node_watch);
   core.users = sys.spawn(directory, directory_config{
     [idle, inbox, store, window, budget, watch = core.node_watch](caf::local_actor* dir,
