@@ -119,14 +119,34 @@ void store_frame(self_ptr self, const std::string& text, F done) {
       });
 }
 
-/// A frame for a user with no connection: into the durable store if there
-/// is one (kept in memory if that fails), else into the memory inbox.
+void drain(self_ptr self);
+void drain_memory(self_ptr self);
+
+/// A frame that no connection took (the user's connections were closing):
+/// into the durable store if there is one (kept in memory if that fails),
+/// else into the memory inbox. Either way it goes out again at once if the
+/// user has a connection by then (a new tab, or another one), and newer
+/// messages wait behind it meanwhile.
 void keep_or_store(self_ptr self, std::string text) {
-  if (!self->state.store)
-    return keep(self, std::move(text));
+  auto& st = self->state;
+  if (!st.store) {
+    keep(self, std::move(text));
+    return drain_memory(self);
+  }
+  // As for a newer message stored while draining: whatever comes now is
+  // stored behind it, and a fetch in flight may not have seen it.
+  ++st.storing;
+  st.refetch = true;
+  st.stored_empty = false;
   store_frame(self, text, [self, text](bool stored) {
-    if (!stored)
+    auto& st = self->state;
+    --st.storing;
+    if (!stored) {
       keep(self, text);
+      return drain_memory(self);
+    }
+    if (!st.nodes.empty() && !st.draining && st.move.state == phase::serving)
+      drain(self);
   });
 }
 
@@ -179,8 +199,6 @@ void deliver_confirmed(self_ptr self, const std::vector<caf::actor>& nodes,
   }
 }
 
-void drain(self_ptr self);
-
 /// Stops draining until the next attach (or retries soon while the user
 /// still has connections).
 void pause_drain(self_ptr self) {
@@ -189,6 +207,7 @@ void pause_drain(self_ptr self) {
     st.draining = false;
     arm_idle_timer(self);
   } else {
+    st.drain_paused = true;
     self->delayed_send(self, drain_retry, retry_atom::value);
   }
 }
@@ -199,7 +218,6 @@ std::shared_ptr<user_state::drain_batch>& slot_of(user_state& st, const batch_pt
   return b->memory ? st.memory_batch : st.batch;
 }
 
-void drain_memory(self_ptr self);
 void finish_batch(self_ptr self, const batch_ptr& b);
 
 /// Sends the batch's next frames, in order, while its window has room (one
@@ -327,6 +345,7 @@ void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
 void drain(self_ptr self) {
   auto& st = self->state;
   st.draining = true;
+  st.drain_paused = false;
   if (st.nodes.empty() || st.move.state != phase::serving) {
     st.draining = false;
     arm_idle_timer(self);
@@ -431,7 +450,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       add_node(self, node);
       drain_memory(self);
       ++st.idle_generation;
-      if (st.store && !st.draining && !st.stored_empty)
+      // A drain that waits for its retry goes on at once for a new connection.
+      if (st.store && (st.draining ? st.drain_paused : !st.stored_empty))
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
@@ -498,7 +518,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](retry_atom) {
       auto& st = self->state;
-      if (st.draining && st.move.state == phase::serving)
+      if (st.draining && st.drain_paused && st.move.state == phase::serving)
         drain(self);
       drain_memory(self);
     },

@@ -72,6 +72,9 @@ struct user_state {
   bool refetch = false;
   /// The last fetch from the store failed (it is retried while connected).
   bool fetch_failing = false;
+  /// Draining waits for its retry (a fetch or a write failed): a new
+  /// connection need not wait for it.
+  bool drain_paused = false;
   /// The store holds nothing for the user: a fetch came back empty and
   /// nothing was stored or returned since. A new connection then skips the
   /// drain, so it gets private messages live even while the broker is down.

@@ -199,6 +199,43 @@ CAF_TEST(a stored message that could not be written stays for the next connectio
   CAF_CHECK_EQUAL(ready("dave"), 0u);
 }
 
+// Probe: a message that only reached a closing tab was stored, but the user
+// was known to have nothing stored, so a new tab never fetched it (it stayed
+// in the broker), and newer messages went live around it.
+CAF_TEST(a message no closing connection took is stored and reaches the next one in order) {
+  auto a = connect("alice");
+  auto f1 = connect("frank"); // drains: nothing stored
+  CAF_CHECK_EQUAL(ready("frank"), 0u);
+  f1.link->closing = true; // its session closes; the actors do not know yet
+  frame(a, send_to("frank", "bounced", 1));
+  CAF_CHECK_EQUAL(ready("frank"), 1u);
+  frame(a, send_to("frank", "newer", 2)); // behind it, not around it
+  CAF_CHECK_EQUAL(ready("frank"), 2u);
+  auto f2 = connect("frank");
+  auto got = f2.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 2u);
+  CAF_CHECK_EQUAL(got[0]["data"], "bounced");
+  CAF_CHECK_EQUAL(got[1]["data"], "newer");
+  CAF_CHECK_EQUAL(ready("frank"), 0u);
+  CAF_CHECK(f1.link->frames.empty());
+}
+
+CAF_TEST(a message stored after bouncing goes out at once to a connection that is there) {
+  auto a = connect("alice");
+  auto g1 = connect("gina");
+  auto g2 = connect("gina");
+  g1.link->closing = true;
+  g2.link->closing = true;
+  // The frame bounces off both; before its store is confirmed, a new tab
+  // attaches (it finds the flag "nothing stored" cleared and drains).
+  caf::anon_send(a.conn, ws_frame_atom::value, send_to("gina", "late", 1).dump());
+  auto g3 = connect("gina"); // runs everything
+  auto got = g3.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["data"], "late");
+  CAF_CHECK_EQUAL(ready("gina"), 0u);
+}
+
 CAF_TEST(stored messages are written a window at a time) {
   // The default queue limit of 4 MiB gives a window of 1 MiB: two messages
   // of 400 KB are in flight at once, not the whole fetch of ten.

@@ -32,16 +32,17 @@ public:
     frames.emplace_back(frame->text());
     return true;
   }
-  /// Confirmed frames are recorded (and reported written) unless `refuse`;
-  /// with `hold_writes` they wait in `held` for `settle_oldest`.
+  /// Confirmed frames are recorded (and reported written) unless `refuse`
+  /// or `closing`; with `hold_writes` they wait in `held` for `settle_oldest`.
   void deliver(frame_ptr frame, written_fn written) override {
     if (hold_writes) {
       held.emplace_back(frame->text(), std::move(written));
       return;
     }
-    if (!refuse)
+    bool ok = !refuse && !closing;
+    if (ok)
       frames.emplace_back(frame->text());
-    written(!refuse);
+    written(ok);
   }
   /// The socket writes (records) the oldest held frame, or fails to.
   void settle_oldest(bool write) {
