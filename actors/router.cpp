@@ -2,6 +2,10 @@
 
 #include <caf/response_promise.hpp>
 
+#include <map>
+#include <memory>
+#include <optional>
+
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
 
@@ -14,16 +18,60 @@ using kind = metrics::cluster_kind;
 /// would sit in the clock for its whole duration, once per message.
 const auto locate_timeout = caf::infinite;
 
-/// Finds the owner's directory of `name` and delegates the publish to it.
+/// Requests the router has passed to another node's directory, by that
+/// directory: when its node fails, the answer will never come, and they are
+/// answered `unavailable` at once (the AMQP bridge then requeues at once,
+/// the HTTP API answers 503) instead of after a timeout.
+struct remote_routes {
+  std::map<caf::actor_addr, std::map<std::uint64_t, caf::response_promise>> by_dir;
+  std::uint64_t next = 0;
+
+  /// Removes and returns the promise of `key`, if still pending.
+  std::optional<caf::response_promise> take(const caf::actor_addr& dir, std::uint64_t key) {
+    auto it = by_dir.find(dir);
+    if (it == by_dir.end())
+      return std::nullopt;
+    auto p = it->second.find(key);
+    if (p == it->second.end())
+      return std::nullopt;
+    auto rp = std::move(p->second);
+    it->second.erase(p);
+    return rp;
+  }
+};
+
+/// Finds the owner's directory of `name` and passes the publish to it.
 template <class Target>
 caf::response_promise route_named(caf::event_based_actor* self, const caf::actor& locator,
-                                  Target target, const std::string& name, envelope env) {
+                                  const std::shared_ptr<remote_routes>& routes, Target target,
+                                  const std::string& name, envelope env) {
   auto rp = self->make_response_promise();
   self->request(locator, locate_timeout, locate_atom::value, target, name)
     .then(
-      [self, rp, name, env](caf::actor dir) mutable {
+      [self, rp, name, env, routes](caf::actor dir) mutable {
+        if (dir.node() == self->node()) {
+          rp.delegate(dir, caf::publish_atom::value, name, std::move(env));
+          return;
+        }
         count_if_remote(self, dir, kind::request);
-        rp.delegate(dir, caf::publish_atom::value, name, std::move(env));
+        auto addr = dir.address();
+        // One monitor per directory for as long as it lives (an entry,
+        // even empty, means monitored): its DOWN comes when its node fails.
+        auto [entry, fresh] = routes->by_dir.try_emplace(addr);
+        if (fresh)
+          self->monitor(dir);
+        auto key = ++routes->next;
+        entry->second.emplace(key, rp);
+        self->request(dir, caf::infinite, caf::publish_atom::value, name, std::move(env))
+          .then(
+            [routes, addr, key](std::uint64_t n) {
+              if (auto p = routes->take(addr, key))
+                p->deliver(n);
+            },
+            [routes, addr, key](caf::error& err) {
+              if (auto p = routes->take(addr, key))
+                p->deliver(std::move(err));
+            });
       },
       [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
   return rp;
@@ -33,12 +81,22 @@ caf::response_promise route_named(caf::event_based_actor* self, const caf::actor
 
 caf::behavior router(caf::event_based_actor* self, caf::actor locator) {
   harden(self, "router");
+  auto routes = std::make_shared<remote_routes>();
+  self->set_down_handler([routes](caf::down_msg& dm) {
+    auto it = routes->by_dir.find(dm.source);
+    if (it == routes->by_dir.end())
+      return;
+    auto pending = std::move(it->second);
+    routes->by_dir.erase(it);
+    for (auto& [_, rp] : pending)
+      rp.deliver(make_error(error_code::unavailable, "the target's node failed"));
+  });
   return {
-    [self, locator](route_atom, room_atom, const std::string& name, envelope& env) {
-      return route_named(self, locator, room_atom::value, name, std::move(env));
+    [self, locator, routes](route_atom, room_atom, const std::string& name, envelope& env) {
+      return route_named(self, locator, routes, room_atom::value, name, std::move(env));
     },
-    [self, locator](route_atom, user_atom, const std::string& name, envelope& env) {
-      return route_named(self, locator, user_atom::value, name, std::move(env));
+    [self, locator, routes](route_atom, user_atom, const std::string& name, envelope& env) {
+      return route_named(self, locator, routes, user_atom::value, name, std::move(env));
     },
     [self, locator](route_atom, all_atom, envelope& env) {
       auto rp = self->make_response_promise();

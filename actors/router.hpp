@@ -18,7 +18,8 @@ namespace rc {
 /// - `(route_atom, all_atom, envelope)`
 ///
 /// Guarantee: at most once; in order per sender and target while the
-/// target does not move between nodes.
+/// target does not move between nodes. A request passed to another node is
+/// answered `unavailable` as soon as that node is declared down.
 caf::behavior router(caf::event_based_actor* self, caf::actor locator);
 
 } // namespace rc

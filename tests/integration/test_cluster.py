@@ -375,6 +375,28 @@ class Failover(ClusterTestCase):
             got = await self.collect(ws, len(accepted))
             self.assertEqual([f["data"] for f in got], accepted, node.node)
 
+    async def test_an_api_publish_to_a_frozen_owner_is_refused_once_the_node_is_down(self):
+        # The room's node freezes with the publish on its way: the answer
+        # never comes. Before, the API waited out a 10 s timeout (and the
+        # AMQP bridge requeued only then); now the node's failure answers it.
+        room = "frozen-owner"
+        ws, _ = await self.join(self.cluster.nodes[0], "fz", room)
+        owner = self.cluster.owner_of_room()
+        entry = next(n for n in self.cluster.nodes if n is not owner)
+        os.kill(owner.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            status, body = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: entry.http_json("POST", "/api/publish",
+                                              {"room": room, "data": 1}, timeout=15))
+            elapsed = time.monotonic() - t0
+        finally:
+            os.kill(owner.proc.pid, signal.SIGCONT)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "unavailable")
+        self.assertEqual(body["error"]["message"], "the target's node failed")
+        self.assertLess(elapsed, 8.0)  # --failure-timeout 2s; the timeout was 10 s
+
     async def test_privates_for_a_user_whose_node_died_wait_for_its_next_connection(self):
         n1, n2, n3 = self.cluster.nodes
         user = next(u for u in (f"dora-{i}" for i in range(1000))
