@@ -137,6 +137,98 @@ std::string describe(json_flaw flaw) {
   }
 }
 
+// -- raw members ------------------------------------------------------------------
+// The scanners below run on text nlohmann::json has accepted, so they need
+// not validate; they still never read past the end.
+
+namespace {
+
+bool json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t skip_space(std::string_view t, size_t i) {
+  while (i < t.size() && json_space(t[i]))
+    ++i;
+  return i;
+}
+
+/// The end of the string that starts at `i` (its opening quote).
+size_t skip_string(std::string_view t, size_t i) {
+  for (++i; i < t.size() && t[i] != '"'; ++i)
+    if (t[i] == '\\')
+      ++i;
+  return std::min(i + 1, t.size());
+}
+
+/// The end of the value that starts at `i`.
+size_t skip_value(std::string_view t, size_t i) {
+  if (i >= t.size())
+    return t.size();
+  if (t[i] == '"')
+    return skip_string(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      char c = t[i];
+      if (c == '"') {
+        i = skip_string(t, i);
+        continue;
+      }
+      if (c == '{' || c == '[')
+        ++depth;
+      else if ((c == '}' || c == ']') && --depth == 0)
+        return i + 1;
+      ++i;
+    }
+    return t.size();
+  }
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && !json_space(t[i]))
+    ++i; // a number, true, false or null
+  return i;
+}
+
+} // namespace
+
+std::optional<std::string_view> raw_object::find(std::string_view name) const {
+  for (auto it = members.rbegin(); it != members.rend(); ++it)
+    if (it->first == name)
+      return it->second;
+  return std::nullopt;
+}
+
+raw_object split_object(std::string_view t) {
+  raw_object out;
+  size_t i = skip_space(t, 0);
+  if (i >= t.size() || t[i] != '{')
+    return out;
+  i = skip_space(t, i + 1);
+  while (i < t.size() && t[i] == '"') {
+    auto key_end = skip_string(t, i);
+    auto token = t.substr(i, key_end - i);
+    std::string key = token.find('\\') == std::string_view::npos
+                        ? std::string{token.substr(1, token.size() - 2)}
+                        : json::parse(token).get<std::string>(); // escapes in a name
+    i = skip_space(t, key_end);
+    if (i < t.size() && t[i] == ':')
+      i = skip_space(t, i + 1);
+    auto value_end = skip_value(t, i);
+    auto value = t.substr(i, value_end - i);
+    out.members.emplace_back(std::move(key), value);
+    i = skip_space(t, value_end);
+    if (i < t.size() && t[i] == ',')
+      i = skip_space(t, i + 1);
+  }
+  return out;
+}
+
+std::string_view trim_json(std::string_view text) {
+  size_t b = skip_space(text, 0), e = text.size();
+  while (e > b && json_space(text[e - 1]))
+    --e;
+  return text.substr(b, e - b);
+}
+
 namespace {
 
 std::variant<request, request_error> fail(error_code code, std::string message,
@@ -167,6 +259,9 @@ std::variant<request, request_error> parse_request(std::string_view text) {
   }
   if (number_flaw)
     return fail(error_code::bad_request, describe(flaw), req.id);
+  auto raw = split_object(text);
+  if (raw.members.size() != doc.size())
+    return fail(error_code::bad_request, "a field is given more than once", req.id);
   auto type_it = doc.find("type");
   if (type_it == doc.end())
     return fail(error_code::bad_request, "missing field 'type'", req.id);
@@ -217,10 +312,10 @@ std::variant<request, request_error> parse_request(std::string_view text) {
     if (auto err = name_field("to", req.to))
       return *err;
   if (needs_data) {
-    auto it = doc.find("data");
-    if (it == doc.end())
+    auto data = raw.find("data");
+    if (!data)
       return fail(error_code::bad_request, "missing field 'data'", req.id);
-    req.data = it->dump();
+    req.data = std::string{*data}; // as written: PROTOCOL.md delivers it unchanged
   }
   if (req.type == request::kind::publish) {
     if (auto it = doc.find("echo"); it != doc.end()) {

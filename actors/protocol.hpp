@@ -7,7 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "common/error_code.hpp"
 
@@ -70,6 +72,25 @@ json_flaw json_precheck(std::string_view text, int limit = max_json_depth);
 
 /// A sentence for an error frame or body.
 std::string describe(json_flaw flaw);
+
+/// The members of a JSON object as written: PROTOCOL.md delivers `data`
+/// unchanged, so it is passed on as its original text (key order, duplicate
+/// keys and number spelling kept), not re-encoded from the parsed document.
+struct raw_object {
+  /// Each top-level member, in order: its name and the text of its value.
+  /// More members than the parsed object has means a name is given twice.
+  std::vector<std::pair<std::string, std::string_view>> members;
+
+  /// The text of `name`'s value (the last one, as the parser keeps), or none.
+  std::optional<std::string_view> find(std::string_view name) const;
+};
+
+/// Splits `text`, which must be a JSON object that nlohmann::json has
+/// already accepted, into its top-level members.
+raw_object split_object(std::string_view text);
+
+/// `text` (valid JSON) without surrounding whitespace.
+std::string_view trim_json(std::string_view text);
 
 /// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or
 /// code points past U+10FFFF): only such text can go into a JSON string,

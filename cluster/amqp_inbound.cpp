@@ -91,8 +91,10 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
       // The id goes into the private message's JSON, which cannot hold it.
       if (!valid_utf8(message_id))
         return dead("message_id is not UTF-8");
-      auto req = to_request(key, envelope{from_type.empty() ? "amqp" : from, doc.dump(), false, {},
-                                          message_id});
+      // The body as published (only its surrounding whitespace goes): D is
+      // delivered unchanged.
+      auto req = to_request(key, envelope{from_type.empty() ? "amqp" : from,
+                                          std::string{trim_json(body)}, false, {}, message_id});
       if (auto reason = std::get_if<std::string>(&req))
         return dead(*reason);
       self->request(router, route_timeout, std::get<caf::message>(req))

@@ -32,12 +32,19 @@ void handle_publish(caf::actor_system& sys, const caf::actor& router, const std:
     return fail(error_code::bad_json, "body is not valid JSON");
   if (!doc.is_object())
     return fail(error_code::bad_json, "body must be a JSON object");
-  if (!doc.contains("data"))
+  auto raw = split_object(body);
+  if (raw.members.size() != doc.size())
+    return fail(error_code::bad_request, "a field is given more than once");
+  auto data = raw.find("data");
+  if (!data)
     return fail(error_code::bad_request, "missing field 'data'");
-  envelope env{"api", doc["data"].dump(), false, {}};
+  envelope env{"api", std::string{*data}, false, {}}; // as written, like a client's
   if (auto it = doc.find("from"); it != doc.end()) {
-    if (!it->is_string() || !valid_name(it->get<std::string>()))
-      return fail(error_code::bad_name, "field 'from' must be a valid name");
+    if (!it->is_string())
+      return fail(error_code::bad_request, "field 'from' must be a string");
+    if (!valid_name(it->get<std::string>()))
+      return fail(error_code::bad_name,
+                  "field 'from' must be 1 to 128 characters of [A-Za-z0-9_.:@-]");
     env.from = it->get<std::string>();
   }
   int targets = doc.contains("room") + doc.contains("user") + doc.contains("broadcast");

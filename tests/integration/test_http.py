@@ -201,7 +201,8 @@ class EndpointsTest(harness.ServerTestCase):
             ({"room": "", "data": 1}, "bad_name"),
             ({"user": "x" * 129, "data": 1}, "bad_name"),
             ({"room": "r", "data": 1, "from": "not valid"}, "bad_name"),
-            ({"room": "r", "data": 1, "from": 7}, "bad_name"),
+            ({"room": "r", "data": 1, "from": 7}, "bad_request"),      # a type, not a name
+            ('{"room":"r","data":1,"room":"s"}', "bad_request"),       # a field twice
             ('{"room":"r","data":' + "[" * 70 + "]" * 70 + "}", "bad_json"),  # too deep
             ('{"room":"r","data":123456789012345678901234567890}', "bad_request"),  # > 64 bits
         ]

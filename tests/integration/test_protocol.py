@@ -176,6 +176,26 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertEqual(msg["seq"], i + 1)
             self.assertEqual(msg["data"], value)
 
+    async def test_data_arrives_as_written_in_every_kind_of_frame(self):
+        # Before, data was re-encoded: {"z":1,"a":2} arrived as {"a":2,"z":1},
+        # duplicate keys collapsed, and 1e2 arrived as 100.0.
+        room = self.unique("r")
+        a = await self.client("wa")
+        b = await self.client("wb")
+        for ws in (a, b):
+            await request(ws, {"type": "join", "room": room}, "joined")
+        data = '{"z":1,"a":2,"a":3,"n":[1e2, 2.50],"s":"}\\""}'
+        json.loads(data)  # valid JSON, as the server requires
+        await a.send('{"type":"publish","room":"%s","data": %s }' % (room, data))
+        await a.send('{"type":"send","to":"wb","data":%s}' % data)
+        self.server.publish_api('{"broadcast":true,"data":%s}' % data)
+        kinds = []
+        for _ in range(3):  # no order between kinds
+            raw = await asyncio.wait_for(b.recv(), 5)
+            kinds.append(json.loads(raw)["type"])
+            self.assertIn('"data":' + data, raw)
+        self.assertEqual(sorted(kinds), ["broadcast", "message", "private"])
+
     async def test_integers_keep_their_digits_or_are_refused(self):
         room = self.unique("r")
         a = await self.client("ia")

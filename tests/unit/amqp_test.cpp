@@ -443,6 +443,10 @@ CAF_TEST(room keys reach the room members from the from header and are acked) {
   CAF_CHECK(handle("room.r1", R"( {"price": 3} )", "billing"));
   auto got = m.link->pop();
   CAF_CHECK_EQUAL(got, json::parse(R"({"type":"message","room":"r1","from":"billing","seq":1,"data":{"price":3}})"));
+  // The body as published, but for the whitespace around it.
+  CAF_CHECK(handle("room.r1", "\n {\"z\": 1, \"a\": 2.50}\t", "billing"));
+  CAF_REQUIRE(!m.link->frames.empty());
+  CAF_CHECK(m.link->frames.front().find(R"("data":{"z": 1, "a": 2.50}})") != std::string::npos);
 }
 
 CAF_TEST(user keys reach the user and default the sender to amqp) {

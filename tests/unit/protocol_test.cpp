@@ -102,9 +102,32 @@ CAF_TEST(integers arrive unchanged or are refused) {
   CAF_CHECK(id.code == error_code::bad_request);
   // Digits in strings, fractions and exponents are not integers.
   CAF_CHECK_EQUAL(request_of(R"({"type":"publish","room":"r","data":["123456789012345678901234567890",1.5e300,-0.25]})").data,
-                  R"(["123456789012345678901234567890",1.5e+300,-0.25])");
+                  R"(["123456789012345678901234567890",1.5e300,-0.25])");
   CAF_CHECK(json_precheck(R"({"a":"-99999999999999999999999"})") == json_flaw::none);
   CAF_CHECK(json_precheck("[[[1]]]", 2) == json_flaw::too_deep);
+}
+
+// PROTOCOL.md: D is delivered unchanged. Before, data was re-encoded from
+// the parsed document: keys sorted, duplicates dropped, 1e2 spelled 100.0.
+CAF_TEST(data is passed on as written) {
+  for (auto d : {R"({"z":1,"a":2})", R"({"a":1,"a":2})", R"([1e2, 2.50 ,{"b":[true,null]}])",
+                 R"("s\"}{,")", R"({"k\u0061":{"x":"}"},"y":[]})", "-0", "null"}) {
+    std::string text = std::string{R"({"type":"publish", "room":"r", "data": )"} + d
+                       + R"( , "echo":true})";
+    CAF_CHECK_EQUAL(request_of(text).data, d);
+  }
+  // A name escaped in the frame still names the field.
+  CAF_CHECK_EQUAL(request_of(R"({"type":"send","to":"u","d\u0061ta":[1]})").data, "[1]");
+}
+
+CAF_TEST(a request field given twice is refused) {
+  for (auto text : {R"({"type":"bogus","type":"ping"})", R"({"type":"ping","id":1,"id":2})",
+                    R"({"type":"publish","room":"r","data":1,"data":2})",
+                    R"({"type":"ping","t\u0079pe":"ping"})"}) {
+    auto e = error_of(text);
+    CAF_CHECK(e.code == error_code::bad_request);
+    CAF_CHECK_EQUAL(e.message, "a field is given more than once");
+  }
 }
 
 CAF_TEST(fractions and exponents arrive unchanged or are refused) {
