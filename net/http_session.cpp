@@ -366,8 +366,13 @@ void http_session::upgrade(request req) {
   for (std::string_view key : {"user", "token"})
     if (query_count(query, key) > 1)
       return refuse(400, "bad_request", "?" + std::string{key} + "= is given more than once");
+  auto token = query_param(query, "token");
+  // An empty ?token= is a client that meant to authenticate (an unset
+  // variable, say): without this it would connect as anon-<n>.
+  if (token && token->empty())
+    return refuse(401, "unauthorized", "?token= is empty");
   auto user = query_param(query, "user");
-  auto who = ctx_->auth.resolve(query_param(query, "token").value_or(""), bearer,
+  auto who = ctx_->auth.resolve(token.value_or(""), bearer,
                                 user ? std::optional<std::string_view>{*user} : std::nullopt);
   if (auto refusal = std::get_if<http_refusal>(&who))
     return refuse(refusal->status, refusal->code, refusal->message);

@@ -251,6 +251,13 @@ class DevModeTest(harness.ServerTestCase):
                 body = refused(self, self.server, 401, "unauthorized", path, headers)
                 self.assertIn("--jwt-secret", body["error"]["message"])
 
+    def test_an_empty_token_is_refused(self):
+        # Before, it counted as no token: the client became anon-<n>.
+        for path in ("/ws?token=", "/ws?token", "/ws?user=alice&token="):
+            with self.subTest(path=path):
+                body = refused(self, self.server, 401, "unauthorized", path)
+                self.assertEqual(body["error"]["message"], "?token= is empty")
+
     def test_plain_get_on_ws_is_400(self):
         status, _, body = self.server.http("GET", "/ws")
         self.assertEqual(status, 400)
