@@ -170,19 +170,28 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     [self](ws_frame_atom, std::string& text) {
       auto& st = self->state;
       metrics::global().frames_received++;
-      // Parse first so a refusal can name the request it refuses.
+      // Over the limit, the frame is not parsed: only its id is looked up,
+      // so a flood costs a scan per frame (it cost a whole parse).
+      if (!st.limiter->try_acquire()) {
+        send_error(self, request_id(text), error_code::rate_limited, "too many requests, slow down");
+        // Past a burst of refusals the frame counts as done only later, and
+        // the session stops reading once a few such frames are outstanding.
+        if (auto hold = st.limiter->hold_after_refusal(); hold > hold.zero())
+          self->delayed_send(self, hold, frame_done_atom::value);
+        else
+          st.link->frame_done();
+        return;
+      }
       auto parsed = parse_request(text);
       auto err = std::get_if<request_error>(&parsed);
-      if (!st.limiter->try_acquire())
-        send_error(self, err ? err->id : std::get<request>(parsed).id, error_code::rate_limited,
-                   "too many requests, slow down");
-      else if (err)
+      if (err)
         send_error(self, err->id, err->code, err->message);
       else
         handle(self, std::get<request>(parsed));
       st.link->frame_done();
     },
     [self](ws_closed_atom) { self->quit(); },
+    [self](frame_done_atom) { self->state.link->frame_done(); },
     [self](expire_atom) { self->state.link->close(close_reason::auth_expired); },
     // Replies to the fire-and-forget registrations above.
     [](caf::ok_atom) {},

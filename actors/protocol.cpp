@@ -206,9 +206,12 @@ raw_object split_object(std::string_view t) {
   while (i < t.size() && t[i] == '"') {
     auto key_end = skip_string(t, i);
     auto token = t.substr(i, key_end - i);
-    std::string key = token.find('\\') == std::string_view::npos
-                        ? std::string{token.substr(1, token.size() - 2)}
-                        : json::parse(token).get<std::string>(); // escapes in a name
+    std::string key{token.size() >= 2 ? token.substr(1, token.size() - 2) : std::string_view{}};
+    if (token.find('\\') != std::string_view::npos) { // escapes in a name
+      auto decoded = json::parse(token.begin(), token.end(), nullptr, false);
+      if (decoded.is_string())
+        key = decoded.get<std::string>();
+    }
     i = skip_space(t, key_end);
     if (i < t.size() && t[i] == ':')
       i = skip_space(t, i + 1);
@@ -220,6 +223,19 @@ raw_object split_object(std::string_view t) {
       i = skip_space(t, i + 1);
   }
   return out;
+}
+
+std::string request_id(std::string_view text) {
+  // split_object trusts its input to be JSON; here it may not be, but the
+  // scan stays within the text and the id's own text is parsed.
+  auto raw = split_object(text);
+  auto token = raw.find("id");
+  if (!token)
+    return {};
+  auto id = json::parse(token->begin(), token->end(), nullptr, false);
+  if (!id.is_string() && !id.is_number())
+    return {};
+  return id.dump();
 }
 
 std::string_view trim_json(std::string_view text) {

@@ -89,6 +89,11 @@ struct raw_object {
 /// already accepted, into its top-level members.
 raw_object split_object(std::string_view text);
 
+/// The `id` of a request as an error frame echoes it (JSON text, "" when
+/// the frame has none or is not an object), found without parsing the
+/// rest: a rate-limited flood of large frames costs a scan, not a parse.
+std::string request_id(std::string_view text);
+
 /// `text` (valid JSON) without surrounding whitespace.
 std::string_view trim_json(std::string_view text);
 

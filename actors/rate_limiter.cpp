@@ -20,4 +20,15 @@ bool rate_limiter::try_acquire(clock::time_point now) {
   return true;
 }
 
+rate_limiter::clock::duration rate_limiter::hold_after_refusal(clock::time_point now) {
+  constexpr auto window = std::chrono::seconds{1};
+  if (now - refusals_since_ >= window) {
+    refusals_since_ = now;
+    refusals_ = 0;
+  }
+  if (static_cast<double>(++refusals_) <= burst_)
+    return clock::duration::zero();
+  return refusals_since_ + window - now;
+}
+
 } // namespace rc

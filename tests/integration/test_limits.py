@@ -157,6 +157,44 @@ class ViolationsTest(harness.ServerTestCase):
         await request(ws2, {"type": "join", "room": r[0]}, "joined")
 
 
+class FloodTest(harness.ServerTestCase):
+    """Default rate limits. The flooded session reads its backlog slowly
+    after the client is gone, so this node's stop waits only 1 s for it."""
+
+    server_args = ("--drain-timeout", "1s")
+
+    def test_a_client_far_over_its_limit_is_read_no_faster(self):
+        # 200 refusals a second (the burst) are answered at once; past them
+        # the node stops reading the client until the second ends. Before, it
+        # read, scanned and refused everything a client could send: a whole
+        # core for one client sending large frames.
+        raw = RawWebSocket(self.server.port, "/ws?user=flood")
+        try:
+            raw.read_frame()  # welcome
+            frame = harness.encode_frame(RawWebSocket.OP_TEXT, b'{"type":"ping","id":1}')
+            raw.sock.setblocking(False)
+            sent, answered, data = 0, 0, b""
+            t_end = time.monotonic() + 2.0
+            while time.monotonic() < t_end:
+                try:
+                    raw.sock.send(frame * 64)
+                    sent += 64
+                except BlockingIOError:
+                    time.sleep(0.001)
+                try:
+                    data += raw.sock.recv(1 << 20)
+                except BlockingIOError:
+                    pass
+            answered = data.count(b'"type":"pong"') + data.count(b'"rate_limited"')
+            # In 2 s at most: the burst of 200 and 100/s of tokens, 200
+            # refusals a second, and 32 frames in flight per second held.
+            self.assertGreater(sent, 5000)  # it tried hard
+            self.assertLess(answered, 1200, f"{answered} answers to {sent} frames")
+            self.assertGreater(answered, 300)
+        finally:
+            raw.close()
+
+
 class SlowConsumerBytesTest(harness.ServerTestCase):
     """The outgoing byte limit: 256 KiB queued (frame limit out of reach)."""
 

@@ -120,6 +120,17 @@ CAF_TEST(data is passed on as written) {
   CAF_CHECK_EQUAL(request_of(R"({"type":"send","to":"u","d\u0061ta":[1]})").data, "[1]");
 }
 
+CAF_TEST(request_id finds the id without parsing the frame) {
+  CAF_CHECK_EQUAL(request_id(R"({"type":"ping","id":7})"), "7");
+  CAF_CHECK_EQUAL(request_id(R"( { "data" : {"id":1}, "id" : "a\"b" } )"), R"("a\"b")");
+  CAF_CHECK_EQUAL(request_id(R"({"data":"\"id\":3"})"), "");
+  CAF_CHECK_EQUAL(request_id(R"({"id":[1]})"), "");
+  CAF_CHECK_EQUAL(request_id(R"({"id":1,"data":[1,2,{)"), "1"); // broken after the id
+  for (auto junk : {"", "[", "{", R"({")", R"({"id")", R"({"id":)", "not json", R"("id":1)",
+                    R"({"\)", R"({"\u00)", R"({"a\":1)"})
+    CAF_CHECK_EQUAL(request_id(junk), "");
+}
+
 CAF_TEST(a request field given twice is refused) {
   for (auto text : {R"({"type":"bogus","type":"ping"})", R"({"type":"ping","id":1,"id":2})",
                     R"({"type":"publish","room":"r","data":1,"data":2})",

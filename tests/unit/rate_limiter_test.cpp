@@ -16,6 +16,17 @@ CAF_TEST(a full bucket allows exactly the burst then refuses) {
   CAF_CHECK_EQUAL(allowed, 200);
 }
 
+CAF_TEST(a burst of refusals a second is free then reading is held to the second) {
+  auto t0 = rate_limiter::clock::time_point{} + 1h;
+  rate_limiter rl{100, 3, t0};
+  for (int i = 0; i < 3; ++i)
+    CAF_CHECK(rl.hold_after_refusal(t0 + 100ms) == rate_limiter::clock::duration::zero());
+  CAF_CHECK(rl.hold_after_refusal(t0 + 100ms) == 1000ms);
+  CAF_CHECK(rl.hold_after_refusal(t0 + 600ms) == 500ms);
+  // A new second, a new burst.
+  CAF_CHECK(rl.hold_after_refusal(t0 + 1100ms) == rate_limiter::clock::duration::zero());
+}
+
 CAF_TEST(tokens refill at the configured rate up to the burst) {
   auto t0 = rate_limiter::clock::time_point{} + 1h;
   rate_limiter rl{100, 200, t0};
