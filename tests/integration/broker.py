@@ -20,7 +20,7 @@ import time
 
 import pika
 
-from harness import free_port  # noqa: F401 (test_amqp imports it from here)
+from harness import free_port, free_ports  # noqa: F401 (test_amqp imports free_port from here)
 
 HOST = "127.0.0.1"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -32,9 +32,7 @@ class Broker:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rc-amqp-")
-        self.port = free_port()
-        self.dist_port = free_port()
-        self.epmd_port = free_port()
+        self.port, self.dist_port, self.epmd_port = free_ports(3)
         self.name = f"rc-it-{os.getpid()}-{self.port}@localhost"
         self.proc = None
         plugins = os.path.join(self.dir, "enabled_plugins")

@@ -41,11 +41,24 @@ RECV_TIMEOUT = 5.0     # default per-frame receive timeout
 LISTEN_RE = re.compile(r"node (\S+) listening on 127\.0\.0\.1:(\d+)")
 
 
+def free_ports(n):
+    """`n` different loopback TCP ports that were free a moment ago (the OS
+    picks them). All are held until all are picked: one at a time, the OS
+    may hand out the same port twice (a cluster test then started two nodes
+    on one port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    """A loopback TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that was free a moment ago."""
+    return free_ports(1)[0]
 
 
 # -- the binary ----------------------------------------------------------------

@@ -60,7 +60,7 @@ class Cluster:
     """N roomcastd nodes that know each other through their cluster ports."""
 
     def __init__(self, n, *extra, seeds=2):
-        self.cluster_ports = [free_port() for _ in range(n)]
+        self.cluster_ports = harness.free_ports(n)
         self.extra = extra
         self.seeds = seeds
         self.nodes = [self._node(i) for i in range(n)]
@@ -73,9 +73,13 @@ class Cluster:
                       "--failure-timeout", "2s", *self.extra, node_name=f"n{i + 1}")
 
     def start(self):
-        for node in self.nodes:
-            node.start()
-        self.wait_members(len(self.nodes))
+        try:
+            for node in self.nodes:
+                node.start()
+            self.wait_members(len(self.nodes))
+        except BaseException:
+            self.stop()  # the nodes started so far (a failed setUp gets no tearDown)
+            raise
         return self
 
     def add_node(self):
@@ -274,15 +278,20 @@ class RoomsAcrossNodes(ClusterTestCase):
 class Failover(ClusterTestCase):
     extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
 
-    async def test_kill_9_of_the_room_owner_while_survivors_publish(self):
-        room = "busy"
+    async def member_on_every_node(self, room, prefix):
+        """One member of `room` per node: (clients by node name, the last
+        `joined`, the room's owner, the other nodes)."""
         clients = {}
         for i, node in enumerate(self.cluster.nodes):
-            clients[node.node], joined = await self.join(node, f"k{i}", room)
-        epoch = joined["epoch"]
+            clients[node.node], joined = await self.join(node, f"{prefix}{i}", room)
         owner = self.cluster.owner_of_room()
+        return clients, joined, owner, [n for n in self.cluster.nodes if n is not owner]
+
+    async def test_kill_9_of_the_room_owner_while_survivors_publish(self):
+        room = "busy"
+        clients, joined, owner, survivors = await self.member_on_every_node(room, "k")
+        epoch = joined["epoch"]
         self.assertEqual(owner.node, owner_of(room, ["n1", "n2", "n3"]))
-        survivors = [n for n in self.cluster.nodes if n is not owner]
         a, b = clients[survivors[0].node], clients[survivors[1].node]
         # Traffic before the kill.
         for i in range(20):
@@ -320,11 +329,7 @@ class Failover(ClusterTestCase):
         # first reach the new room before the second is back, and the
         # second must still get them (probe: 3 runs in 3 lost two before).
         room = "catch-up"
-        clients = {}
-        for i, node in enumerate(self.cluster.nodes):
-            clients[node.node], joined = await self.join(node, f"c{i}", room)
-        owner = self.cluster.owner_of_room()
-        survivors = [n for n in self.cluster.nodes if n is not owner]
+        clients, _, owner, survivors = await self.member_on_every_node(room, "c")
         a, b = clients[survivors[0].node], clients[survivors[1].node]
         owner.kill()
         for i in range(40):  # pipelined through the failover, 10 ms apart
@@ -353,11 +358,7 @@ class Failover(ClusterTestCase):
         # no members and dropped it, answered 202 (AMQP: acked) all the same
         # (probe: 5 runs in 5 lost the first few).
         room = "api-failover"
-        clients = {}
-        for i, node in enumerate(self.cluster.nodes):
-            clients[node.node], _ = await self.join(node, f"f{i}", room)
-        owner = self.cluster.owner_of_room()
-        survivors = [n for n in self.cluster.nodes if n is not owner]
+        clients, _, owner, survivors = await self.member_on_every_node(room, "f")
         owner.kill()
         accepted = []
         loop = asyncio.get_running_loop()
@@ -556,8 +557,8 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
 
 class Readiness(unittest.TestCase):
     def test_readyz_waits_for_the_cluster_then_forms_one_alone(self):
-        absent = free_port()
-        node = Server("--cluster-port", free_port(), "--seeds", f"{harness.HOST}:{absent}",
+        absent, own = harness.free_ports(2)
+        node = Server("--cluster-port", own, "--seeds", f"{harness.HOST}:{absent}",
                       "--failure-timeout", "1s", node_name="lonely")
         node.start()
         try:
@@ -572,8 +573,9 @@ class Readiness(unittest.TestCase):
             self.assertEqual(node.stop(), 0)
 
     def test_start_log_names_the_seeds(self):
-        seeds = f"{harness.HOST}:{free_port()},{harness.HOST}:{free_port()}"
-        node = Server("--cluster-port", free_port(), "--seeds", seeds, "--failure-timeout", "1s",
+        own, *others = harness.free_ports(3)
+        seeds = ",".join(f"{harness.HOST}:{p}" for p in others)
+        node = Server("--cluster-port", own, "--seeds", seeds, "--failure-timeout", "1s",
                       node_name="seeded")
         node.start()
         try:

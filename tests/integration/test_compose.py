@@ -59,8 +59,7 @@ class ComposeRunner(topology.Runner):
 
     def __init__(self):
         self.lb = "nginx"
-        self.port = harness.free_port()
-        self.haproxy_port = harness.free_port()
+        self.port, self.haproxy_port = harness.free_ports(2)
         # The haproxy profile too: lb-haproxy beside nginx.
         self.env = harness.clean_env({"COMPOSE_PROJECT_NAME": PROJECT, "COMPOSE_PROFILES": "haproxy",
                                       "RC_PORT": str(self.port),
