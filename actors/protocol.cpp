@@ -199,6 +199,7 @@ std::optional<std::string_view> raw_object::find(std::string_view name) const {
 
 raw_object split_object(std::string_view t) {
   raw_object out;
+  out.members.reserve(8); // a request has a few fields: one allocation
   size_t i = skip_space(t, 0);
   if (i >= t.size() || t[i] != '{')
     return out;
