@@ -147,6 +147,11 @@ bool json_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/// After a UTF-8 byte order mark, which the parser accepts and skips too.
+size_t skip_bom(std::string_view t) {
+  return t.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+}
+
 size_t skip_space(std::string_view t, size_t i) {
   while (i < t.size() && json_space(t[i]))
     ++i;
@@ -200,7 +205,7 @@ std::optional<std::string_view> raw_object::find(std::string_view name) const {
 raw_object split_object(std::string_view t) {
   raw_object out;
   out.members.reserve(8); // a request has a few fields: one allocation
-  size_t i = skip_space(t, 0);
+  size_t i = skip_space(t, skip_bom(t));
   if (i >= t.size() || t[i] != '{')
     return out;
   i = skip_space(t, i + 1);
@@ -240,7 +245,7 @@ std::string request_id(std::string_view text) {
 }
 
 std::string_view trim_json(std::string_view text) {
-  size_t b = skip_space(text, 0), e = text.size();
+  size_t b = skip_space(text, skip_bom(text)), e = text.size();
   while (e > b && json_space(text[e - 1]))
     --e;
   return text.substr(b, e - b);

@@ -94,7 +94,8 @@ raw_object split_object(std::string_view text);
 /// rest: a rate-limited flood of large frames costs a scan, not a parse.
 std::string request_id(std::string_view text);
 
-/// `text` (valid JSON) without surrounding whitespace.
+/// `text` (valid JSON) without surrounding whitespace or a leading byte
+/// order mark.
 std::string_view trim_json(std::string_view text);
 
 /// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or

@@ -86,6 +86,10 @@ caf::behavior amqp_inbound(caf::event_based_actor* self, caf::actor router, caf:
       auto doc = nlohmann::json::parse(body, nullptr, false);
       if (doc.is_discarded())
         return dead("body is not JSON");
+      // The parser stops at a NUL byte; what follows would reach clients
+      // inside their frames, since the body is passed on as written.
+      if (body.find('\0') != std::string::npos)
+        return dead("body is not JSON: it contains a NUL byte");
       if (message_id.size() > max_message_id)
         return dead("message_id is longer than " + std::to_string(max_message_id) + " bytes");
       // The id goes into the private message's JSON, which cannot hold it.

@@ -478,6 +478,22 @@ CAF_TEST(a body that is not JSON goes to the dead letter queue with the reason) 
   CAF_CHECK_EQUAL(headers["from"], "svc");
 }
 
+// The parser stops at a NUL: {"a":1}\0,"evil":true reached members as is.
+CAF_TEST(a body with a NUL byte is dead lettered and a byte order mark is dropped) {
+  auto m = connect("nia");
+  frame(m, R"({"type":"join","room":"r1"})");
+  m.link->pop(); // joined
+  CAF_CHECK(handle("room.r1", std::string{"{\"a\":1}\0,\"evil\":true", 20}, "svc"));
+  CAF_REQUIRE_EQUAL(published().published.size(), 1u);
+  auto& headers = std::get<3>(published().published[0]);
+  CAF_CHECK_EQUAL(headers["x-roomcast-reason"], "body is not JSON: it contains a NUL byte");
+  CAF_CHECK(m.link->frames.empty());
+  CAF_CHECK(handle("room.r1", "\xEF\xBB\xBF{\"a\":1}", "svc"));
+  CAF_REQUIRE_EQUAL(m.link->frames.size(), 1u);
+  auto got = m.link->pop(); // valid JSON: the mark is gone
+  CAF_CHECK_EQUAL(got["data"], json::parse(R"({"a":1})"));
+}
+
 CAF_TEST(unknown keys and bad names are dead lettered) {
   CAF_CHECK(handle("orders.created", "1"));
   CAF_CHECK(handle("room.bad name", "1"));

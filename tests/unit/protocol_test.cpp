@@ -131,6 +131,12 @@ CAF_TEST(request_id finds the id without parsing the frame) {
     CAF_CHECK_EQUAL(request_id(junk), "");
 }
 
+CAF_TEST(a byte order mark before a request is skipped as the parser skips it) {
+  auto r = request_of("\xEF\xBB\xBF{\"type\":\"publish\",\"room\":\"r\",\"data\":[1]}");
+  CAF_CHECK_EQUAL(r.data, "[1]");
+  CAF_CHECK_EQUAL(trim_json("\xEF\xBB\xBF {\"a\":1} "), "{\"a\":1}");
+}
+
 CAF_TEST(a request field given twice is refused) {
   for (auto text : {R"({"type":"bogus","type":"ping"})", R"({"type":"ping","id":1,"id":2})",
                     R"({"type":"publish","room":"r","data":1,"data":2})",
