@@ -44,8 +44,12 @@ using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
 constexpr auto deliver_timeout = std::chrono::seconds{5};
-/// Stored frames wait this long for a socket write before counting as unwritten.
-constexpr auto write_timeout = std::chrono::seconds{30};
+/// Waiting frames wait for their socket write however long it takes: every
+/// one is answered, written or not (the session reports the frames it drops
+/// when it closes, and the node watch a registry that ended). A timeout
+/// would send again a frame the session may still write: a duplicate, and
+/// out of order (a reader paused for 30 s got 17 of 600 twice).
+constexpr auto write_timeout = caf::infinite;
 constexpr auto store_timeout = std::chrono::seconds{10};
 /// Stored frames fetched and written per round trip to the store.
 constexpr std::uint32_t fetch_batch = 100;
