@@ -40,6 +40,7 @@ using user_atom = caf::atom_constant<caf::atom("user")>;
 using all_atom = caf::atom_constant<caf::atom("all")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using frame_done_atom = caf::atom_constant<caf::atom("framedone")>;
+using young_end_atom = caf::atom_constant<caf::atom("youngend")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using fanout_atom = caf::atom_constant<caf::atom("fanout")>;

@@ -390,6 +390,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   // old incarnation's members, whose relays re-attach one by one.
   st.catch_up.active = true;
   st.catch_up.until = std::chrono::steady_clock::now() + room_catch_up_window;
+  // Ends the log on time in a room that went quiet (it held up to 4 MiB).
+  self->delayed_send(self, room_catch_up_window, young_end_atom::value);
   arm_idle_timer(self);
   start_logic(self);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -431,6 +433,11 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         self->send(self, introduce_atom::value, std::move(fresh));
       }
       return {reply_seq, st.epoch, caf::actor_cast<caf::actor>(self)};
+    },
+    [self](young_end_atom) {
+      auto& log = self->state.catch_up;
+      if (log.active && std::chrono::steady_clock::now() >= log.until)
+        log = {};
     },
     [self](replay_atom, const caf::actor& relay) {
       auto& st = self->state;
