@@ -39,17 +39,6 @@ void handle_publish(caf::actor_system& sys, const caf::actor& router, const std:
   if (!data)
     return fail(error_code::bad_request, "missing field 'data'");
   envelope env{"api", std::string{*data}, false, {}}; // as written, like a client's
-  if (auto it = doc.find("from"); it != doc.end()) {
-    if (!it->is_string())
-      return fail(error_code::bad_request, "field 'from' must be a string");
-    if (!valid_name(it->get<std::string>()))
-      return fail(error_code::bad_name,
-                  "field 'from' must be 1 to 128 characters of [A-Za-z0-9_.:@-]");
-    env.from = it->get<std::string>();
-  }
-  int targets = doc.contains("room") + doc.contains("user") + doc.contains("broadcast");
-  if (targets != 1)
-    return fail(error_code::bad_request, "give exactly one of 'room', 'user' or 'broadcast'");
   auto name_of = [&](const char* field, std::string& out) {
     auto& v = doc[field];
     if (!v.is_string()) {
@@ -64,6 +53,11 @@ void handle_publish(caf::actor_system& sys, const caf::actor& router, const std:
     }
     return true;
   };
+  if (doc.contains("from") && !name_of("from", env.from))
+    return;
+  int targets = doc.contains("room") + doc.contains("user") + doc.contains("broadcast");
+  if (targets != 1)
+    return fail(error_code::bad_request, "give exactly one of 'room', 'user' or 'broadcast'");
   caf::message msg;
   std::string name;
   if (doc.contains("room")) {
