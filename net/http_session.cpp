@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "common/metrics.hpp"
 #include "net/websocket_session.hpp"
@@ -54,35 +55,30 @@ std::string url_decode(std::string_view in, bool plus_is_space = true) {
   return out;
 }
 
-/// The decoded value of `key` in a query string ("" for a bare `key`), or
-/// none when absent.
-std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+/// The raw (still encoded) values of `key` in a query string, in order; an
+/// empty one for a bare `key`.
+std::vector<std::string_view> query_values(std::string_view query, std::string_view key) {
+  std::vector<std::string_view> out;
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (pair.substr(0, eq) == key)
-      return eq == std::string_view::npos ? std::string{} : url_decode(pair.substr(eq + 1));
+      out.push_back(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
     if (amp == std::string_view::npos)
       break;
     query.remove_prefix(amp + 1);
   }
-  return {};
+  return out;
 }
 
-/// How many times `key` appears in a query string.
-int query_count(std::string_view query, std::string_view key) {
-  int n = 0;
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    if (pair.substr(0, pair.find('=')) == key)
-      ++n;
-    if (amp == std::string_view::npos)
-      break;
-    query.remove_prefix(amp + 1);
-  }
-  return n;
+/// The decoded value of `key` in a query string ("" for a bare `key`), or
+/// none when absent.
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+  auto values = query_values(query, key);
+  if (values.empty())
+    return {};
+  return url_decode(values.front());
 }
 
 // -- static files ---------------------------------------------------------------
@@ -364,7 +360,7 @@ void http_session::upgrade(request req) {
   // Two values of one identity parameter are ambiguous: a proxy that adds
   // one must not be outvoted (or silently win) by the client's own.
   for (std::string_view key : {"user", "token"})
-    if (query_count(query, key) > 1)
+    if (query_values(query, key).size() > 1)
       return refuse(400, "bad_request", "?" + std::string{key} + "= is given more than once");
   auto token = query_param(query, "token");
   // An empty ?token= is a client that meant to authenticate (an unset
