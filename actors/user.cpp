@@ -125,6 +125,7 @@ void store_frame(self_ptr self, const std::string& text, F done) {
 
 void drain(self_ptr self);
 void drain_memory(self_ptr self);
+void forward_inbox(self_ptr self);
 
 /// A frame that no connection took (the user's connections were closing):
 /// into the durable store if there is one (kept in memory if that fails),
@@ -135,7 +136,9 @@ void keep_or_store(self_ptr self, std::string text) {
   auto& st = self->state;
   if (!st.store) {
     keep(self, std::move(text));
-    return drain_memory(self);
+    if (st.move.state == phase::forwarding)
+      return forward_inbox(self);
+    return drain_memory(self); // while moving, it goes along once moved
   }
   // As for a newer message stored while draining: whatever comes now is
   // stored behind it, and a fetch in flight may not have seen it.
@@ -393,18 +396,53 @@ void drain(self_ptr self) {
 }
 
 
+/// Drops the first `n` frames of the memory inbox (they are elsewhere now).
+void drop_front(self_ptr self, std::size_t n) {
+  auto& inbox = self->state.inbox;
+  std::int64_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    bytes += static_cast<std::int64_t>(inbox[i].size());
+  inbox.erase(inbox.begin(), inbox.begin() + static_cast<std::ptrdiff_t>(n));
+  count_inbox(self->state, -bytes);
+}
+
+/// Moved: frames kept since the snapshot (private messages that bounced
+/// off a closing tab) go to the successor, ahead of its own inbox, instead
+/// of being lost when this actor stops.
+void forward_inbox(self_ptr self) {
+  auto& st = self->state;
+  if (st.inbox.empty())
+    return;
+  auto n = st.inbox.size();
+  user_snapshot late{st.user, st.inbox, {}};
+  drop_front(self, n);
+  count_if_remote(self, st.move.successor, kind::control);
+  ++st.busy; // the close waits for the answer
+  self->request(st.move.successor, std::chrono::seconds{10}, adopt_atom::value, st.user,
+                std::move(late))
+    .then([self](const caf::actor&) { --self->state.busy; },
+          [self, n](caf::error& err) {
+            --self->state.busy;
+            spdlog::error("user {}: {} private message(s) kept during its move are lost: {}",
+                          self->state.user, n, log_text(err));
+          });
+}
+
 /// Moves the user to `target` (the new owner's directory): its inbox and
 /// nodes go along; `rp` is answered once the successor took them.
 void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp) {
   auto& st = self->state;
   user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
+  auto handed = snap.inbox.size();
   count_if_remote(self, target, kind::control);
   self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
     .then(
-      [self, rp](caf::actor successor) mutable {
+      [self, rp, handed](caf::actor successor) mutable {
         auto& st = self->state;
         st.move.successor = std::move(successor);
         st.move.state = phase::forwarding;
+        drop_front(self, handed); // the successor holds them now
+        forward_inbox(self);
         st.move.release_held();
         rp.deliver(caf::ok_atom::value);
         // Nodes re-attach when they see this actor go; until then (and

@@ -127,7 +127,8 @@ struct user_state {
 ///
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. The inbox is memory only: it survives a
-/// planned move, not the crash of the owner node.
+/// planned move (a message a closing tab refuses during the move follows
+/// to the successor), not the crash of the owner node.
 ///
 /// With a durable `store` (actors/inbox_store.hpp) instead: every private
 /// frame carries an `id`; a message for a user with no connection is

@@ -2,6 +2,8 @@
 
 #include "fixture.hpp"
 
+#include "actors/user.hpp"
+
 using namespace rc;
 using namespace rc::test;
 using nlohmann::json;
@@ -298,6 +300,50 @@ CAF_TEST(inbox frames a closing connection did not write wait for the next in or
   for (int i = 0; i < 4; ++i)
     CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 3);
   CAF_CHECK_EQUAL(link->frames.size(), 2u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+/// Plays a user's node and its new owner at once: `deliver` is refused (the
+/// tab is closing), and `adopt` records the frames handed over, answering
+/// with itself as the successor.
+caf::behavior closing_node_and_owner(caf::event_based_actor* self,
+                                     std::shared_ptr<std::vector<std::string>> adopted) {
+  return {
+    [](deliver_atom, const std::string&, const std::string&) { return std::uint64_t{0}; },
+    [self, adopted](adopt_atom, const std::string&, user_snapshot& snap) {
+      adopted->insert(adopted->end(), snap.inbox.begin(), snap.inbox.end());
+      return caf::actor_cast<caf::actor>(self);
+    },
+  };
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(user_move_tests, node_fixture)
+
+CAF_TEST(a private message that bounces off a closing tab during a move reaches the successor) {
+  auto adopted = std::make_shared<std::vector<std::string>>();
+  auto other = sys.spawn(closing_node_and_owner, adopted);
+  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
+                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
+                       nullptr);
+  self->send(bob, attach_atom::value, other);
+  sched.run();
+  // The message goes out to the tab; the move starts before the tab refuses it.
+  envelope env;
+  env.from = "alice";
+  env.data = R"("in between")";
+  self->send(bob, caf::publish_atom::value, env);
+  self->send(bob, handoff_atom::value, other);
+  sched.run();
+  CAF_REQUIRE_EQUAL(adopted->size(), 1u);
+  CAF_CHECK(adopted->front().find("in between") != std::string::npos);
+  self->send_exit(bob, caf::exit_reason::user_shutdown);
+  self->send_exit(other, caf::exit_reason::user_shutdown);
+  sched.run();
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
