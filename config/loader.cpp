@@ -69,6 +69,7 @@ std::optional<std::uint64_t> parse_uint(const std::string& text) {
 }
 
 /// Durations: `250ms`, `10s`, `2min`/`2m`, `1h`; a bare number means seconds.
+/// Timers count whole milliseconds: a finer value is refused, not rounded.
 /// Returns milliseconds as a double so that absurd values can be refused
 /// before they are rounded into an integer that would overflow.
 std::optional<double> parse_duration_ms(const std::string& text) {
@@ -91,8 +92,6 @@ std::optional<double> parse_duration_ms(const std::string& text) {
     return value * 1000;
   if (unit == "ms")
     return value;
-  if (unit == "us")
-    return value / 1000;
   if (unit == "m" || unit == "min")
     return value * 60000;
   if (unit == "h")
@@ -107,13 +106,20 @@ std::string print_duration(duration d) {
   return std::to_string(ms) + "ms";
 }
 
-std::vector<std::string> split_list(const std::string& text) {
+/// Comma-separated items, trimmed; none if an item is empty (`a,,b`, `,`):
+/// an allow-list that quietly lost its items would allow everything.
+std::optional<std::vector<std::string>> split_list(const std::string& text) {
   std::vector<std::string> out;
-  std::stringstream in{text};
+  if (text.empty())
+    return out;
+  std::stringstream in{text + ","};
   std::string item;
-  while (std::getline(in, item, ','))
-    if (auto t = trim(item); !t.empty())
-      out.push_back(t);
+  while (std::getline(in, item, ',')) {
+    auto t = trim(item);
+    if (t.empty())
+      return std::nullopt;
+    out.push_back(std::move(t));
+  }
   return out;
 }
 
@@ -161,6 +167,11 @@ option make(std::string name, std::string category, std::string help, Field fiel
     auto bad = [&](const char* what) {
       return "invalid value '" + raw + "' for " + n + ": expected " + what;
     };
+    // Surrounding spaces are dropped; a value of spaces alone is refused
+    // rather than read as empty, which for a secret means "no security".
+    if (text.empty() && !raw.empty())
+      return "invalid value '" + raw + "' for " + n
+             + ": expected a value that is not only spaces (leave it unset for the default)";
     if constexpr (std::is_same_v<value_type, std::string>) {
       v = text;
     } else if constexpr (std::is_same_v<value_type, bool>) {
@@ -178,18 +189,26 @@ option make(std::string name, std::string category, std::string help, Field fiel
       // wrap and fire at once. Nothing needs more than a year.
       if (*ms > static_cast<double>(max_duration.count()))
         return bad("a duration of at most 8760h (365 days)");
+      if (*ms != std::floor(*ms))
+        return bad("a whole number of milliseconds");
       v = duration{static_cast<duration::rep>(std::llround(*ms))};
     } else if constexpr (std::is_same_v<value_type, double>) {
+      // Decimal only: std::stod also takes "nan", "inf" and hex.
+      if (text.empty() || text.find_first_not_of("0123456789.eE+-") != std::string::npos)
+        return bad("a decimal number");
       try {
         size_t used = 0;
         v = std::stod(text, &used);
-        if (used != text.size())
-          return bad("a number");
+        if (used != text.size() || !std::isfinite(v))
+          return bad("a decimal number");
       } catch (...) {
-        return bad("a number");
+        return bad("a decimal number");
       }
     } else if constexpr (std::is_same_v<value_type, std::vector<std::string>>) {
-      v = split_list(text);
+      auto list = split_list(text);
+      if (!list)
+        return bad("comma-separated items, none of them empty");
+      v = std::move(*list);
     } else {
       auto x = parse_uint(text);
       if (!x || *x > std::numeric_limits<value_type>::max())
@@ -212,8 +231,8 @@ const std::vector<option>& options() {
          RC_FIELD(http_port)),
     make("node-name", "global", "this node's name (welcome frames, logs); empty = host name",
          RC_FIELD(node_name)),
-    make("threads", "global", "asio I/O threads; 0 = number of cores", RC_FIELD(threads)),
-    make("actor-threads", "global", "CAF scheduler threads; 0 = number of cores",
+    make("threads", "global", "asio I/O threads; 0 = number of cores; at most 256", RC_FIELD(threads)),
+    make("actor-threads", "global", "CAF scheduler threads; 0 = number of cores; at most 256",
          RC_FIELD(actor_threads)),
     make("write-delay", "global",
          "on a busy I/O thread, a socket written less than this long ago collects frames until then; 0 = off",
@@ -250,7 +269,7 @@ const std::vector<option>& options() {
     make("web-root", "global",
          "directory of static files served over HTTP (/ = index.html); empty = none",
          RC_FIELD(web_root)),
-    make("max-frame-bytes", "limits", "largest inbound message; larger closes with 1009",
+    make("max-frame-bytes", "limits", "largest inbound message (64 to 256 MiB); larger closes with 1009",
          RC_FIELD(limits.max_frame_bytes)),
     make("max-queue-frames", "limits", "outgoing frames queued per connection before 1008",
          RC_FIELD(limits.max_queue_frames)),
@@ -274,7 +293,7 @@ const std::vector<option>& options() {
          "bytes the memory inboxes of all users of this node may hold; then sends to offline users "
          "are refused with unavailable",
          RC_FIELD(limits.inbox_memory)),
-    make("max-rooms-per-connection", "limits", "rooms one connection may join at once",
+    make("max-rooms-per-connection", "limits", "rooms one connection may join at once (at least 1)",
          RC_FIELD(limits.max_rooms_per_connection)),
     make("amqp-url", "amqp", "RabbitMQ broker, amqp://user:pass@host:port/vhost; empty = none",
          RC_FIELD(amqp.url)),
@@ -429,7 +448,7 @@ std::string read_ini(const std::string& text, pairs& out) {
   caf::detail::parser::read_ini(ps, consumer);
   if (ps.code != caf::pec::success)
     return "INI syntax error at line " + std::to_string(ps.line) + ", column "
-           + std::to_string(ps.column);
+           + std::to_string(ps.column) + " (strings must be quoted: node-name=\"edge-1\")";
   flatten(parsed, "", out);
   return {};
 }
@@ -486,18 +505,6 @@ std::string apply_file(const std::string& path, settings& cfg) {
   return {};
 }
 
-/// `amqp://user:secret@host` -> `amqp://user:***@host`.
-std::string mask_url_password(std::string url) {
-  auto at = url.rfind('@');
-  auto start = url.find("://");
-  if (at == std::string::npos || start == std::string::npos)
-    return url;
-  auto colon = url.find(':', start + 3);
-  if (colon != std::string::npos && colon < at)
-    url.replace(colon + 1, at - colon - 1, "***");
-  return url;
-}
-
 } // namespace
 
 // -- public API -----------------------------------------------------------------
@@ -513,8 +520,11 @@ load_result load_settings(const std::vector<std::string>& args,
   // Split the command line first: it decides the config file and may ask for help.
   std::vector<std::pair<std::string, std::string>> cli;
   std::string config_file;
-  if (auto it = env.find("ROOMCAST_CONFIG"); it != env.end())
+  if (auto it = env.find("ROOMCAST_CONFIG"); it != env.end()) {
+    if (it->second.empty())
+      return fail("ROOMCAST_CONFIG is empty: give a file name or unset it");
     config_file = it->second;
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const auto& arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -539,6 +549,8 @@ load_result load_settings(const std::vector<std::string>& args,
       return fail("option --" + name + " needs a value");
     }
     if (name == "config") {
+      if (value.empty())
+        return fail("option --config needs a file name");
       config_file = value;
       continue;
     }
@@ -585,8 +597,8 @@ std::string help_text() {
   std::string out =
     "usage: roomcastd [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n\n"
     "Settings are resolved as defaults < config file (JSON or CAF INI) < ROOMCAST_*\n"
-    "environment < command line. Durations take ms, s, min or h (bare numbers are\n"
-    "seconds), at most 8760h (365 days); lists are comma-separated.\n\n"
+    "environment < command line. Durations take whole ms, s, min or h (bare numbers\n"
+    "are seconds), at most 8760h (365 days); lists are comma-separated.\n\n"
     "  --config FILE  (ROOMCAST_CONFIG)\n      config file, JSON or CAF INI\n";
   for (auto& o : options()) {
     auto def = o.get(defaults);

@@ -25,8 +25,15 @@ std::string settings::validate() const {
   if (!is_ip_address(bind))
     return "bind must be an IPv4 or IPv6 address such as 0.0.0.0, 127.0.0.1 or ::, got '" + bind
            + "'";
-  if (limits.max_frame_bytes < 64)
-    return "max-frame-bytes must be at least 64";
+  if (limits.max_frame_bytes < 64 || limits.max_frame_bytes > limits_settings::max_frame_bytes_limit)
+    return "max-frame-bytes must be between 64 and 268435456 (256 MiB)";
+  if (limits.max_rooms_per_connection == 0)
+    return "max-rooms-per-connection must be at least 1";
+  if (threads > max_threads)
+    return "threads must be at most " + std::to_string(max_threads) + " (0 = number of cores)";
+  if (actor_threads > max_threads)
+    return "actor-threads must be at most " + std::to_string(max_threads)
+           + " (0 = number of cores)";
   if (limits.max_queue_frames == 0)
     return "max-queue-frames must be at least 1";
   if (limits.max_queue_bytes < limits.max_frame_bytes)
@@ -54,8 +61,9 @@ std::string settings::validate() const {
   for (auto& seed : seeds) {
     auto colon = seed.rfind(':');
     auto port = colon == std::string::npos ? std::string{} : seed.substr(colon + 1);
-    if (colon == 0 || port.empty() || port.find_first_not_of("0123456789") != std::string::npos
-        || std::stoul(port) == 0 || std::stoul(port) > 65535)
+    if (colon == 0 || port.empty() || port.size() > 5
+        || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0
+        || std::stoul(port) > 65535)
       return "seeds must be host:port entries, got '" + seed + "'";
   }
   if (!seeds.empty() && cluster_port == 0)
@@ -108,7 +116,7 @@ bool percent_decode(const std::string& in, std::string& out) {
 bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& error) {
   const std::string scheme = "amqp://";
   if (url.compare(0, scheme.size(), scheme) != 0) {
-    error = "expected amqp://user:pass@host:port/vhost, got '" + url + "'";
+    error = "expected amqp://user:pass@host:port/vhost, got '" + mask_url_password(url) + "'";
     return false;
   }
   auto rest = url.substr(scheme.size());
@@ -124,7 +132,7 @@ bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& err
     auto colon = userinfo.find(':');
     if (!percent_decode(userinfo.substr(0, colon), ep.user)
         || (colon != std::string::npos && !percent_decode(userinfo.substr(colon + 1), ep.password))) {
-      error = "bad percent-encoding in the user or password of '" + url + "'";
+      error = "bad percent-encoding in the user or password of '" + mask_url_password(url) + "'";
       return false;
     }
   }
@@ -134,21 +142,32 @@ bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& err
     auto port = rest.substr(colon + 1);
     if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos
         || std::stoul(port) == 0 || std::stoul(port) > 65535) {
-      error = "bad port in '" + url + "'";
+      error = "bad port in '" + mask_url_password(url) + "'";
       return false;
     }
     ep.port = static_cast<std::uint16_t>(std::stoul(port));
   }
   if (ep.host.empty()) {
-    error = "no host in '" + url + "'";
+    error = "no host in '" + mask_url_password(url) + "'";
     return false;
   }
   if (!path.empty() && !percent_decode(path, ep.vhost)) {
-    error = "bad percent-encoding in the vhost of '" + url + "'";
+    error = "bad percent-encoding in the vhost of '" + mask_url_password(url) + "'";
     return false;
   }
   out = std::move(ep);
   return true;
+}
+
+std::string mask_url_password(std::string url) {
+  auto at = url.rfind('@');
+  auto start = url.find("://");
+  if (at == std::string::npos || start == std::string::npos)
+    return url;
+  auto colon = url.find(':', start + 3);
+  if (colon != std::string::npos && colon < at)
+    url.replace(colon + 1, at - colon - 1, "***");
+  return url;
 }
 
 std::string settings::effective_cluster_advertise() const {

@@ -18,6 +18,8 @@ constexpr duration max_duration = std::chrono::hours{24 * 365};
 struct limits_settings {
   /// Largest inbound WebSocket message in bytes; larger closes with 1009.
   std::uint64_t max_frame_bytes = 64 * 1024;
+  /// The largest `max_frame_bytes` allowed: a message is held whole in memory.
+  static constexpr std::uint64_t max_frame_bytes_limit = std::uint64_t{256} << 20;
   /// Outgoing frames queued per connection before it is closed (1008 slow_consumer).
   std::uint64_t max_queue_frames = 1024;
   /// Outgoing bytes queued per connection before it is closed (1008 slow_consumer).
@@ -75,6 +77,9 @@ struct amqp_endpoint {
 /// percent-decoded; none = `/`). Returns false with `error` set otherwise.
 bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& error);
 
+/// `amqp://user:secret@host` -> `amqp://user:***@host`, for logs and errors.
+std::string mask_url_password(std::string url);
+
 /// The whole configuration of a node. Defaults live here, next to their
 /// documentation; config/loader.cpp layers file < environment < command line.
 struct settings {
@@ -98,6 +103,8 @@ struct settings {
   std::uint32_t threads = 0;
   /// CAF scheduler threads; 0 = number of cores.
   std::uint32_t actor_threads = 0;
+  /// The most of either kind of thread a node may be given.
+  static constexpr std::uint32_t max_threads = 256;
   /// HS256 secret for client JWTs; empty = development mode (`?user=`, `anon-<n>`).
   std::string jwt_secret;
   /// Key required by `POST /api/publish` (`Authorization: apikey K`); empty = open.

@@ -246,8 +246,11 @@ void http_session::route(request req) {
   auto path = target.substr(0, target.find('?'));
   auto method = req.method();
   bool get_or_head = method == http::verb::get || method == http::verb::head;
-  if (path == "/ws")
+  if (path == "/ws") {
+    if (method != http::verb::get)
+      return send(method_not_allowed("GET"));
     return upgrade(std::move(req));
+  }
   if (path == "/healthz") {
     if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
@@ -283,6 +286,8 @@ void http_session::route(request req) {
   if (path == "/api/publish") {
     if (method != http::verb::post)
       return send(method_not_allowed("POST"));
+    if (ctx_->draining) // its actors are stopping: a 202 might not be kept
+      return send(make_error(503, "unavailable", "node is shutting down"));
     auto& key = ctx_->cfg.api_key;
     if (!key.empty()) {
       auto auth = req[http::field::authorization];
@@ -302,6 +307,8 @@ void http_session::route(request req) {
     if (auto file = static_file(ctx_->cfg.web_root, path)) {
       if (!get_or_head)
         return send(method_not_allowed("GET, HEAD"));
+      if (ctx_->draining) // the page would open a WebSocket this node refuses
+        return send(make_error(503, "unavailable", "node is shutting down"));
       std::ifstream in{*file, std::ios::binary};
       std::ostringstream body;
       body << in.rdbuf();

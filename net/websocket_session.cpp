@@ -277,9 +277,10 @@ websocket_session::read_outcome websocket_session::consume(char* data, std::size
       fail(close_reason::too_large);
       return read_outcome::stop;
     }
-    std::size_t total = header + 4 + static_cast<std::size_t>(len);
-    if (avail < total)
+    // Compared without adding too, whatever --max-frame-bytes allows.
+    if (avail < header + 4 || avail - header - 4 < len)
       return read_outcome::more;
+    std::size_t total = header + 4 + static_cast<std::size_t>(len);
     unsigned char key[4];
     std::memcpy(key, u + header, 4);
     char* payload = data + used + header + 4;

@@ -108,7 +108,8 @@ class EndpointsTest(harness.ServerTestCase):
                                     ("GET", "/api/publish", "POST"),
                                     # the static files (the demo page)
                                     ("DELETE", "/", "GET, HEAD"),
-                                    ("POST", "/roomcast.js", "GET, HEAD")):
+                                    ("POST", "/roomcast.js", "GET, HEAD"),
+                                    ("POST", "/ws", "GET")):
             with self.subTest(method=method, path=path):
                 status, headers, body = self.server.http(method, path)
                 self.assertEqual((status, headers.get("allow")), (405, allow))

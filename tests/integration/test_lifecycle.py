@@ -99,7 +99,8 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
     async def test_draining_node_refuses_new_work(self):
         # While a deaf client holds the drain open, the listener is closed
         # (new TCP connections are refused) and requests on an HTTP connection
-        # opened before the stop get 503: /healthz, /readyz and upgrades.
+        # opened before the stop get 503: /healthz, /readyz, upgrades,
+        # publishes and the static files; /metrics still answers.
         server = harness.Server("--drain-timeout", "3s").start()
         raw = RawWebSocket(server.port, "/ws?user=holder")
         conn = harness.http.client.HTTPConnection(harness.HOST, server.port, timeout=5)
@@ -127,6 +128,18 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
             res = conn.getresponse()
             self.assertEqual(res.status, 503)
             self.assertEqual(harness.json.loads(res.read()), {"ready": False, "reason": "draining"})
+            conn.request("POST", "/api/publish", body='{"room":"r","data":1}')
+            res = conn.getresponse()
+            self.assertEqual(res.status, 503)
+            self.assertEqual(harness.json.loads(res.read())["error"]["code"], "unavailable")
+            conn.request("GET", "/")
+            res = conn.getresponse()
+            self.assertEqual(res.status, 503)
+            self.assertEqual(harness.json.loads(res.read())["error"]["code"], "unavailable")
+            conn.request("GET", "/metrics")
+            res = conn.getresponse()
+            self.assertEqual(res.status, 200)
+            self.assertIn(b"roomcast_connections", res.read())
             conn.request("GET", "/ws?user=late", headers={
                 "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
@@ -194,6 +207,13 @@ class CommandLineTest(unittest.TestCase):
         # Checked with the options, not when the listener fails to bind (exit 1).
         self.assertExit2(["--bind", "999.1.1.1", "--http-port", "0"], mention="bind")
         self.assertExit2(["--bind", "localhost", "--http-port", "0"], mention="bind")
+        # Once an abort (std::stoul out of range) and a node any client could crash.
+        self.assertExit2(["--seeds", "a:99999999999999999999"], mention="seeds")
+        self.assertExit2(["--max-frame-bytes", "18446744073709551615",
+                          "--max-queue-bytes", "18446744073709551615"], mention="max-frame-bytes")
+        self.assertExit2(["--rate-limit", "nan"], mention="rate-limit")
+        self.assertExit2(["--jwt-secret", "  "], mention="jwt-secret")
+        self.assertExit2(["--config", ""], mention="--config")
 
     def test_bad_environment_exits_2(self):
         self.assertExit2([], env={"ROOMCAST_NO_SUCH": "1"}, mention="ROOMCAST_NO_SUCH")

@@ -300,3 +300,53 @@ CAF_TEST(a config path that is a directory or unreadable is refused) {
     CAF_CHECK(r.message.find("cannot read") != std::string::npos);
   }
 }
+
+CAF_TEST(values that would quietly disable a check or crash the node are refused) {
+  auto refused = [](std::vector<std::string> args, std::map<std::string, std::string> env,
+                    const std::string& names) {
+    auto r = load(std::move(args), std::move(env));
+    CAF_CHECK(r.what == action::fail);
+    CAF_MESSAGE(r.message);
+    CAF_CHECK(r.message.find(names) != std::string::npos);
+  };
+  // Blank secrets, keys and lists would mean "no security".
+  refused({"--jwt-secret", "   "}, {}, "jwt-secret");
+  refused({}, {{"ROOMCAST_API_KEY", " \t"}}, "api-key");
+  refused({"--allowed-origins", ","}, {}, "allowed-origins");
+  refused({"--allowed-origins", "https://a.example,,https://b.example"}, {}, "allowed-origins");
+  // nan and inf compare false with every bound; hex is not what anyone means.
+  for (auto v : {"nan", "inf", "-inf", "0x10", "1e999"})
+    refused({"--rate-limit", v}, {}, "rate-limit");
+  // Ports beyond 64 bits threw out of std::stoul.
+  refused({"--cluster-port", "7000", "--seeds", "a:99999999999999999999"}, {}, "seeds");
+  refused({"--max-frame-bytes", "18446744073709551615", "--max-queue-bytes",
+           "18446744073709551615"}, {}, "max-frame-bytes");
+  refused({"--threads", "100000"}, {}, "threads");
+  refused({"--actor-threads", "4294967295"}, {}, "actor-threads");
+  refused({"--max-rooms-per-connection", "0"}, {}, "max-rooms-per-connection");
+  refused({"--write-delay", "500us"}, {}, "write-delay");
+  refused({"--write-delay", "0.5ms"}, {}, "write-delay");
+  refused({"--config", ""}, {}, "--config");
+  refused({}, {{"ROOMCAST_CONFIG", ""}}, "ROOMCAST_CONFIG");
+  temp_file ini{".ini", "[global]\nwrite-delay=500us\n"};
+  refused({"--config", ini.path}, {}, "write-delay");
+  // What is still fine.
+  auto r = load({"--rate-limit", "2.5e1", "--allowed-origins", " https://a.example , https://b.example ",
+            "--write-delay", "0.5s", "--jwt-secret", " s3cret ", "--threads", "256"});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.limits.rate_limit, 25.0);
+  CAF_CHECK_EQUAL(r.cfg.allowed_origins.size(), 2u);
+  CAF_CHECK_EQUAL(r.cfg.write_delay.count(), 500);
+  CAF_CHECK_EQUAL(r.cfg.jwt_secret, "s3cret");
+}
+
+CAF_TEST(errors about the amqp url do not show its password) {
+  for (auto url : {"amqp://user:S3CRET@:5672", "amqp://user:S3CRET@host:99999",
+                   "amqp://u:S3/CRET@host", "amqp://user:S3CRET%zz@host"}) {
+    auto r = load({"--amqp-url", url});
+    CAF_CHECK(r.what == action::fail);
+    CAF_MESSAGE(r.message);
+    CAF_CHECK(r.message.find("S3") == std::string::npos);
+    CAF_CHECK(r.message.find("***") != std::string::npos);
+  }
+}
