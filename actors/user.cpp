@@ -278,11 +278,12 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
       texts.push_back(std::move(b->texts[i]));
     st.inbox.insert(st.inbox.begin(), std::make_move_iterator(texts.begin()),
                     std::make_move_iterator(texts.end()));
-    if (st.pending_handoff) {
-      auto handoff = std::move(st.pending_handoff);
-      st.pending_handoff = nullptr;
-      return handoff();
-    }
+    // Moved meanwhile: what was not written follows the user (while the
+    // move is in flight it waits in the inbox, sent once it is done).
+    if (st.move.state == phase::forwarding)
+      return forward_inbox(self);
+    if (st.move.state == phase::moving)
+      return;
     if (back.empty())
       return drain_memory(self);
     if (!st.nodes.empty())
@@ -396,26 +397,26 @@ void drain(self_ptr self) {
 }
 
 
-/// Drops the first `n` frames of the memory inbox (they are elsewhere now).
-void drop_front(self_ptr self, std::size_t n) {
-  auto& inbox = self->state.inbox;
-  std::int64_t bytes = 0;
-  for (std::size_t i = 0; i < n; ++i)
-    bytes += static_cast<std::int64_t>(inbox[i].size());
-  inbox.erase(inbox.begin(), inbox.begin() + static_cast<std::ptrdiff_t>(n));
-  count_inbox(self->state, -bytes);
+/// The bytes of `texts`.
+std::int64_t bytes_of(const std::vector<std::string>& texts) {
+  std::int64_t n = 0;
+  for (auto& text : texts)
+    n += static_cast<std::int64_t>(text.size());
+  return n;
 }
 
 /// Moved: frames kept since the snapshot (private messages that bounced
-/// off a closing tab) go to the successor, ahead of its own inbox, instead
-/// of being lost when this actor stops.
+/// off a closing tab, waiting frames a closing tab did not write) go to the
+/// successor, ahead of its own inbox, instead of being lost when this actor
+/// stops. They are older than what the snapshot held.
 void forward_inbox(self_ptr self) {
   auto& st = self->state;
   if (st.inbox.empty())
     return;
   auto n = st.inbox.size();
-  user_snapshot late{st.user, st.inbox, {}};
-  drop_front(self, n);
+  user_snapshot late{st.user, std::move(st.inbox), {}};
+  st.inbox.clear();
+  count_inbox(st, -bytes_of(late.inbox));
   count_if_remote(self, st.move.successor, kind::control);
   ++st.busy; // the close waits for the answer
   self->request(st.move.successor, std::chrono::seconds{10}, adopt_atom::value, st.user,
@@ -429,11 +430,14 @@ void forward_inbox(self_ptr self) {
 }
 
 /// Moves the user to `target` (the new owner's directory): its inbox and
-/// nodes go along; `rp` is answered once the successor took them.
+/// nodes go along; `rp` is answered once the successor took them. The
+/// inbox is taken out meanwhile: what is kept until the answer (frames a
+/// closing tab refused) is older, and follows or goes back in front of it.
 void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp) {
   auto& st = self->state;
-  user_snapshot snap{st.user, {st.inbox.begin(), st.inbox.end()}, st.nodes};
-  auto handed = snap.inbox.size();
+  auto handed = std::make_shared<std::vector<std::string>>(std::move(st.inbox));
+  st.inbox.clear();
+  user_snapshot snap{st.user, *handed, st.nodes};
   count_if_remote(self, target, kind::control);
   self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
     .then(
@@ -441,7 +445,7 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
         auto& st = self->state;
         st.move.successor = std::move(successor);
         st.move.state = phase::forwarding;
-        drop_front(self, handed); // the successor holds them now
+        count_inbox(st, -bytes_of(*handed)); // the successor holds them now
         forward_inbox(self);
         st.move.release_held();
         rp.deliver(caf::ok_atom::value);
@@ -449,9 +453,11 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
         // for messages still in flight to us) we forward.
         self->delayed_send(self, std::chrono::seconds{2}, caf::close_atom::value);
       },
-      [self, rp](caf::error& err) mutable {
+      [self, rp, handed](caf::error& err) mutable {
         auto& st = self->state;
         st.move.state = phase::serving;
+        st.inbox.insert(st.inbox.end(), std::make_move_iterator(handed->begin()),
+                        std::make_move_iterator(handed->end()));
         st.move.release_held();
         rp.deliver(std::move(err));
         drain_memory(self);
@@ -572,10 +578,19 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return rp;
       }
       st.move.state = phase::moving; // requests wait from now on
-      if (st.memory_batch)
-        st.pending_handoff = [self, target, rp]() mutable { hand_off(self, target, rp); };
-      else
-        hand_off(self, target, rp);
+      // Waiting frames not sent yet go along; those on their way stay ours
+      // until their sockets answer (one not written follows the user). A
+      // reader that is behind must not hold up the move: a stopping node
+      // does not wait for it.
+      if (auto b = st.memory_batch; b && b->next < b->texts.size()) {
+        auto first = b->texts.begin() + static_cast<std::ptrdiff_t>(b->next);
+        st.inbox.insert(st.inbox.begin(), std::make_move_iterator(first),
+                        std::make_move_iterator(b->texts.end()));
+        b->texts.erase(first, b->texts.end());
+        b->outcome.resize(b->texts.size());
+        b->stopped = true;
+      }
+      hand_off(self, target, rp);
       return rp;
     },
     [self](caf::close_atom) {

@@ -97,9 +97,6 @@ struct user_state {
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;
   drain_window window;
-  /// A move asked for while the memory batch is in flight: it starts once
-  /// the batch's unwritten frames are back in the inbox.
-  std::function<void()> pending_handoff;
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
@@ -123,7 +120,9 @@ struct user_state {
 ///   to (once per node); `0` means it was kept in the inbox; `unavailable`
 ///   when the inbox is full (nothing accepted is dropped).
 /// - `(stop_atom)`, `(handoff_atom, directory)`, `(adopt_atom, name, user_snapshot)`:
-///   idle stop and moves, as for rooms.
+///   idle stop and moves, as for rooms. A move does not wait for waiting
+///   frames on their way to a reader that is behind: those not sent yet go
+///   along, and one a closing tab did not write follows to the successor.
 ///
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. The inbox is memory only: it survives a

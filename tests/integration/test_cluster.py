@@ -555,6 +555,33 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         self.assertRegex(n3.log(), r"members are now (n1,n2|n2,n1) \(n3 is leaving\)")
 
 
+    async def test_a_stopping_owner_hands_on_the_inbox_of_a_user_who_reads_slowly(self):
+        # The inbox of an offline user is on its way to the user's new tab,
+        # whose reader is behind, when the user's owner stops. The move does
+        # not wait for that reader: what was not written yet follows the user
+        # (the stopping node used to give up waiting after 5 s and drop it).
+        n1, n2, n3 = self.cluster.nodes
+        user = room_owned_by("n3", ["n1", "n2", "n3"], prefix="slow")
+        sender = await n2.connect(user="sender")
+        self.clients.append(sender)
+        pad = "x" * 60000
+        count = 300  # 18 MB: more than the kernel's socket buffers hold
+        for i in range(count):
+            await send(sender, {"type": "send", "to": user, "data": {"n": i, "pad": pad}, "id": i})
+        for i in range(count):
+            self.assertEqual((await expect(sender, "ack", timeout=30))["id"], i)
+        reader = await n1.connect(user=user, max_queue=1, read_limit=2**16, write_limit=2**16)
+        self.clients.append(reader)
+        got = [(await expect(reader, "private"))["data"]["n"] for _ in range(5)]
+        await asyncio.sleep(1)  # the reader is behind: writes to it wait
+        code = await asyncio.get_running_loop().run_in_executor(None, n3.terminate)
+        self.assertEqual(code, 0)
+        self.assertNotIn("leaving before every room and user was handed over", n3.log())
+        while len(got) < count:
+            got.append((await expect(reader, "private", timeout=15))["data"]["n"])
+        self.assertEqual(got, list(range(count)))
+
+
 class Readiness(unittest.TestCase):
     def test_readyz_waits_for_the_cluster_then_forms_one_alone(self):
         absent, own = harness.free_ports(2)
