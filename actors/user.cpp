@@ -276,8 +276,9 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     std::vector<std::string> texts;
     for (auto i : back)
       texts.push_back(std::move(b->texts[i]));
-    st.inbox.insert(st.inbox.begin(), std::make_move_iterator(texts.begin()),
-                    std::make_move_iterator(texts.end()));
+    auto at = std::min(b->older_ahead, st.inbox.size());
+    st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at),
+                    std::make_move_iterator(texts.begin()), std::make_move_iterator(texts.end()));
     // Moved meanwhile: what was not written follows the user (while the
     // move is in flight it waits in the inbox, sent once it is done).
     if (st.move.state == phase::forwarding)
@@ -584,7 +585,9 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       // does not wait for it.
       if (auto b = st.memory_batch; b && b->next < b->texts.size()) {
         auto first = b->texts.begin() + static_cast<std::ptrdiff_t>(b->next);
-        st.inbox.insert(st.inbox.begin(), std::make_move_iterator(first),
+        auto at = std::min(b->older_ahead, st.inbox.size());
+        st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at),
+                        std::make_move_iterator(first),
                         std::make_move_iterator(b->texts.end()));
         b->texts.erase(first, b->texts.end());
         b->outcome.resize(b->texts.size());
@@ -608,9 +611,11 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      // Messages kept by the old owner come before any kept here.
-      for (auto& text : snap.inbox)
-        count_inbox(st, static_cast<std::int64_t>(text.size()));
+      // Messages kept by the old owner come before any kept here, and
+      // before those of a batch in flight here.
+      count_inbox(st, bytes_of(snap.inbox));
+      if (st.memory_batch)
+        st.memory_batch->older_ahead += snap.inbox.size();
       st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
       for (auto& node : snap.nodes)
         add_node(self, node);

@@ -93,6 +93,9 @@ struct user_state {
     std::size_t in_flight = 0;
     std::size_t bytes_in_flight = 0;
     bool stopped = false; ///< a frame was not written: send no more
+    /// Memory: older frames a predecessor handed on while this batch was in
+    /// flight, put at the inbox's front; unwritten frames go back behind them.
+    std::size_t older_ahead = 0;
   };
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;

@@ -347,3 +347,59 @@ CAF_TEST(a private message that bounces off a closing tab during a move reaches 
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+/// A user's node whose sockets answer confirmed writes only when told:
+/// `(caf::ok_atom, written)` answers every held write.
+caf::behavior holding_node(caf::event_based_actor* self,
+                           std::shared_ptr<std::vector<std::string>> texts) {
+  auto held = std::make_shared<std::vector<caf::response_promise>>();
+  return {
+    [self, texts, held](deliver_atom, const std::string&, const std::string& text, confirm_atom) {
+      texts->push_back(text);
+      held->push_back(self->make_response_promise());
+      return held->back();
+    },
+    [held](caf::ok_atom, std::uint64_t written) {
+      auto all = std::move(*held);
+      held->clear();
+      for (auto& rp : all)
+        rp.deliver(written);
+    },
+  };
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(user_adopt_tests, node_fixture)
+
+CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fails) {
+  auto texts = std::make_shared<std::vector<std::string>>();
+  auto node = sys.spawn(holding_node, texts);
+  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
+                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
+                       nullptr);
+  // The move brings S1 and S2, which go out to the tab at once.
+  self->send(bob, adopt_atom::value, std::string{"bob"},
+             user_snapshot{"bob", {"S1", "S2"}, {node}});
+  sched.run();
+  CAF_REQUIRE_EQUAL(*texts, (std::vector<std::string>{"S1", "S2"}));
+  // The predecessor hands on F1, older: its tab did not write it.
+  self->send(bob, adopt_atom::value, std::string{"bob"}, user_snapshot{"bob", {"F1"}, {}});
+  sched.run();
+  // The tab closes: S1 and S2 are not written either.
+  self->send(node, caf::ok_atom::value, std::uint64_t{0});
+  sched.run();
+  texts->clear();
+  self->send(bob, retry_atom::value); // the drain's retry
+  sched.run();
+  CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"F1", "S1", "S2"}));
+  self->send(node, caf::ok_atom::value, std::uint64_t{1});
+  sched.run();
+  self->send_exit(bob, caf::exit_reason::user_shutdown);
+  self->send_exit(node, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
