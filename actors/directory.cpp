@@ -139,9 +139,15 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       }
       release(name, std::move(held));
     };
-    // A failed move keeps the actor here (the next view retries); if the
-    // actor died instead, the down handler has already cleaned up.
-    auto failed = [finish](caf::error&) { finish(false); };
+    // A failed move keeps the actor here and is tried again under the view
+    // as it is now (the target may have left meanwhile: a stopping node must
+    // not wait for the next change); if the actor died instead, the down
+    // handler has already cleaned up.
+    auto failed = [self, finish, move = static_cast<bool>(to)](caf::error&) {
+      finish(false);
+      if (move) // not at once: a target that fails fast would make a hot loop
+        self->delayed_send(self, std::chrono::milliseconds{200}, view_atom::value);
+    };
     if (!to)
       self->request(actor, caf::infinite, stop_atom::value)
         .then([finish](bool stopped) { finish(stopped); }, failed);
@@ -242,6 +248,13 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
         spdlog::info("{}: handing {} to their new owners", kind_name, moves.size());
     },
     [self](caf::get_atom) { return static_cast<std::uint64_t>(self->state.entries.size()); },
+    [self](caf::get_atom, moved_atom) {
+      auto& gone = self->state.departed;
+      return static_cast<std::uint64_t>(
+        std::count_if(gone.begin(), gone.end(), [](const caf::actor& a) {
+          return !a->getf(caf::abstract_actor::is_terminated_flag);
+        }));
+    },
   };
 }
 

@@ -68,7 +68,9 @@ struct directory_state {
 /// (answers `uint64_t{0}` itself when the actor is absent and
 /// `spawn_on_publish` is off), `(adopt_atom, name, snapshot)`.
 /// Others: `(idle_atom, name)` from an actor; `(view_atom, peers, self name)`
-/// from the membership; `(get_atom)` -> number of actors here.
+/// from the membership; `(get_atom)` -> number of actors here;
+/// `(get_atom, moved_atom)` -> number of moved actors still running here
+/// (forwarding, or finishing writes they started).
 ///
 /// Guarantee: a request is never delegated to an actor that has stopped or
 /// moved; requests that arrive while it stops or moves wait, then go to it

@@ -5,10 +5,16 @@
 #include <caf/mailbox_element.hpp>
 #include <caf/response_promise.hpp>
 
+#include <chrono>
 #include <functional>
 #include <vector>
 
 namespace rc {
+
+/// How long a move waits for its new owner to take the state. Short enough
+/// that a stopping node (which waits at most 5 s for its moves) can see one
+/// fail and try the next owner: the state is lost with the node otherwise.
+constexpr auto move_timeout = std::chrono::seconds{2};
 
 /// Where an actor that can move to another node (a room, a user) is in its
 /// move. Shared by both so they divert requests the same way.

@@ -555,7 +555,7 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       }
       st.move.state = phase::moving;
       count_if_remote(self, target, kind::control);
-      self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.room, snapshot(self))
+      self->request(target, move_timeout, adopt_atom::value, st.room, snapshot(self))
         .then(
           [self, rp](caf::actor successor) mutable {
             auto& st = self->state;
@@ -570,8 +570,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
             maybe_finish_move(self);
           },
           [self, rp](caf::error& err) mutable {
-            // The target is gone: keep serving here; the directory retries
-            // on its next view.
+            // The target is gone: keep serving here; the directory tries
+            // again under the view it has now.
             auto& st = self->state;
             spdlog::warn("room {}: handoff failed: {}", st.room, log_text(err));
             st.move.state = phase::serving;

@@ -55,6 +55,10 @@ constexpr auto store_timeout = std::chrono::seconds{10};
 constexpr std::uint32_t fetch_batch = 100;
 /// Pause before fetching again after the store failed or a write failed.
 constexpr auto drain_retry = std::chrono::seconds{1};
+/// How long a move waits for the memory batch in flight. Then it goes
+/// without the frames on their way (a stopping node waits at most 5 s).
+constexpr auto batch_wait = std::chrono::seconds{1};
+using batch_wait_atom = caf::atom_constant<caf::atom("batchwait")>;
 
 bool idle(const user_state& st) {
   return st.nodes.empty() && st.inbox.empty() && !st.draining && st.busy == 0;
@@ -279,6 +283,11 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     auto at = std::min(b->older_ahead, st.inbox.size());
     st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at),
                     std::make_move_iterator(texts.begin()), std::make_move_iterator(texts.end()));
+    if (st.pending_handoff) { // the move waited for this batch
+      auto handoff = std::move(st.pending_handoff);
+      st.pending_handoff = nullptr;
+      return handoff();
+    }
     // Moved meanwhile: what was not written follows the user (while the
     // move is in flight it waits in the inbox, sent once it is done).
     if (st.move.state == phase::forwarding)
@@ -420,7 +429,7 @@ void forward_inbox(self_ptr self) {
   count_inbox(st, -bytes_of(late.inbox));
   count_if_remote(self, st.move.successor, kind::control);
   ++st.busy; // the close waits for the answer
-  self->request(st.move.successor, std::chrono::seconds{10}, adopt_atom::value, st.user,
+  self->request(st.move.successor, move_timeout, adopt_atom::value, st.user,
                 std::move(late))
     .then([self](const caf::actor&) { --self->state.busy; },
           [self, n](caf::error& err) {
@@ -440,7 +449,7 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
   st.inbox.clear();
   user_snapshot snap{st.user, *handed, st.nodes};
   count_if_remote(self, target, kind::control);
-  self->request(target, std::chrono::seconds{10}, adopt_atom::value, st.user, std::move(snap))
+  self->request(target, move_timeout, adopt_atom::value, st.user, std::move(snap))
     .then(
       [self, rp, handed](caf::actor successor) mutable {
         auto& st = self->state;
@@ -579,6 +588,21 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return rp;
       }
       st.move.state = phase::moving; // requests wait from now on
+      if (!st.memory_batch) {
+        hand_off(self, target, rp);
+        return rp;
+      }
+      // The batch in flight goes first, unless its reader is behind.
+      st.pending_handoff = [self, target, rp]() mutable { hand_off(self, target, rp); };
+      self->delayed_send(self, batch_wait, batch_wait_atom::value);
+      return rp;
+    },
+    [self](batch_wait_atom) {
+      auto& st = self->state;
+      if (!st.pending_handoff)
+        return;
+      auto handoff = std::move(st.pending_handoff);
+      st.pending_handoff = nullptr;
       // Waiting frames not sent yet go along; those on their way stay ours
       // until their sockets answer (one not written follows the user). A
       // reader that is behind must not hold up the move: a stopping node
@@ -593,8 +617,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         b->outcome.resize(b->texts.size());
         b->stopped = true;
       }
-      hand_off(self, target, rp);
-      return rp;
+      handoff();
     },
     [self](caf::close_atom) {
       auto& st = self->state;

@@ -100,6 +100,10 @@ struct user_state {
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;
   drain_window window;
+  /// A move asked for while the memory batch is in flight: it waits for the
+  /// batch (so that no frame of it comes after newer ones), at most
+  /// `batch_wait`, then goes without it.
+  std::function<void()> pending_handoff;
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.

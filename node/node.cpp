@@ -166,24 +166,37 @@ std::uint16_t node::start() {
 
 void node::leave_cluster() {
   // Tell the others, then wait (bounded) until this node's rooms and users
-  // live elsewhere, so nothing published meanwhile is lost.
+  // live elsewhere and their old actors are done (they forward what was on
+  // its way to them, and finish writes they started), so nothing published
+  // meanwhile is lost.
   if (metrics::global().cluster_members.load() <= 1)
     return; // nobody to hand over to
   caf::anon_send(core_.locator, caf::leave_atom::value);
   auto deadline = std::chrono::steady_clock::now() + std::min<duration>(cfg_.drain_timeout / 2, duration{5000});
   caf::scoped_actor self{*system_};
+  std::uint64_t here = 0;
+  std::uint64_t moved = 0;
+  auto ask = [&](const caf::actor& dir, auto... what) {
+    std::uint64_t n = 0;
+    self->request(dir, std::chrono::milliseconds{500}, caf::get_atom::value, what...)
+      .receive([&](std::uint64_t x) { n = x; }, [&](caf::error&) {});
+    return n;
+  };
   while (std::chrono::steady_clock::now() < deadline && !hurry_) {
-    std::uint64_t left = 0;
-    for (auto& dir : {core_.rooms, core_.users})
-      self->request(dir, std::chrono::milliseconds{500}, caf::get_atom::value)
-        .receive([&](std::uint64_t n) { left += n; }, [&](caf::error&) {});
-    if (left == 0) {
+    here = ask(core_.rooms) + ask(core_.users);
+    moved = ask(core_.rooms, moved_atom::value) + ask(core_.users, moved_atom::value);
+    if (here + moved == 0) {
       spdlog::info("cluster: rooms and users handed over");
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
   }
-  spdlog::warn("cluster: leaving before every room and user was handed over");
+  if (here > 0)
+    spdlog::warn("cluster: leaving before every room and user was handed over ({} left)", here);
+  else
+    spdlog::warn("cluster: leaving while {} moved rooms and users still finish (frames on their "
+                 "way to readers that are behind)",
+                 moved);
 }
 
 void node::shutdown() {

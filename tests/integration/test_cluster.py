@@ -557,9 +557,10 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
 
     async def test_a_stopping_owner_hands_on_the_inbox_of_a_user_who_reads_slowly(self):
         # The inbox of an offline user is on its way to the user's new tab,
-        # whose reader is behind, when the user's owner stops. The move does
-        # not wait for that reader: what was not written yet follows the user
-        # (the stopping node used to give up waiting after 5 s and drop it).
+        # whose reader is behind, when the user's owner stops. The move waits
+        # for that reader only a second: what was not sent yet follows the
+        # user, and what is on its way is written by the tab's node (the
+        # stopping node used to give up waiting after 5 s and drop it all).
         n1, n2, n3 = self.cluster.nodes
         user = room_owned_by("n3", ["n1", "n2", "n3"], prefix="slow")
         sender = await n2.connect(user="sender")
@@ -577,6 +578,7 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         code = await asyncio.get_running_loop().run_in_executor(None, n3.terminate)
         self.assertEqual(code, 0)
         self.assertNotIn("leaving before every room and user was handed over", n3.log())
+        self.assertRegex(n3.log(), r"users: handing \d+ to their new owners")
         while len(got) < count:
             got.append((await expect(reader, "private", timeout=15))["data"]["n"])
         self.assertEqual(got, list(range(count)))
