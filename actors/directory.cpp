@@ -139,15 +139,11 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       }
       release(name, std::move(held));
     };
-    // A failed move keeps the actor here and is tried again under the view
-    // as it is now (the target may have left meanwhile: a stopping node must
-    // not wait for the next change); if the actor died instead, the down
-    // handler has already cleaned up.
-    auto failed = [self, finish, move = static_cast<bool>(to)](caf::error&) {
-      finish(false);
-      if (move) // not at once: a target that fails fast would make a hot loop
-        self->delayed_send(self, std::chrono::milliseconds{200}, view_atom::value);
-    };
+    // A failed move keeps the actor here (the next view retries; not at
+    // once: a move that timed out may still be taken late, see
+    // move_timeout); if the actor died instead, the down handler has
+    // already cleaned up.
+    auto failed = [finish](caf::error&) { finish(false); };
     if (!to)
       self->request(actor, caf::infinite, stop_atom::value)
         .then([finish](bool stopped) { finish(stopped); }, failed);

@@ -11,10 +11,12 @@
 
 namespace rc {
 
-/// How long a move waits for its new owner to take the state. Short enough
-/// that a stopping node (which waits at most 5 s for its moves) can see one
-/// fail and try the next owner: the state is lost with the node otherwise.
-constexpr auto move_timeout = std::chrono::seconds{2};
+/// How long a move waits for its new owner to take the state. Long: a move
+/// that times out cannot be taken back, and a new owner that was only slow
+/// (frozen for a few seconds) takes the state late, so a second copy made
+/// meanwhile would split the room or user in two (a probe saw acked room
+/// messages lost and inboxes delivered three times with 2 s).
+constexpr auto move_timeout = std::chrono::seconds{10};
 
 /// Where an actor that can move to another node (a room, a user) is in its
 /// move. Shared by both so they divert requests the same way.

@@ -570,8 +570,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
             maybe_finish_move(self);
           },
           [self, rp](caf::error& err) mutable {
-            // The target is gone: keep serving here; the directory tries
-            // again under the view it has now.
+            // The target is gone: keep serving here; the directory retries
+            // on its next view.
             auto& st = self->state;
             spdlog::warn("room {}: handoff failed: {}", st.room, log_text(err));
             st.move.state = phase::serving;

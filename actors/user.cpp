@@ -594,12 +594,12 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       }
       // The batch in flight goes first, unless its reader is behind.
       st.pending_handoff = [self, target, rp]() mutable { hand_off(self, target, rp); };
-      self->delayed_send(self, batch_wait, batch_wait_atom::value);
+      self->delayed_send(self, batch_wait, batch_wait_atom::value, ++st.handoff_generation);
       return rp;
     },
-    [self](batch_wait_atom) {
+    [self](batch_wait_atom, std::uint64_t generation) {
       auto& st = self->state;
-      if (!st.pending_handoff)
+      if (!st.pending_handoff || generation != st.handoff_generation)
         return;
       auto handoff = std::move(st.pending_handoff);
       st.pending_handoff = nullptr;

@@ -104,6 +104,7 @@ struct user_state {
   /// batch (so that no frame of it comes after newer ones), at most
   /// `batch_wait`, then goes without it.
   std::function<void()> pending_handoff;
+  std::uint64_t handoff_generation = 0; ///< tells this wait's timer from older ones
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;
   /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
