@@ -151,11 +151,14 @@ struct user_snapshot {
   std::string name;
   std::vector<std::string> inbox;
   std::vector<caf::actor> nodes;
+  /// Frames the old owner kept after its snapshot (a closing tab refused
+  /// them): older than the snapshot's, newer than earlier late ones.
+  bool late = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_snapshot& x) {
-  return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes);
+  return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes, x.late);
 }
 
 /// Private frames taken from a user's durable store, oldest first; each

@@ -340,6 +340,7 @@ void drain_memory(self_ptr self) {
   auto first = st.inbox.begin();
   b->texts.assign(std::make_move_iterator(first), std::make_move_iterator(first + n));
   st.inbox.erase(first, first + n);
+  st.late_ahead -= std::min(st.late_ahead, n);
   b->outcome.assign(n, user_state::drain_batch::pending);
   b->nodes = st.nodes;
   st.memory_batch = b;
@@ -424,8 +425,9 @@ void forward_inbox(self_ptr self) {
   if (st.inbox.empty())
     return;
   auto n = st.inbox.size();
-  user_snapshot late{st.user, std::move(st.inbox), {}};
+  user_snapshot late{st.user, std::move(st.inbox), {}, true};
   st.inbox.clear();
+  st.late_ahead = 0;
   count_inbox(st, -bytes_of(late.inbox));
   count_if_remote(self, st.move.successor, kind::control);
   ++st.busy; // the close waits for the answer
@@ -447,6 +449,7 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
   auto& st = self->state;
   auto handed = std::make_shared<std::vector<std::string>>(std::move(st.inbox));
   st.inbox.clear();
+  st.late_ahead = 0;
   user_snapshot snap{st.user, *handed, st.nodes};
   count_if_remote(self, target, kind::control);
   self->request(target, move_timeout, adopt_atom::value, st.user, std::move(snap))
@@ -639,7 +642,10 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       count_inbox(st, bytes_of(snap.inbox));
       if (st.memory_batch)
         st.memory_batch->older_ahead += snap.inbox.size();
-      st.inbox.insert(st.inbox.begin(), snap.inbox.begin(), snap.inbox.end());
+      auto at = snap.late ? std::min(st.late_ahead, st.inbox.size()) : std::size_t{0};
+      st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at), snap.inbox.begin(),
+                      snap.inbox.end());
+      st.late_ahead = snap.late ? at + snap.inbox.size() : 0;
       for (auto& node : snap.nodes)
         add_node(self, node);
       drain_memory(self);

@@ -104,6 +104,9 @@ struct user_state {
   /// batch (so that no frame of it comes after newer ones), at most
   /// `batch_wait`, then goes without it.
   std::function<void()> pending_handoff;
+  /// Frames at the inbox's front that a predecessor handed on late: later
+  /// late ones go behind them (and ahead of the rest).
+  std::size_t late_ahead = 0;
   std::uint64_t handoff_generation = 0; ///< tells this wait's timer from older ones
   /// Store requests and confirmed deliveries in flight (no idle stop).
   std::uint64_t busy = 0;

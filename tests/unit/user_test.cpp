@@ -403,3 +403,33 @@ CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fail
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(user_late_adopt_tests, node_fixture)
+
+CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapshot) {
+  auto texts = std::make_shared<std::vector<std::string>>();
+  auto node = sys.spawn(holding_node, texts);
+  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
+                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
+                       nullptr);
+  // The move brings S1 for an offline user; then two tabs refuse L1 and L2,
+  // older than S1, one after the other.
+  self->send(bob, adopt_atom::value, std::string{"bob"}, user_snapshot{"bob", {"S1"}, {}});
+  sched.run();
+  self->send(bob, adopt_atom::value, std::string{"bob"},
+             user_snapshot{"bob", {"L1"}, {}, true});
+  sched.run();
+  self->send(bob, adopt_atom::value, std::string{"bob"},
+             user_snapshot{"bob", {"L2"}, {}, true});
+  sched.run();
+  self->send(bob, attach_atom::value, node);
+  sched.run();
+  CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"L1", "L2", "S1"}));
+  self->send(node, caf::ok_atom::value, std::uint64_t{1});
+  sched.run();
+  self->send_exit(bob, caf::exit_reason::user_shutdown);
+  self->send_exit(node, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
