@@ -231,6 +231,15 @@ std::shared_ptr<user_state::drain_batch>& slot_of(user_state& st, const batch_pt
 
 void finish_batch(self_ptr self, const batch_ptr& b);
 
+/// Puts frames of the memory batch `b` back in the inbox, where they were:
+/// at its front, but behind older frames a predecessor handed on meanwhile.
+template <class It>
+void put_back(user_state& st, const user_state::drain_batch& b, It first, It last) {
+  auto at = std::min(b.older_ahead, st.inbox.size());
+  st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(first),
+                  std::make_move_iterator(last));
+}
+
 /// Sends the batch's next frames, in order, while its window has room (one
 /// frame always goes when none is in flight, however large it is); each
 /// confirmation makes room for the next.
@@ -280,9 +289,7 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     std::vector<std::string> texts;
     for (auto i : back)
       texts.push_back(std::move(b->texts[i]));
-    auto at = std::min(b->older_ahead, st.inbox.size());
-    st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at),
-                    std::make_move_iterator(texts.begin()), std::make_move_iterator(texts.end()));
+    put_back(st, *b, texts.begin(), texts.end());
     if (st.pending_handoff) { // the move waited for this batch
       auto handoff = std::move(st.pending_handoff);
       st.pending_handoff = nullptr;
@@ -612,10 +619,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       // does not wait for it.
       if (auto b = st.memory_batch; b && b->next < b->texts.size()) {
         auto first = b->texts.begin() + static_cast<std::ptrdiff_t>(b->next);
-        auto at = std::min(b->older_ahead, st.inbox.size());
-        st.inbox.insert(st.inbox.begin() + static_cast<std::ptrdiff_t>(at),
-                        std::make_move_iterator(first),
-                        std::make_move_iterator(b->texts.end()));
+        put_back(st, *b, first, b->texts.end());
         b->texts.erase(first, b->texts.end());
         b->outcome.resize(b->texts.size());
         b->stopped = true;

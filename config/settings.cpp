@@ -19,6 +19,12 @@ bool is_ip_address(const std::string& text) {
   return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, v6.c_str(), buf) == 1;
 }
 
+/// Whether `port` is a TCP port number, 1 to 65535 (digits only).
+bool valid_port(const std::string& port) {
+  return !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos
+         && std::stoul(port) != 0 && std::stoul(port) <= 65535;
+}
+
 } // namespace
 
 std::string settings::validate() const {
@@ -61,9 +67,7 @@ std::string settings::validate() const {
   for (auto& seed : seeds) {
     auto colon = seed.rfind(':');
     auto port = colon == std::string::npos ? std::string{} : seed.substr(colon + 1);
-    if (colon == 0 || port.empty() || port.size() > 5
-        || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0
-        || std::stoul(port) > 65535)
+    if (colon == 0 || !valid_port(port))
       return "seeds must be host:port entries, got '" + seed + "'";
   }
   if (!seeds.empty() && cluster_port == 0)
@@ -140,8 +144,7 @@ bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& err
   ep.host = rest.substr(0, colon);
   if (colon != std::string::npos) {
     auto port = rest.substr(colon + 1);
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos
-        || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    if (!valid_port(port)) {
       error = "bad port in '" + mask_url_password(url) + "'";
       return false;
     }

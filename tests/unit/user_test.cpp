@@ -320,16 +320,28 @@ caf::behavior closing_node_and_owner(caf::event_based_actor* self,
   };
 }
 
+/// A user actor of its own, "bob" (no directory, no store), for tests that
+/// play its nodes and its new owner themselves.
+struct lone_user_fixture : node_fixture {
+  caf::actor spawn_bob() {
+    return sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
+                     std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{}, nullptr);
+  }
+  void stop(std::initializer_list<caf::actor> actors) {
+    for (auto& a : actors)
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+};
+
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(user_move_tests, node_fixture)
+CAF_TEST_FIXTURE_SCOPE(user_move_tests, lone_user_fixture)
 
 CAF_TEST(a private message that bounces off a closing tab during a move reaches the successor) {
   auto adopted = std::make_shared<std::vector<std::string>>();
   auto other = sys.spawn(closing_node_and_owner, adopted);
-  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
-                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
-                       nullptr);
+  auto bob = spawn_bob();
   self->send(bob, attach_atom::value, other);
   sched.run();
   // The message goes out to the tab; the move starts before the tab refuses it.
@@ -341,9 +353,7 @@ CAF_TEST(a private message that bounces off a closing tab during a move reaches 
   sched.run();
   CAF_REQUIRE_EQUAL(adopted->size(), 1u);
   CAF_CHECK(adopted->front().find("in between") != std::string::npos);
-  self->send_exit(bob, caf::exit_reason::user_shutdown);
-  self->send_exit(other, caf::exit_reason::user_shutdown);
-  sched.run();
+  stop({bob, other});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
@@ -372,14 +382,12 @@ caf::behavior holding_node(caf::event_based_actor* self,
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(user_adopt_tests, node_fixture)
+CAF_TEST_FIXTURE_SCOPE(user_adopt_tests, lone_user_fixture)
 
 CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fails) {
   auto texts = std::make_shared<std::vector<std::string>>();
   auto node = sys.spawn(holding_node, texts);
-  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
-                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
-                       nullptr);
+  auto bob = spawn_bob();
   // The move brings S1 and S2, which go out to the tab at once.
   self->send(bob, adopt_atom::value, std::string{"bob"},
              user_snapshot{"bob", {"S1", "S2"}, {node}});
@@ -397,21 +405,17 @@ CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fail
   CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"F1", "S1", "S2"}));
   self->send(node, caf::ok_atom::value, std::uint64_t{1});
   sched.run();
-  self->send_exit(bob, caf::exit_reason::user_shutdown);
-  self->send_exit(node, caf::exit_reason::user_shutdown);
-  sched.run();
+  stop({bob, node});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
 
-CAF_TEST_FIXTURE_SCOPE(user_late_adopt_tests, node_fixture)
+CAF_TEST_FIXTURE_SCOPE(user_late_adopt_tests, lone_user_fixture)
 
 CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapshot) {
   auto texts = std::make_shared<std::vector<std::string>>();
   auto node = sys.spawn(holding_node, texts);
-  auto bob = sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
-                       std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{},
-                       nullptr);
+  auto bob = spawn_bob();
   // The move brings S1 for an offline user; then two tabs refuse L1 and L2,
   // older than S1, one after the other.
   self->send(bob, adopt_atom::value, std::string{"bob"}, user_snapshot{"bob", {"S1"}, {}});
@@ -427,9 +431,7 @@ CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapsh
   CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"L1", "L2", "S1"}));
   self->send(node, caf::ok_atom::value, std::uint64_t{1});
   sched.run();
-  self->send_exit(bob, caf::exit_reason::user_shutdown);
-  self->send_exit(node, caf::exit_reason::user_shutdown);
-  sched.run();
+  stop({bob, node});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
