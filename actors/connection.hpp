@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <map>
-#include <optional>
 #include <string>
 
 #include "actors/messages.hpp"
@@ -18,6 +17,7 @@ namespace rc {
 struct connection_context {
   std::string node;
   limits_settings limits;
+  rate_limit rate; ///< from `limits`, for every connection's bucket
   bool allow_broadcast = true;
   caf::actor relays;      ///< this node's relay directory (one relay per room)
   caf::actor users;       ///< this node's local_users registry
@@ -34,7 +34,7 @@ struct connection_state {
   connection_context_ptr ctx;
   /// Rooms joined, with this node's relay for each.
   std::map<std::string, caf::actor> rooms;
-  std::optional<rate_limiter> limiter;
+  rate_limiter limiter;
   std::chrono::steady_clock::time_point opened;
   caf::actor_addr self_addr; ///< this connection, for the goodbye below
   /// Tells the node's user registry and broadcaster that the connection is

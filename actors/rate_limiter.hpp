@@ -5,31 +5,38 @@
 
 namespace rc {
 
-/// Token bucket: `rate` tokens per second, at most `burst` saved up. Owned by
-/// one connection actor; not thread-safe. Time is passed in so tests can
-/// drive it without sleeping.
+/// A bucket's refill: `rate` tokens per second, at most `burst` saved up.
+struct rate_limit {
+  double rate = 0;
+  double burst = 0;
+};
+
+/// Token bucket. Owned by one connection actor; not thread-safe. It keeps
+/// only the bucket: its `rate_limit`, the same for every connection of a
+/// node, is passed in (one copy per node, not per connection). Time is
+/// passed in so tests can drive it without sleeping.
 class rate_limiter {
 public:
   using clock = std::chrono::steady_clock;
 
-  rate_limiter(double rate, std::uint64_t burst, clock::time_point now = clock::now());
+  rate_limiter() = default; ///< empty: refuses until given a full bucket
+  explicit rate_limiter(const rate_limit& limit, clock::time_point now = clock::now());
 
   /// Takes one token; false when the bucket is empty (the request is refused).
-  bool try_acquire(clock::time_point now = clock::now());
+  bool try_acquire(const rate_limit& limit, clock::time_point now = clock::now());
 
   /// After a refusal: how long the connection should stop reading. Zero for
   /// the first `burst` refusals of each second; then until that second ends,
   /// so a client that keeps sending far over its limit is read no faster
   /// (refusing costs a scan of each frame, and it could send gigabytes).
-  clock::duration hold_after_refusal(clock::time_point now = clock::now());
+  clock::duration hold_after_refusal(const rate_limit& limit,
+                                     clock::time_point now = clock::now());
 
 private:
-  double rate_;
-  double burst_;
-  double tokens_;
+  double tokens_ = 0;
   clock::time_point last_;
   clock::time_point refusals_since_;
-  std::uint64_t refusals_ = 0;
+  std::uint32_t refusals_ = 0;
 };
 
 } // namespace rc

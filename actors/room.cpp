@@ -11,13 +11,22 @@
 
 namespace rc {
 
-std::string make_epoch() {
+std::uint64_t make_epoch_number() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
+  constexpr std::uint64_t names = 3656158440062976; // 36^10: ten base-36 digits
+  return 1 + rng() % (names - 1);
+}
+
+std::string epoch_text(std::uint64_t epoch) {
   static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   std::string out(10, '0');
-  for (auto& c : out)
-    c = digits[rng() % 36];
+  for (auto it = out.rbegin(); it != out.rend(); ++it, epoch /= 36)
+    *it = digits[epoch % 36];
   return out;
+}
+
+std::string make_epoch() {
+  return epoch_text(make_epoch_number());
 }
 
 room_state::room_state() {

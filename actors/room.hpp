@@ -122,5 +122,9 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
 
 /// A fresh epoch name: random, so a re-created room never repeats one.
 std::string make_epoch();
+/// The same as a number (never 0), for state that keeps 8 bytes instead
+/// of a string; `epoch_text` gives its name.
+std::uint64_t make_epoch_number();
+std::string epoch_text(std::uint64_t epoch);
 
 } // namespace rc

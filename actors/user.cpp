@@ -24,8 +24,8 @@ namespace {
 /// Adds `delta` to the bytes this user holds in memory, its node's and the metric's.
 void count_inbox(user_state& st, std::int64_t delta) {
   st.inbox_bytes = static_cast<std::uint64_t>(static_cast<std::int64_t>(st.inbox_bytes) + delta);
-  if (st.budget)
-    st.budget->used += delta;
+  if (st.setup && st.setup->budget)
+    st.setup->budget->used += delta;
   metrics::global().inbox_bytes += delta;
 }
 
@@ -33,8 +33,9 @@ void count_inbox(user_state& st, std::int64_t delta) {
 
 user_state::~user_state() {
   count_inbox(*this, -static_cast<std::int64_t>(inbox_bytes));
-  for (auto& node : nodes)
-    caf::anon_send(watch, unwatch_atom::value, node, self_addr);
+  if (setup)
+    for (auto& node : nodes)
+      caf::anon_send(setup->watch, unwatch_atom::value, node, self_addr);
 }
 
 namespace {
@@ -58,7 +59,6 @@ constexpr auto drain_retry = std::chrono::seconds{1};
 /// How long a move waits for the memory batch in flight. Then it goes
 /// without the frames on their way (a stopping node waits at most 5 s).
 constexpr auto batch_wait = std::chrono::seconds{1};
-using batch_wait_atom = caf::atom_constant<caf::atom("batchwait")>;
 
 bool idle(const user_state& st) {
   return st.nodes.empty() && st.inbox.empty() && !st.draining && st.busy == 0;
@@ -68,17 +68,17 @@ void arm_idle_timer(self_ptr self) {
   auto& st = self->state;
   ++st.idle_generation;
   if (idle(st))
-    self->delayed_send(self, st.idle_timeout, caf::idle_atom::value, st.idle_generation);
+    self->delayed_send(self, st.setup->idle_timeout, caf::idle_atom::value, st.idle_generation);
 }
 
 /// The next private message id, or none without a durable store.
 std::string next_id(self_ptr self) {
   auto& st = self->state;
-  if (!st.store)
+  if (!st.setup->store)
     return {};
-  if (st.id_prefix.empty())
-    st.id_prefix = make_epoch();
-  return st.id_prefix + "-" + std::to_string(++st.next_id);
+  if (st.id_epoch == 0)
+    st.id_epoch = make_epoch_number();
+  return epoch_text(st.id_epoch) + "-" + std::to_string(++st.next_id);
 }
 
 /// Starts delivering to `node` (a registry), watched for its end.
@@ -86,7 +86,7 @@ void add_node(self_ptr self, const caf::actor& node) {
   auto& st = self->state;
   if (std::find(st.nodes.begin(), st.nodes.end(), node) != st.nodes.end())
     return;
-  self->send(st.watch, watch_atom::value, node, st.self_addr);
+  self->send(st.setup->watch, watch_atom::value, node, st.self_addr);
   st.nodes.push_back(node);
 }
 
@@ -111,7 +111,7 @@ template <class F>
 void store_frame(self_ptr self, const std::string& text, F done) {
   auto& st = self->state;
   ++st.busy;
-  self->request(st.store, store_timeout, store_atom::value, st.user, text)
+  self->request(st.setup->store, store_timeout, store_atom::value, st.user, text)
     .then(
       [self, done](caf::ok_atom) mutable {
         --self->state.busy;
@@ -138,7 +138,7 @@ void forward_inbox(self_ptr self);
 /// messages wait behind it meanwhile.
 void keep_or_store(self_ptr self, std::string text) {
   auto& st = self->state;
-  if (!st.store) {
+  if (!st.setup->store) {
     keep(self, std::move(text));
     if (st.move.state == phase::forwarding)
       return forward_inbox(self);
@@ -244,7 +244,7 @@ void put_back(user_state& st, const user_state::drain_batch& b, It first, It las
 /// frame always goes when none is in flight, however large it is); each
 /// confirmation makes room for the next.
 void pump(self_ptr self, const batch_ptr& b) {
-  auto& w = self->state.window;
+  auto& w = self->state.setup->window;
   using result = user_state::drain_batch::result;
   while (!b->stopped && b->next < b->texts.size()) {
     auto i = b->next;
@@ -262,7 +262,7 @@ void pump(self_ptr self, const batch_ptr& b) {
       b->bytes_in_flight -= size;
       b->outcome[i] = written ? result::written : result::failed;
       if (written && !b->memory)
-        self->send(st.store, ack_atom::value, st.user, b->tags[i]);
+        self->send(st.setup->store, ack_atom::value, st.user, b->tags[i]);
       if (written && b->memory)
         count_inbox(st, -static_cast<std::int64_t>(size));
       if (!written)
@@ -290,9 +290,9 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     for (auto i : back)
       texts.push_back(std::move(b->texts[i]));
     put_back(st, *b, texts.begin(), texts.end());
-    if (st.pending_handoff) { // the move waited for this batch
-      auto handoff = std::move(st.pending_handoff);
-      st.pending_handoff = nullptr;
+    if (b->then_move) { // the move waited for this batch
+      auto handoff = std::move(b->then_move);
+      b->then_move = nullptr;
       return handoff();
     }
     // Moved meanwhile: what was not written follows the user (while the
@@ -314,7 +314,7 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
   for (auto i : back)
     tags.push_back(b->tags[i]);
   st.stored_empty = false;
-  self->send(st.store, requeue_atom::value, st.user, std::move(tags));
+  self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
   pause_drain(self);
 }
 
@@ -379,7 +379,7 @@ void drain(self_ptr self) {
   }
   ++st.busy;
   st.refetch = false; // stores asked for until now are handled before this fetch
-  self->request(st.store, store_timeout, fetch_atom::value, st.user, fetch_batch)
+  self->request(st.setup->store, store_timeout, fetch_atom::value, st.user, fetch_batch)
     .then(
       [self](stored_frames& batch) {
         auto& st = self->state;
@@ -395,7 +395,7 @@ void drain(self_ptr self) {
         }
         if (st.nodes.empty() || st.move.state != phase::serving) {
           st.stored_empty = false;
-          self->send(st.store, requeue_atom::value, st.user, std::move(batch.tags));
+          self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
           st.draining = false;
           arm_idle_timer(self);
           return;
@@ -484,23 +484,37 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
       });
 }
 
+/// A move waits for the memory batch `b` in flight at most `batch_wait`
+/// (a retry after it ends the wait; an earlier one, from a drain, does
+/// not). Then the frames not sent yet go along, and those on their way stay
+/// ours until their sockets answer (one not written follows the user): a
+/// reader that is behind must not hold up the move, and a stopping node
+/// does not wait for it.
+void stop_waiting(self_ptr self, const batch_ptr& b) {
+  if (self->clock().now() < b->move_deadline)
+    return;
+  auto handoff = std::move(b->then_move);
+  b->then_move = nullptr;
+  if (b->next < b->texts.size()) {
+    auto first = b->texts.begin() + static_cast<std::ptrdiff_t>(b->next);
+    put_back(self->state, *b, first, b->texts.end());
+    b->texts.erase(first, b->texts.end());
+    b->outcome.resize(b->texts.size());
+    b->stopped = true;
+  }
+  handoff();
+}
+
 } // namespace
 
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch, drain_window window,
-                   std::shared_ptr<inbox_budget> budget) {
+                   caf::actor directory, user_setup_ptr setup) {
   harden(self, "user");
   auto& st = self->state;
-  st.window = window;
-  st.budget = std::move(budget);
-  st.store = std::move(store);
-  st.watch = std::move(watch);
+  st.setup = std::move(setup);
   st.self_addr = self->address();
   st.user = std::move(name);
   st.directory = std::move(directory);
-  st.idle_timeout = idle_timeout;
-  st.inbox_limit = inbox_limit;
   // The idle timer is armed only after the message that spawned the user
   // (queued before this one): a user spawned for a connection is not idle,
   // and a timer armed now would sit in CAF's clock for a whole idle timeout.
@@ -519,7 +533,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       drain_memory(self);
       ++st.idle_generation;
       // A drain that waits for its retry goes on at once for a new connection.
-      if (st.store && (st.draining ? st.drain_paused : !st.stored_empty))
+      if (st.setup->store && (st.draining ? st.drain_paused : !st.stored_empty))
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
@@ -527,7 +541,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (self->state.move.divert(self))
         return;
       auto& st = self->state;
-      self->send(st.watch, unwatch_atom::value, node, st.self_addr);
+      self->send(st.setup->watch, unwatch_atom::value, node, st.self_addr);
       remove_node(self, node.address());
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
@@ -535,8 +549,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
       auto text = encode_private(env.from, env.data,
-                                 st.store && !env.id.empty() ? env.id : next_id(self));
-      if (st.store && (st.nodes.empty() || st.draining || st.storing > 0)) {
+                                 st.setup->store && !env.id.empty() ? env.id : next_id(self));
+      if (st.setup->store && (st.nodes.empty() || st.draining || st.storing > 0)) {
         // Acknowledged once durable; behind any stored frames still draining.
         auto rp = self->make_response_promise();
         ++st.storing;
@@ -560,9 +574,9 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       // Behind the memory inbox while it is being written, so that no
       // newer message overtakes it.
       if (st.nodes.empty() || st.memory_batch || !st.inbox.empty()) {
-        if (st.inbox.size() >= st.inbox_limit)
+        if (st.inbox.size() >= st.setup->inbox_limit)
           return make_error(error_code::unavailable, "the user's inbox is full");
-        if (st.budget && !st.budget->fits(text.size()))
+        if (st.setup->budget && !st.setup->budget->fits(text.size()))
           return make_error(error_code::unavailable, "this node's inboxes are full");
         keep(self, std::move(text));
         drain_memory(self);
@@ -586,6 +600,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](retry_atom) {
       auto& st = self->state;
+      if (auto b = st.memory_batch; b && b->then_move) // a move waits for it
+        return stop_waiting(self, b);
       if (st.draining && st.drain_paused && st.move.state == phase::serving)
         drain(self);
       drain_memory(self);
@@ -603,28 +619,10 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return rp;
       }
       // The batch in flight goes first, unless its reader is behind.
-      st.pending_handoff = [self, target, rp]() mutable { hand_off(self, target, rp); };
-      self->delayed_send(self, batch_wait, batch_wait_atom::value, ++st.handoff_generation);
+      st.memory_batch->then_move = [self, target, rp]() mutable { hand_off(self, target, rp); };
+      st.memory_batch->move_deadline = self->clock().now() + batch_wait;
+      self->delayed_send(self, batch_wait, retry_atom::value);
       return rp;
-    },
-    [self](batch_wait_atom, std::uint64_t generation) {
-      auto& st = self->state;
-      if (!st.pending_handoff || generation != st.handoff_generation)
-        return;
-      auto handoff = std::move(st.pending_handoff);
-      st.pending_handoff = nullptr;
-      // Waiting frames not sent yet go along; those on their way stay ours
-      // until their sockets answer (one not written follows the user). A
-      // reader that is behind must not hold up the move: a stopping node
-      // does not wait for it.
-      if (auto b = st.memory_batch; b && b->next < b->texts.size()) {
-        auto first = b->texts.begin() + static_cast<std::ptrdiff_t>(b->next);
-        put_back(st, *b, first, b->texts.end());
-        b->texts.erase(first, b->texts.end());
-        b->outcome.resize(b->texts.size());
-        b->stopped = true;
-      }
-      handoff();
     },
     [self](caf::close_atom) {
       auto& st = self->state;
@@ -654,7 +652,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         add_node(self, node);
       drain_memory(self);
       ++st.idle_generation;
-      if (st.store && !st.nodes.empty() && !st.draining)
+      if (st.setup->store && !st.nodes.empty() && !st.draining)
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },

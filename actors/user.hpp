@@ -1,5 +1,6 @@
 #pragma once
 
+#include <caf/actor_clock.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <atomic>
@@ -39,46 +40,41 @@ struct inbox_budget {
   }
 };
 
+/// What all user actors of a node share: one copy, not one per user.
+struct user_setup {
+  duration idle_timeout{};
+  std::uint64_t inbox_limit = 0;
+  /// Durable store of private frames (actors/inbox_store.hpp); null = the
+  /// in-memory inbox only.
+  caf::actor store;
+  /// The node's node_watch (actors/node_watch.hpp).
+  caf::actor watch;
+  drain_window window;
+  /// The node's memory inbox budget; null = unbounded.
+  std::shared_ptr<inbox_budget> budget;
+};
+
+using user_setup_ptr = std::shared_ptr<const user_setup>;
+
+// There is one user actor per connected user, so every byte here counts in
+// the memory of an idle connection (docs/benchmarks.md): shared settings
+// live in `setup`, and what only a move needs in its drain batch.
 struct user_state {
   std::string user;
   /// The `local_users` registries of the nodes with connections of this user,
-  /// each watched through `watch` (actors/node_watch.hpp) for its end.
+  /// each watched through `setup->watch` for its end.
   std::vector<caf::actor> nodes;
-  caf::actor watch;
   caf::actor_addr self_addr;
   /// Private frames (JSON text) for a user with no connection, oldest first.
   /// (A vector: an empty std::deque allocates ~600 bytes, per user.)
   std::vector<std::string> inbox;
-  std::uint64_t inbox_limit = 0;
   /// Bytes this user holds in memory (its inbox and its memory batch's
-  /// unwritten frames), counted in `budget` (null = unbounded).
+  /// unwritten frames), counted in `setup->budget`.
   std::uint64_t inbox_bytes = 0;
-  std::shared_ptr<inbox_budget> budget;
+  user_setup_ptr setup;
   caf::actor directory;
-  duration idle_timeout{};
   std::uint64_t idle_generation = 0;
   move_state move;
-  /// Durable store of private frames (actors/inbox_store.hpp); null = the
-  /// in-memory inbox only.
-  caf::actor store;
-  /// With a store: stored frames are being written to the user's nodes;
-  /// newer messages are stored behind them meanwhile.
-  bool draining = false;
-  /// Stores of newer messages not confirmed yet: messages that come
-  /// meanwhile are stored behind them too, so none overtakes them.
-  std::uint64_t storing = 0;
-  /// A store was asked for after the fetch in flight: an empty answer to
-  /// that fetch does not mean nothing is left.
-  bool refetch = false;
-  /// The last fetch from the store failed (it is retried while connected).
-  bool fetch_failing = false;
-  /// Draining waits for its retry (a fetch or a write failed): a new
-  /// connection need not wait for it.
-  bool drain_paused = false;
-  /// The store holds nothing for the user: a fetch came back empty and
-  /// nothing was stored or returned since. A new connection then skips the
-  /// drain, so it gets private messages live even while the broker is down.
-  bool stored_empty = false;
   /// Waiting frames being written now, at most a `window` at a time: the
   /// stored ones (`batch`, tagged) or the memory inbox's (`memory_batch`,
   /// taken from its front). Null between batches.
@@ -96,22 +92,40 @@ struct user_state {
     /// Memory: older frames a predecessor handed on while this batch was in
     /// flight, put at the inbox's front; unwritten frames go back behind them.
     std::size_t older_ahead = 0;
+    /// Memory: a move asked for while this batch is in flight waits for it
+    /// (so that no frame of it comes after newer ones), at most
+    /// `batch_wait`, then goes without it.
+    std::function<void()> then_move;
+    caf::actor_clock::time_point move_deadline;
   };
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;
-  drain_window window;
-  /// A move asked for while the memory batch is in flight: it waits for the
-  /// batch (so that no frame of it comes after newer ones), at most
-  /// `batch_wait`, then goes without it.
-  std::function<void()> pending_handoff;
   /// Frames at the inbox's front that a predecessor handed on late: later
   /// late ones go behind them (and ahead of the rest).
   std::size_t late_ahead = 0;
-  std::uint64_t handoff_generation = 0; ///< tells this wait's timer from older ones
+  /// Stores of newer messages not confirmed yet: messages that come
+  /// meanwhile are stored behind them too, so none overtakes them.
+  std::uint32_t storing = 0;
   /// Store requests and confirmed deliveries in flight (no idle stop).
-  std::uint64_t busy = 0;
-  /// With a store, every private frame gets an id: `<id_prefix>-<n>`.
-  std::string id_prefix;
+  std::uint32_t busy = 0;
+  /// With a store: stored frames are being written to the user's nodes;
+  /// newer messages are stored behind them meanwhile.
+  bool draining = false;
+  /// A store was asked for after the fetch in flight: an empty answer to
+  /// that fetch does not mean nothing is left.
+  bool refetch = false;
+  /// The last fetch from the store failed (it is retried while connected).
+  bool fetch_failing = false;
+  /// Draining waits for its retry (a fetch or a write failed): a new
+  /// connection need not wait for it.
+  bool drain_paused = false;
+  /// The store holds nothing for the user: a fetch came back empty and
+  /// nothing was stored or returned since. A new connection then skips the
+  /// drain, so it gets private messages live even while the broker is down.
+  bool stored_empty = false;
+  /// With a store, every private frame gets an id: `<id_epoch>-<n>`, the
+  /// epoch as `epoch_text` names it (0 = not chosen yet).
+  std::uint64_t id_epoch = 0;
   std::uint64_t next_id = 0;
   ~user_state(); // unwatches `nodes`, however the actor ends
   static inline const char* name = "user";
@@ -119,7 +133,7 @@ struct user_state {
 
 /// One user, on the user's owner node: the nodes that have connections of
 /// the user, and an inbox for private messages while there are none.
-/// Spawned by the user directory; `watch` is the node's node_watch.
+/// Spawned by the user directory with the node's `setup`.
 ///
 /// Messages:
 /// - `(attach_atom, local_users)` -> this actor; the inbox is then written
@@ -134,13 +148,16 @@ struct user_state {
 ///   idle stop and moves, as for rooms. A move does not wait for waiting
 ///   frames on their way to a reader that is behind: those not sent yet go
 ///   along, and one a closing tab did not write follows to the successor.
+///   The successor takes the whole inbox even over `inbox_limit` or the
+///   budget (nothing accepted is dropped) and refuses new messages for the
+///   user, or for the node's offline users, until it has drained below them.
 ///
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. The inbox is memory only: it survives a
 /// planned move (a message a closing tab refuses during the move follows
 /// to the successor), not the crash of the owner node.
 ///
-/// With a durable `store` (actors/inbox_store.hpp) instead: every private
+/// With a durable `setup->store` (actors/inbox_store.hpp) instead: every private
 /// frame carries an `id`; a message for a user with no connection is
 /// answered only once the store has confirmed it (`unavailable` when it
 /// cannot); on attach, stored frames are written to the user's nodes in
@@ -150,8 +167,6 @@ struct user_state {
 /// the next connection. If the store is unreachable while draining, newer
 /// messages are refused (`unavailable`) rather than overtake stored ones.
 caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, duration idle_timeout, std::uint64_t inbox_limit,
-                   caf::actor store, caf::actor watch, drain_window window = {},
-                   std::shared_ptr<inbox_budget> budget = nullptr);
+                   caf::actor directory, user_setup_ptr setup);
 
 } // namespace rc

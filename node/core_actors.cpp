@@ -22,9 +22,6 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
                               std::shared_ptr<const room_kinds> kinds, core_services services) {
   auto store = services.inbox_store;
   auto idle = cfg.room_idle_timeout;
-  auto inbox = cfg.limits.inbox_limit;
-  auto window = drain_window::for_limits(cfg.limits);
-  auto budget = std::make_shared<inbox_budget>(cfg.limits.inbox_memory);
   core_actors core;
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
@@ -34,11 +31,12 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     },
     false, "rooms", room_catch_up_window});
   core.node_watch = sys.spawn(node_watch);
+  auto users = std::make_shared<const user_setup>(user_setup{
+    idle, cfg.limits.inbox_limit, store, core.node_watch, drain_window::for_limits(cfg.limits),
+    std::make_shared<inbox_budget>(cfg.limits.inbox_memory)});
   core.users = sys.spawn(directory, directory_config{
-    [idle, inbox, store, window, budget, watch = core.node_watch](caf::local_actor* dir,
-                                                                  const std::string& name) {
-      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), idle, inbox, store, watch,
-                        window, budget);
+    [users](caf::local_actor* dir, const std::string& name) {
+      return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), users);
     },
     true, "users"});
   core.everyone = sys.spawn(broadcaster);
@@ -58,8 +56,9 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
 
 connection_context_ptr core_actors::context_for(std::string node, const settings& cfg) const {
   return std::make_shared<const connection_context>(
-    connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays, local_users,
-                       everyone, router});
+    connection_context{std::move(node), cfg.limits,
+                       rate_limit{cfg.limits.rate_limit, static_cast<double>(cfg.limits.rate_burst)},
+                       cfg.allow_broadcast, relays, local_users, everyone, router});
 }
 
 void core_actors::close_connections() const {

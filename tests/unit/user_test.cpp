@@ -324,8 +324,13 @@ caf::behavior closing_node_and_owner(caf::event_based_actor* self,
 /// play its nodes and its new owner themselves.
 struct lone_user_fixture : node_fixture {
   caf::actor spawn_bob() {
-    return sys.spawn(user, "bob", caf::actor{}, duration{std::chrono::minutes{1}},
-                     std::uint64_t{100}, caf::actor{}, core.node_watch, drain_window{}, nullptr);
+    return spawn_bob(100, nullptr);
+  }
+  caf::actor spawn_bob(std::uint64_t inbox_limit, std::shared_ptr<inbox_budget> budget) {
+    auto setup = std::make_shared<const user_setup>(
+      user_setup{duration{std::chrono::minutes{1}}, inbox_limit, caf::actor{}, core.node_watch,
+                 drain_window{}, std::move(budget)});
+    return sys.spawn(user, "bob", caf::actor{}, setup);
   }
   void stop(std::initializer_list<caf::actor> actors) {
     for (auto& a : actors)
@@ -431,6 +436,43 @@ CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapsh
   CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"L1", "L2", "S1"}));
   self->send(node, caf::ok_atom::value, std::uint64_t{1});
   sched.run();
+  stop({bob, node});
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(user_adopt_limit_tests, lone_user_fixture)
+
+// A move never drops what the old owner accepted, even when the successor's
+// inbox limits are smaller; they refuse new messages until it drains.
+CAF_TEST(a move hands on the whole inbox over the limits of the successor which then refuses new messages) {
+  auto budget = std::make_shared<inbox_budget>(300);
+  auto bob = spawn_bob(2, budget);
+  std::string big(200, 'x');
+  self->send(bob, adopt_atom::value, std::string{"bob"},
+             user_snapshot{"bob", {"A" + big, "B" + big, "C" + big}, {}});
+  sched.run();
+  CAF_CHECK_EQUAL(budget->used.load(), 603);
+  auto refused = [&] {
+    bool refused = false;
+    self->send(bob, caf::publish_atom::value, envelope{"alice", R"("new")", false, {}});
+    sched.run();
+    self->receive([&](std::uint64_t) {},
+                  [&](caf::error& e) { refused = e == error_code::unavailable; },
+                  caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to publish"); });
+    return refused;
+  };
+  CAF_CHECK(refused());
+  auto texts = std::make_shared<std::vector<std::string>>();
+  auto node = sys.spawn(holding_node, texts);
+  self->send(bob, attach_atom::value, node);
+  sched.run();
+  CAF_REQUIRE_EQUAL(texts->size(), 3u);
+  CAF_CHECK_EQUAL(texts->at(0).front(), 'A');
+  CAF_CHECK_EQUAL(texts->at(2).front(), 'C');
+  self->send(node, caf::ok_atom::value, std::uint64_t{1});
+  sched.run();
+  CAF_CHECK_EQUAL(budget->used.load(), 0);
   stop({bob, node});
 }
 
