@@ -24,6 +24,10 @@ namespace websocket = beast::websocket;
 
 namespace {
 
+/// The 503 a draining node gives what would start new work: its actors are
+/// stopping, so a publish might not be kept and a page's WebSocket refused.
+constexpr std::string_view draining_message = "node is shutting down";
+
 /// The credentials of an `Authorization` value whose scheme is `scheme`
 /// (compared without case, RFC 9110 11.1), or empty.
 std::string_view credentials(std::string_view value, std::string_view scheme) {
@@ -287,7 +291,7 @@ void http_session::route(request req) {
     if (method != http::verb::post)
       return send(method_not_allowed("POST"));
     if (ctx_->draining) // its actors are stopping: a 202 might not be kept
-      return send(make_error(503, "unavailable", "node is shutting down"));
+      return send(make_error(503, "unavailable", draining_message));
     auto& key = ctx_->cfg.api_key;
     if (!key.empty()) {
       auto auth = req[http::field::authorization];
@@ -308,7 +312,7 @@ void http_session::route(request req) {
       if (!get_or_head)
         return send(method_not_allowed("GET, HEAD"));
       if (ctx_->draining) // the page would open a WebSocket this node refuses
-        return send(make_error(503, "unavailable", "node is shutting down"));
+        return send(make_error(503, "unavailable", draining_message));
       std::ifstream in{*file, std::ios::binary};
       std::ostringstream body;
       body << in.rdbuf();
@@ -348,7 +352,7 @@ void http_session::upgrade(request req) {
   if (auto problem = handshake_problem(req))
     return refuse(problem->first, "bad_request", problem->second);
   if (ctx_->draining)
-    return refuse(503, "unavailable", "node is shutting down");
+    return refuse(503, "unavailable", draining_message);
   auto& allowed = ctx_->cfg.allowed_origins;
   auto origin_it = req.find(http::field::origin);
   if (!allowed.empty() && origin_it != req.end()) {
