@@ -235,7 +235,7 @@ const std::vector<option>& options() {
     make("actor-threads", "global", "CAF scheduler threads; 0 = number of cores; at most 256",
          RC_FIELD(actor_threads)),
     make("write-delay", "global",
-         "on a busy I/O thread, a socket written less than this long ago collects frames until then; 0 = off",
+         "on a busy I/O thread, a socket written less than this long ago collects frames for up to this long (twice this long if written less than twice this long ago); 0 = off",
          RC_FIELD(write_delay)),
     make("write-delay-min-lag-us", "global",
          "mean wait of an I/O thread's write kicks (microseconds) from which the write delay "

@@ -16,14 +16,16 @@ io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milli
     load_(write_delay_min_lag, write_delay_ms_) {
 }
 
-bool io_worker::must_wait(std::uint32_t written_ms) {
+io_worker::hold io_worker::must_wait(std::uint32_t written_ms) {
   if (!delays_writes())
-    return false;
-  auto now = now_ms();
-  if (now - written_ms >= write_delay_ms_)
-    return false; // a quiet socket is written at once
+    return hold::none;
+  auto since = now_ms() - written_ms;
+  if (since >= 2 * write_delay_ms_)
+    return hold::none; // a quiet socket is written at once
   // A lightly loaded worker writes at once too (load_gate).
-  return load_.loaded(now);
+  if (!load_.loaded(now_ms()))
+    return hold::none;
+  return since < write_delay_ms_ ? hold::next_tick : hold::tick_after;
 }
 
 std::uint32_t io_worker::now_ms() const {
@@ -32,8 +34,12 @@ std::uint32_t io_worker::now_ms() const {
     std::chrono::duration_cast<std::chrono::milliseconds>(since).count());
 }
 
-void io_worker::defer_flush(std::shared_ptr<websocket_session> s) {
-  deferred_.push_back(std::move(s));
+void io_worker::defer_flush(std::shared_ptr<websocket_session> s, hold h) {
+  (h == hold::tick_after ? deferred_later_ : deferred_).push_back(std::move(s));
+  arm_delay_timer();
+}
+
+void io_worker::arm_delay_timer() {
   if (delay_armed_)
     return;
   delay_armed_ = true;
@@ -43,10 +49,13 @@ void io_worker::defer_flush(std::shared_ptr<websocket_session> s) {
     if (ec)
       return;
     deferred_run_.swap(deferred_);
+    deferred_.swap(deferred_later_); // their turn is the next tick
     metrics::global().delayed_writes += deferred_run_.size(); // one atomic per tick
     for (auto& s : deferred_run_)
       s->flush_held();
     deferred_run_.clear();
+    if (!deferred_.empty())
+      arm_delay_timer();
   });
 }
 

@@ -29,7 +29,9 @@ class websocket_session;
 ///   least `write_delay_min_lag` on average, see load_gate), a session
 ///   written less than `write_delay` ago leaves its next frames queued until
 ///   the worker's delay tick, so they go out in one gathered write (one
-///   timer per worker, not per session).
+///   timer per worker, not per session). One written less than twice that
+///   ago waits for the tick after: its frames come a little slower than the
+///   delay, and a single tick would send each alone, late for nothing.
 class io_worker {
 public:
   io_worker(std::chrono::milliseconds ping_interval, std::chrono::milliseconds write_delay,
@@ -43,12 +45,14 @@ public:
   /// Milliseconds since the worker was made, wrapping: a 4-byte write
   /// timestamp per session.
   std::uint32_t now_ms() const;
+  /// How long a session's queued frames wait for the delay.
+  enum class hold { none, next_tick, tick_after };
   /// Worker thread only: whether a session last written at `written_ms`
-  /// waits for the delay tick.
-  bool must_wait(std::uint32_t written_ms);
+  /// waits for a delay tick, and which.
+  hold must_wait(std::uint32_t written_ms);
   bool delays_writes() const { return write_delay_ms_ != 0; }
-  /// Worker thread only: `s->flush_held()` at the next delay tick.
-  void defer_flush(std::shared_ptr<websocket_session> s);
+  /// Worker thread only: `s->flush_held()` at the delay tick `h` says.
+  void defer_flush(std::shared_ptr<websocket_session> s, hold h);
 
   /// Worker thread only: sessions pinged by the liveness timer.
   void add(websocket_session* s);
@@ -61,6 +65,7 @@ public:
 private:
   void run_flushes();
   void arm_ping_timer();
+  void arm_delay_timer();
 
   boost::asio::io_context ioc_{1};
   boost::asio::steady_timer ping_timer_{ioc_};
@@ -79,9 +84,9 @@ private:
   boost::asio::steady_timer delay_timer_{ioc_};
   bool delay_armed_ = false;
   load_gate load_; // worker thread only
-  // Worker thread only: sessions waiting for the delay tick, and the batch
-  // being flushed.
-  std::vector<std::shared_ptr<websocket_session>> deferred_, deferred_run_;
+  // Worker thread only: sessions waiting for the next delay tick, for the
+  // tick after, and the batch being flushed.
+  std::vector<std::shared_ptr<websocket_session>> deferred_, deferred_later_, deferred_run_;
 };
 
 /// The server's I/O workers; new connections are dealt out round robin.

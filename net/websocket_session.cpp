@@ -490,7 +490,7 @@ bool websocket_session::write_queued(bool may_wait) {
   // writes often keeps it until the next tick (releasing on every drain
   // cost ~4% of fan-out throughput).
   bool release = drains_since_tick_ < releasing_drains;
-  bool wait = false;
+  auto hold = io_worker::hold::none;
   for (;;) {
     bool overflow = false;
     {
@@ -502,8 +502,9 @@ bool websocket_session::write_queued(bool may_wait) {
       // With the write delay, frames for a socket written within the delay
       // wait for the worker's delay tick and leave with whatever comes until
       // then (asked only when something is queued: no clock read otherwise).
-      else if (may_wait && !answer_queued_ && worker_.must_wait(last_write_ms_))
-        wait = held_ = true;
+      else if (may_wait && !answer_queued_
+               && (hold = worker_.must_wait(last_write_ms_)) != io_worker::hold::none)
+        held_ = true;
       else {
         inflight_frames_.swap(queue_);
         answer_queued_ = false;
@@ -515,8 +516,8 @@ bool websocket_session::write_queued(bool may_wait) {
       break;
     start_close(close_reason::slow_consumer); // drops the queue, queues the close frame
   }
-  if (wait) {
-    worker_.defer_flush(shared_from_this());
+  if (hold != io_worker::hold::none) {
+    worker_.defer_flush(shared_from_this(), hold);
     return false;
   }
   if (drained) {

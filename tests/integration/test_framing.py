@@ -170,18 +170,25 @@ class FramingTest(harness.ServerTestCase):
 class WriteDelayTest(harness.ServerTestCase):
     """--write-delay with the load gate off (--write-delay-min-lag-us 0): a
     socket written less than the delay ago keeps further frames until its
-    worker's delay tick, then writes them together; a frame for a socket not
-    written within the delay leaves at once."""
+    worker's delay tick, then writes them together; one written less than
+    twice the delay ago keeps them until the tick after; a frame for a
+    socket not written within twice the delay leaves at once."""
 
     server_args = ("--write-delay", "1s", "--write-delay-min-lag-us", "0")
 
-    async def test_frames_behind_a_recent_write_wait_and_leave_together(self):
-        room = self.unique("wd")
-        sub = await self.client("wd-sub")
-        pub = await self.client("wd-pub")
+    async def quiet_room(self, name):
+        """A subscriber and a publisher in a new room, neither socket written
+        for twice the delay."""
+        room = self.unique(name)
+        sub = await self.client(name + "-sub")
+        pub = await self.client(name + "-pub")
         await request(sub, {"type": "join", "room": room}, "joined")
         await request(pub, {"type": "join", "room": room}, "joined")
-        await asyncio.sleep(1.2)  # nothing written to either socket for longer than the delay
+        await asyncio.sleep(2.2)
+        return room, sub, pub
+
+    async def test_frames_behind_a_recent_write_wait_and_leave_together(self):
+        room, sub, pub = await self.quiet_room("wd")
         delayed = self.server.metric("roomcast_delayed_writes_total")
         sent = time.monotonic()
         await send_json(pub, {"type": "publish", "room": room, "data": 1})
@@ -196,6 +203,28 @@ class WriteDelayTest(harness.ServerTestCase):
             arrived.append(time.monotonic())
         self.assertLess(first - sent, 0.5)  # the first went out at once
         self.assertGreater(arrived[0] - first, 0.5)
+        self.assertLess(arrived[1] - arrived[0], 0.1)  # in one write
+        self.assertEqual(self.server.metric("roomcast_delayed_writes_total"), delayed + 1)
+
+    async def test_a_frame_a_little_slower_than_the_delay_waits_for_the_next(self):
+        # Before, a frame more than the delay behind the last write left at
+        # once, and so did the next: frames a little slower than the delay
+        # were each sent alone, held for nothing.
+        room, sub, pub = await self.quiet_room("wd2")
+        await send_json(pub, {"type": "publish", "room": room, "data": 1})
+        self.assertEqual((await expect(sub, "message"))["data"], 1)
+        await asyncio.sleep(1.3)  # between one and two delays after that write
+        delayed = self.server.metric("roomcast_delayed_writes_total")
+        sent = time.monotonic()
+        await send_json(pub, {"type": "publish", "room": room, "data": 2})
+        await asyncio.sleep(0.5)
+        await send_json(pub, {"type": "publish", "room": room, "data": 3})
+        arrived = []
+        for n in (2, 3):
+            self.assertEqual((await expect(sub, "message", timeout=5))["data"], n)
+            arrived.append(time.monotonic())
+        self.assertGreater(arrived[0] - sent, 0.9)  # two ticks: more than one delay
+        self.assertLess(arrived[0] - sent, 2.5)
         self.assertLess(arrived[1] - arrived[0], 0.1)  # in one write
         self.assertEqual(self.server.metric("roomcast_delayed_writes_total"), delayed + 1)
 
@@ -214,7 +243,7 @@ class LoadGateCase(harness.ServerTestCase):
         pub = await self.client(self.unique("lg-pub"))
         await request(sub, {"type": "join", "room": room}, "joined")
         await request(pub, {"type": "join", "room": room}, "joined")
-        await asyncio.sleep(1.2)  # nothing written to either socket within the delay
+        await asyncio.sleep(2.2)  # nothing written to either socket within twice the delay
         sent = {}
 
         async def publish():
