@@ -147,7 +147,7 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
   st.link = std::move(link);
   st.who = std::move(who);
   st.ctx = std::move(ctx);
-  st.limiter = rate_limiter{st.ctx->rate};
+  st.limiter = rate_limiter{st.ctx->rate()};
   st.opened = std::chrono::steady_clock::now();
   st.self_addr = self->address();
   // The session closes itself when the actor ends for any reason other than
@@ -172,11 +172,11 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
       metrics::global().frames_received++;
       // Over the limit, the frame is not parsed: only its id is looked up,
       // so a flood costs a scan per frame (it cost a whole parse).
-      if (!st.limiter.try_acquire(st.ctx->rate)) {
+      if (!st.limiter.try_acquire(st.ctx->rate())) {
         send_error(self, request_id(text), error_code::rate_limited, "too many requests, slow down");
         // Past a burst of refusals the frame counts as done only later, and
         // the session stops reading once a few such frames are outstanding.
-        if (auto hold = st.limiter.hold_after_refusal(st.ctx->rate); hold > hold.zero())
+        if (auto hold = st.limiter.hold_after_refusal(st.ctx->rate()); hold > hold.zero())
           self->delayed_send(self, hold, frame_done_atom::value);
         else
           st.link->frame_done();

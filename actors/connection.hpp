@@ -17,12 +17,16 @@ namespace rc {
 struct connection_context {
   std::string node;
   limits_settings limits;
-  rate_limit rate; ///< from `limits`, for every connection's bucket
   bool allow_broadcast = true;
   caf::actor relays;      ///< this node's relay directory (one relay per room)
   caf::actor users;       ///< this node's local_users registry
   caf::actor everyone;    ///< broadcaster
   caf::actor router;
+
+  /// Every connection's request bucket, from `limits`.
+  rate_limit rate() const {
+    return {limits.rate_limit, static_cast<double>(limits.rate_burst)};
+  }
 };
 
 /// Shared by all connections of a node (one copy, not one per connection).

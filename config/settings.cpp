@@ -21,8 +21,10 @@ bool is_ip_address(const std::string& text) {
 
 /// Whether `port` is a TCP port number, 1 to 65535 (digits only).
 bool valid_port(const std::string& port) {
-  return !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos
-         && std::stoul(port) != 0 && std::stoul(port) <= 65535;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  auto n = std::stoul(port);
+  return n != 0 && n <= 65535;
 }
 
 } // namespace

@@ -19,11 +19,12 @@ io_worker::io_worker(std::chrono::milliseconds ping_interval, std::chrono::milli
 io_worker::hold io_worker::must_wait(std::uint32_t written_ms) {
   if (!delays_writes())
     return hold::none;
-  auto since = now_ms() - written_ms;
+  auto now = now_ms();
+  auto since = now - written_ms;
   if (since >= 2 * write_delay_ms_)
     return hold::none; // a quiet socket is written at once
   // A lightly loaded worker writes at once too (load_gate).
-  if (!load_.loaded(now_ms()))
+  if (!load_.loaded(now))
     return hold::none;
   return since < write_delay_ms_ ? hold::next_tick : hold::tick_after;
 }

@@ -56,9 +56,8 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
 
 connection_context_ptr core_actors::context_for(std::string node, const settings& cfg) const {
   return std::make_shared<const connection_context>(
-    connection_context{std::move(node), cfg.limits,
-                       rate_limit{cfg.limits.rate_limit, static_cast<double>(cfg.limits.rate_burst)},
-                       cfg.allow_broadcast, relays, local_users, everyone, router});
+    connection_context{std::move(node), cfg.limits, cfg.allow_broadcast, relays, local_users,
+                       everyone, router});
 }
 
 void core_actors::close_connections() const {

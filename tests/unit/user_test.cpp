@@ -332,6 +332,11 @@ struct lone_user_fixture : node_fixture {
                  drain_window{}, std::move(budget)});
     return sys.spawn(user, "bob", caf::actor{}, setup);
   }
+  /// Hands bob the state a predecessor sends in a move, and lets it settle.
+  void adopt(const caf::actor& bob, user_snapshot snap) {
+    self->send(bob, adopt_atom::value, std::string{"bob"}, std::move(snap));
+    sched.run();
+  }
   void stop(std::initializer_list<caf::actor> actors) {
     for (auto& a : actors)
       self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -394,13 +399,10 @@ CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fail
   auto node = sys.spawn(holding_node, texts);
   auto bob = spawn_bob();
   // The move brings S1 and S2, which go out to the tab at once.
-  self->send(bob, adopt_atom::value, std::string{"bob"},
-             user_snapshot{"bob", {"S1", "S2"}, {node}});
-  sched.run();
+  adopt(bob, user_snapshot{"bob", {"S1", "S2"}, {node}});
   CAF_REQUIRE_EQUAL(*texts, (std::vector<std::string>{"S1", "S2"}));
   // The predecessor hands on F1, older: its tab did not write it.
-  self->send(bob, adopt_atom::value, std::string{"bob"}, user_snapshot{"bob", {"F1"}, {}});
-  sched.run();
+  adopt(bob, user_snapshot{"bob", {"F1"}, {}});
   // The tab closes: S1 and S2 are not written either.
   self->send(node, caf::ok_atom::value, std::uint64_t{0});
   sched.run();
@@ -423,14 +425,9 @@ CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapsh
   auto bob = spawn_bob();
   // The move brings S1 for an offline user; then two tabs refuse L1 and L2,
   // older than S1, one after the other.
-  self->send(bob, adopt_atom::value, std::string{"bob"}, user_snapshot{"bob", {"S1"}, {}});
-  sched.run();
-  self->send(bob, adopt_atom::value, std::string{"bob"},
-             user_snapshot{"bob", {"L1"}, {}, true});
-  sched.run();
-  self->send(bob, adopt_atom::value, std::string{"bob"},
-             user_snapshot{"bob", {"L2"}, {}, true});
-  sched.run();
+  adopt(bob, user_snapshot{"bob", {"S1"}, {}});
+  adopt(bob, user_snapshot{"bob", {"L1"}, {}, true});
+  adopt(bob, user_snapshot{"bob", {"L2"}, {}, true});
   self->send(bob, attach_atom::value, node);
   sched.run();
   CAF_CHECK_EQUAL(*texts, (std::vector<std::string>{"L1", "L2", "S1"}));
@@ -449,20 +446,15 @@ CAF_TEST(a move hands on the whole inbox over the limits of the successor which 
   auto budget = std::make_shared<inbox_budget>(300);
   auto bob = spawn_bob(2, budget);
   std::string big(200, 'x');
-  self->send(bob, adopt_atom::value, std::string{"bob"},
-             user_snapshot{"bob", {"A" + big, "B" + big, "C" + big}, {}});
-  sched.run();
+  adopt(bob, user_snapshot{"bob", {"A" + big, "B" + big, "C" + big}, {}});
   CAF_CHECK_EQUAL(budget->used.load(), 603);
-  auto refused = [&] {
-    bool refused = false;
-    self->send(bob, caf::publish_atom::value, envelope{"alice", R"("new")", false, {}});
-    sched.run();
-    self->receive([&](std::uint64_t) {},
-                  [&](caf::error& e) { refused = e == error_code::unavailable; },
-                  caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to publish"); });
-    return refused;
-  };
-  CAF_CHECK(refused());
+  bool refused = false;
+  self->send(bob, caf::publish_atom::value, envelope{"alice", R"("new")", false, {}});
+  sched.run();
+  self->receive([&](std::uint64_t) {},
+                [&](caf::error& e) { refused = e == error_code::unavailable; },
+                caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to publish"); });
+  CAF_CHECK(refused);
   auto texts = std::make_shared<std::vector<std::string>>();
   auto node = sys.spawn(holding_node, texts);
   self->send(bob, attach_atom::value, node);
