@@ -231,8 +231,13 @@ const std::vector<option>& options() {
          RC_FIELD(http_port)),
     make("node-name", "global", "this node's name (welcome frames, logs); empty = host name",
          RC_FIELD(node_name)),
-    make("threads", "global", "asio I/O threads; 0 = number of cores; at most 256", RC_FIELD(threads)),
-    make("actor-threads", "global", "CAF scheduler threads; 0 = number of cores; at most 256",
+    make("threads", "global",
+         "asio I/O threads; 0 = the cores this process may use (its CPU affinity and cgroup quota); "
+         "at most 256",
+         RC_FIELD(threads)),
+    make("actor-threads", "global",
+         "CAF scheduler threads; 0 = the cores this process may use (its CPU affinity and cgroup quota); "
+         "at most 256",
          RC_FIELD(actor_threads)),
     make("write-delay", "global",
          "on a busy I/O thread, a socket written less than this long ago collects frames for up to this long (twice this long if written less than twice this long ago); 0 = off",

@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "actors/names.hpp"
+#include "common/cpu_share.hpp"
 
 namespace rc {
 
@@ -38,10 +39,10 @@ std::string settings::validate() const {
   if (limits.max_rooms_per_connection == 0)
     return "max-rooms-per-connection must be at least 1";
   if (threads > max_threads)
-    return "threads must be at most " + std::to_string(max_threads) + " (0 = number of cores)";
+    return "threads must be at most " + std::to_string(max_threads) + " (0 = the cores this process may use)";
   if (actor_threads > max_threads)
     return "actor-threads must be at most " + std::to_string(max_threads)
-           + " (0 = number of cores)";
+           + " (0 = the cores this process may use)";
   if (limits.max_queue_frames == 0)
     return "max-queue-frames must be at least 1";
   if (limits.max_queue_bytes < limits.max_frame_bytes)
@@ -202,6 +203,14 @@ std::string settings::effective_node_name() const {
   if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
     return "roomcast";
   return host;
+}
+
+unsigned settings::effective_threads() const {
+  return threads != 0 ? threads : usable_cores();
+}
+
+unsigned settings::effective_actor_threads() const {
+  return actor_threads != 0 ? actor_threads : usable_cores();
 }
 
 } // namespace rc

@@ -2,7 +2,6 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <stdexcept>
-#include <thread>
 
 #include "net/listener.hpp"
 
@@ -23,7 +22,7 @@ std::uint16_t server::start() {
   if (ec)
     throw std::runtime_error("invalid bind address '" + cfg.bind + "'");
   try {
-    auto n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+    auto n = cfg.effective_threads();
     pool_ = std::make_unique<io_pool>(n, cfg.limits.ping_interval, cfg.write_delay,
                                      std::chrono::microseconds{cfg.write_delay_min_lag_us});
     listener_ = std::make_shared<listener>(*pool_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},

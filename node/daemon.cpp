@@ -47,6 +47,8 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
     // An IPv6 address in brackets, as in a URL: `[::]:8080`.
     auto host = cfg.bind.find(':') == std::string::npos ? cfg.bind : "[" + cfg.bind + "]";
     spdlog::info("node {} listening on {}:{}", cfg.effective_node_name(), host, port);
+    spdlog::info("I/O threads: {}, actor threads: {}", cfg.effective_threads(),
+                 cfg.effective_actor_threads());
     std::error_code ec;
     if (!cfg.web_root.empty() && !std::filesystem::is_directory(cfg.web_root, ec))
       spdlog::warn("web-root '{}' is not a directory: static files answer 404", cfg.web_root);

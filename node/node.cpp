@@ -49,8 +49,7 @@ std::unique_ptr<caf::actor_system_config> make_caf_config(const settings& cfg) {
     caf_cfg->set("middleman.heartbeat-interval", caf::timespan{cfg.failure_timeout / 4});
     caf_cfg->set("middleman.connection-timeout", caf::timespan{cfg.failure_timeout});
   }
-  auto threads = cfg.actor_threads != 0 ? cfg.actor_threads
-                                        : std::max(1u, std::thread::hardware_concurrency());
+  auto threads = cfg.effective_actor_threads();
   caf_cfg->set("scheduler.max-threads", static_cast<size_t>(threads));
   // Work sharing (measured in the feasibility study: ~2x the fan-out of the
   // default work stealing on two cores) without waking a worker per hop.
