@@ -28,6 +28,39 @@ def thread_names(pid):
     return names
 
 
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def quota_cores():
+    """The tightest CPU quota on this process's cgroups, rounded up (None if
+    none): what a node started from here is held to, read independently of
+    roomcastd's own code."""
+    tightest = None
+    for line in read("/proc/self/cgroup"):
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0":
+            root, files = "/sys/fs/cgroup", ("cpu.max",)
+        elif "cpu" in controllers.split(","):
+            root, files = "/sys/fs/cgroup/cpu", ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        while True:
+            d = root + (path if path != "/" else "")
+            values = sum((read(os.path.join(d, f)) for f in files), [])
+            if len(values) == 2 and values[0] not in ("max", "-1"):
+                cores = -(-int(values[0]) // int(values[1]))
+                tightest = cores if tightest is None else min(tightest, cores)
+            if path in ("", "/"):
+                break
+            path = path.rsplit("/", 1)[0] or "/"
+    return tightest
+
+
 @contextlib.contextmanager
 def cpu_quota_cgroup(cores):
     """A cgroup of our own with a CPU quota of `cores`, removed afterwards;
@@ -89,6 +122,8 @@ class ThreadsTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_defaults_follow_the_cores_the_process_may_use(self):
         cores = len(os.sched_getaffinity(0))
+        if quota_cores() is not None:
+            cores = min(cores, quota_cores())
         server = self.start()
         self.assertThreads(server, cores, cores)
         await self.assertServes(server)
