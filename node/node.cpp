@@ -67,7 +67,7 @@ node::node(settings cfg)
 }
 
 node::~node() {
-  shutdown();
+  await_actors();
 }
 
 static std::vector<std::pair<std::string, std::uint16_t>> parse_seeds(const std::vector<std::string>& seeds) {
@@ -220,6 +220,20 @@ void node::shutdown() {
   core_.stop();
   if (amqp_)
     amqp_->stop();
+}
+
+void node::await_actors() {
+  shutdown();
+  if (actors_ended_)
+    return;
+  actors_ended_ = true;
+  // The order the members' destructors had: handles first, the server
+  // (its sessions) before the actors that write to them are awaited.
+  kinds_.reset();
+  core_ = core_actors{};
+  amqp_.reset();
+  server_.reset();
+  system_->await_all_actors_done();
 }
 
 } // namespace rc

@@ -38,6 +38,11 @@ public:
   /// SIGTERM): the remaining connections are closed now, and rooms and users
   /// not handed over yet are not waited for. Safe from any thread.
   void hurry() { hurry_ = true; }
+  /// After `shutdown` (which it runs if need be): drops the node's handles
+  /// and waits until every actor has ended; the AMQP actors finish their
+  /// last publishes. What the destructor then does is CAF's own teardown.
+  /// `kinds()` and `router()` are gone. Idempotent.
+  void await_actors();
 
   /// The room kinds of this node; register them before `start`.
   room_kinds& kinds() { return *kinds_; }
@@ -67,6 +72,7 @@ private:
 
   void leave_cluster();
   bool stopped_ = false;
+  bool actors_ended_ = false;
 };
 
 } // namespace rc
