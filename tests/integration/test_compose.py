@@ -20,6 +20,7 @@ Skipped, saying why, where podman cannot run a container at all.
 
 import asyncio
 import http.client
+import ipaddress
 import json
 import os
 import subprocess
@@ -101,11 +102,37 @@ class ComposeRunner(topology.Runner):
                                          stderr=subprocess.DEVNULL, start_new_session=True)
         self.script("prepare", timeout=PREPARE_TIMEOUT)
         self.compose("down", "-v", "--remove-orphans")   # leftovers of a killed run
+        self.env["RC_NET"] = self.free_net()
         self.started = True
         self.compose("up", "-d", "--no-build", timeout=READY_TIMEOUT + 60)
         self.wait_ready(NODES)
         self.refresh()
         return self
+
+    def free_net(self):
+        """A /24 for the compose network (RC_NET) that no host route and no
+        other podman network uses: docker-compose.yml's default
+        172.31.253.0/24 may be taken (another run's bridge), and podman then
+        refuses to create the network."""
+        used = set()
+        routes = json.loads(subprocess.run(["ip", "-j", "route", "show", "table", "all"],
+                                           capture_output=True, text=True, check=True).stdout)
+        nets = [r.get("dst", "") for r in routes]
+        names = self.podman("network", "ls", "--format", "{{.Name}}").split()
+        if names:
+            for net in json.loads(self.podman("network", "inspect", *names)):
+                nets += [s.get("subnet", "") for s in net.get("subnets") or []]
+        for dst in nets:
+            try:
+                used.add(ipaddress.ip_network(dst, strict=False))
+            except ValueError:
+                pass   # "default", multicast names and the like
+        for third in range(253, 99, -1):
+            candidate = ipaddress.ip_network(f"172.31.{third}.0/24")
+            if not any(candidate.overlaps(u) for u in used if u.version == 4
+                       and u.prefixlen > 0):
+                return f"172.31.{third}"
+        raise AssertionError(f"no free /24 in 172.31.100-253 for the compose network: {nets}")
 
     def wait_ready(self, nodes):
         """Every node in `nodes` ready through nginx, and clustered with the others."""
