@@ -163,15 +163,13 @@ void say_hello(self_ptr self, const caf::actor& peer) {
           });
 }
 
-/// Connects to a node's cluster port and says hello to the actor published
-/// there (its membership): a direct connection, which CAF watches with
-/// heartbeats, so the node's failure reaches this one.
-void connect_to(self_ptr self, const std::string& host, std::uint16_t port) {
-  auto target = std::make_pair(host, port);
-  if (!self->state.connecting.insert(target).second)
-    return; // already under way
+/// Connects to a node's cluster port at a numeric address and says hello to
+/// the actor published there (its membership): a direct connection, which
+/// CAF watches with heartbeats, so the node's failure reaches this one.
+void connect_at(self_ptr self, std::pair<std::string, std::uint16_t> target,
+                const std::string& address) {
   auto mm = self->home_system().middleman().actor_handle();
-  self->request(mm, request_timeout, caf::connect_atom::value, host, port)
+  self->request(mm, request_timeout, caf::connect_atom::value, address, target.second)
     .then(
       [self, target](const caf::node_id&, caf::strong_actor_ptr& ptr,
                      const std::set<std::string>&) {
@@ -180,11 +178,56 @@ void connect_to(self_ptr self, const std::string& host, std::uint16_t port) {
         if (peer && peer != self->state.cfg.self.membership)
           say_hello(self, peer);
       },
-      [self, target](caf::error& err) {
+      [self, target, address](caf::error& err) {
         self->state.connecting.erase(target);
-        spdlog::debug("cluster: {}:{} not reachable: {}", target.first, target.second,
-                      caf::to_string(err));
+        spdlog::debug("cluster: {}:{} ({}) not reachable: {}", target.first, target.second,
+                      address, caf::to_string(err));
       });
+}
+
+constexpr auto lookup_poll = std::chrono::milliseconds{50};
+constexpr auto slow_lookup = std::chrono::seconds{2};
+
+/// Connects once `target`'s host name is looked up, or gives up on it.
+void poll_lookup(self_ptr self, const std::pair<std::string, std::uint16_t>& target) {
+  auto& st = self->state;
+  auto it = st.lookups.find(target);
+  if (it == st.lookups.end())
+    return;
+  auto& lookup = *it->second.lookup;
+  auto status = lookup.poll();
+  if (status == name_lookup::status::pending) {
+    self->delayed_send(self, lookup_poll, lookup_atom::value, target.first, target.second);
+    return;
+  }
+  auto took = std::chrono::steady_clock::now() - it->second.started;
+  if (took > slow_lookup)
+    spdlog::warn("cluster: looking up {} took {} ms", target.first,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+  if (status == name_lookup::status::failed) {
+    spdlog::debug("cluster: {} not resolved: {}", target.first, lookup.error());
+    st.lookups.erase(it);
+    st.connecting.erase(target);
+    return;
+  }
+  auto address = lookup.addresses().front();
+  st.lookups.erase(it);
+  connect_at(self, target, address);
+}
+
+/// Connects to a node's cluster port by host name or address (one connect
+/// per target at a time).
+void connect_to(self_ptr self, const std::string& host, std::uint16_t port) {
+  auto target = std::make_pair(host, port);
+  auto& st = self->state;
+  if (!st.connecting.insert(target).second)
+    return; // already under way
+  if (name_lookup::is_numeric(host)) {
+    connect_at(self, target, host);
+    return;
+  }
+  st.lookups[target] = {std::make_unique<name_lookup>(host), std::chrono::steady_clock::now()};
+  poll_lookup(self, target);
 }
 
 /// Contacts every seed that is not a known member (again and again, so a
@@ -228,6 +271,9 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
       contact_seeds(self);
       update_joined(self);
       self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    },
+    [self](lookup_atom, const std::string& host, std::uint16_t port) {
+      poll_lookup(self, std::make_pair(host, port));
     },
     [self](hello_atom, node_info& peer) {
       name_taken(self, peer); // the peer sees our name first in the answer, too

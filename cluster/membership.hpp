@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "cluster/name_lookup.hpp"
 
 namespace rc {
 
@@ -36,6 +37,7 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using leaving_atom = caf::atom_constant<caf::atom("leaving")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>; ///< local: poll a name lookup
 
 struct membership_config {
   node_info self;
@@ -54,6 +56,12 @@ struct membership_state {
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
   std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
+  struct pending_lookup {
+    std::unique_ptr<name_lookup> lookup;
+    std::chrono::steady_clock::time_point started;
+  };
+  /// The connects among `connecting` still looking their host name up.
+  std::map<std::pair<std::string, std::uint16_t>, pending_lookup> lookups;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
   std::chrono::steady_clock::time_point started;
@@ -64,7 +72,8 @@ struct membership_state {
 /// on the cluster port (CAF remoting). It connects to the seeds (retrying
 /// every second while they are absent), exchanges member lists, and connects to
 /// every member it hears of, so every node is connected to every other (a
-/// full mesh), and declares a node down when its
+/// full mesh). Host names are looked up without blocking (name_lookup), so a
+/// seed whose name does not resolve delays no other. It declares a node down when its
 /// membership actor goes down: at once for a killed process, after the CAF
 /// connection timeout (`failure-timeout`) for a frozen one.
 ///

@@ -5,7 +5,8 @@ clients connect to different nodes. Covers: fan-out to members on every
 node exactly once and in order, private messages and broadcast across
 nodes, one inter-node message per other node per publish, kill -9 of a
 room's owner, a frozen node (also one known only through the seed), a
-node joining and one leaving under traffic.
+node joining and one leaving under traffic, and a seed whose name the
+resolver never answers for.
 """
 
 import asyncio
@@ -13,6 +14,9 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import tempfile
 import time
 import unittest
 
@@ -620,6 +624,65 @@ class Readiness(unittest.TestCase):
         r = harness.run_roomcastd(["--cluster-port", "1", "--seeds", "nohost"])
         self.assertEqual(r.returncode, 2)
         self.assertIn("host:port", r.stderr)
+
+
+class SilentNameServer(unittest.TestCase):
+    """A seed given by a name that the resolver never answers for, as a
+    stopped container's name inside Docker's network (20 s): the node runs
+    in a mount namespace of its own whose /etc/resolv.conf names a UDP
+    socket on 127.0.0.77:53 that reads nothing. Needs root (port 53, mount)."""
+
+    SLOW_NAME = "slowseed.roomcast.test"
+
+    def setUp(self):
+        self.dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.dns.bind(("127.0.0.77", 53))
+        except OSError as e:
+            self.dns.close()
+            self.skipTest(f"cannot bind a name server on 127.0.0.77:53: {e}")
+        self.addCleanup(self.dns.close)
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".resolv.conf", delete=False)
+        tmp.write("nameserver 127.0.0.77\noptions timeout:5 attempts:2\n")
+        tmp.close()
+        self.addCleanup(os.unlink, tmp.name)
+        self.wrapper = ["unshare", "-m", "sh", "-c",
+                        'mount --bind "$0" /etc/resolv.conf && exec "$@"', tmp.name]
+        probe = subprocess.run(self.wrapper + ["timeout", "2", "getent", "hosts",
+                                               self.SLOW_NAME],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if probe.returncode not in (0, 2, 124):
+            self.skipTest(f"cannot run in a mount namespace (unshare -m, mount --bind): "
+                          f"{probe.stderr.strip()}")
+        # The premise: the lookup hangs (124: `timeout` ended it), it is not refused.
+        self.assertEqual(probe.returncode, 124, probe.stdout + probe.stderr)
+
+    def test_a_seed_whose_name_never_resolves_delays_neither_joining_nor_stopping(self):
+        seed_port, own, absent = harness.free_ports(3)
+        seed = Server("--cluster-port", seed_port, "--failure-timeout", "2s", node_name="s1")
+        seed.start()
+        self.addCleanup(seed.stop)
+        node = Server("--cluster-port", own, "--seeds",
+                      f"{self.SLOW_NAME}:{absent},{harness.HOST}:{seed_port}",
+                      "--failure-timeout", "2s", node_name="s2")
+        node.args = self.wrapper + node.args
+        t0 = time.monotonic()
+        node.start()
+        self.addCleanup(node.stop)
+        # The live seed, given by address, is joined while the name is being
+        # looked up (the lookup takes 10 s or more).
+        self.assertEqual(node.wait_metric("roomcast_cluster_members", 2, timeout=5), 2,
+                         node.log())
+        self.assertEqual(seed.wait_metric("roomcast_cluster_members", 2, timeout=5), 2)
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertEqual(node.http("GET", "/readyz")[0], 200)
+        # Stopped with the lookup under way: at once, and CAF's teardown is
+        # not held up by it.
+        t1 = time.monotonic()
+        self.assertEqual(node.stop(), 0, node.log())
+        self.assertLess(time.monotonic() - t1, 8, node.log())
+        self.assertIn("stopped", node.log())
+        self.assertNotIn("did not end", node.log())
 
 
 if __name__ == "__main__":
