@@ -131,6 +131,15 @@ void drain(self_ptr self);
 void drain_memory(self_ptr self);
 void forward_inbox(self_ptr self);
 
+/// Frames went into the store (or back to it) while this actor was moving
+/// or had moved: the successor may have fetched already and found nothing,
+/// and would leave them for the user's next connection. A `(fetch_atom)` to
+/// ourselves reaches it (held while moving, passed on once moved) and makes
+/// it fetch again.
+void stored_for_successor(self_ptr self) {
+  self->send(self, fetch_atom::value);
+}
+
 /// A frame that no connection took (the user's connections were closing):
 /// into the durable store if there is one (kept in memory if that fails),
 /// else into the memory inbox. Either way it goes out again at once if the
@@ -156,7 +165,9 @@ void keep_or_store(self_ptr self, std::string text) {
       keep(self, text);
       return drain_memory(self);
     }
-    if (!st.nodes.empty() && !st.draining && st.move.state == phase::serving)
+    if (st.move.state != phase::serving)
+      return stored_for_successor(self);
+    if (!st.nodes.empty() && !st.draining)
       drain(self);
   });
 }
@@ -315,6 +326,10 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     tags.push_back(b->tags[i]);
   st.stored_empty = false;
   self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
+  if (st.move.state != phase::serving) {
+    st.draining = false;
+    return stored_for_successor(self);
+  }
   pause_drain(self);
 }
 
@@ -397,6 +412,8 @@ void drain(self_ptr self) {
           st.stored_empty = false;
           self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
           st.draining = false;
+          if (st.move.state != phase::serving)
+            return stored_for_successor(self);
           arm_idle_timer(self);
           return;
         }
@@ -584,6 +601,16 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       }
       deliver_to(self, st.nodes, text);
       return static_cast<std::uint64_t>(st.nodes.size());
+    },
+    [self](fetch_atom) {
+      if (self->state.move.divert(self))
+        return;
+      // What a predecessor stored or returned after our fetches.
+      auto& st = self->state;
+      st.stored_empty = false;
+      st.refetch = true;
+      if (st.setup->store && !st.nodes.empty() && !st.draining)
+        drain(self);
     },
     [self](stop_atom) {
       auto& st = self->state;

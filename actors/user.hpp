@@ -144,6 +144,9 @@ struct user_state {
 /// - `(publish_atom, envelope)` -> number of nodes the `private` frame went
 ///   to (once per node); `0` means it was kept in the inbox; `unavailable`
 ///   when the inbox is full (nothing accepted is dropped).
+/// - `(fetch_atom)`: a predecessor stored frames for the user after this
+///   actor's fetches (ones a closing tab refused during the move, or a
+///   stored batch it did not get written): fetch again.
 /// - `(stop_atom)`, `(handoff_atom, directory)`, `(adopt_atom, name, user_snapshot)`:
 ///   idle stop and moves, as for rooms. A move does not wait for waiting
 ///   frames on their way to a reader that is behind: those not sent yet go
