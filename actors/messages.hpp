@@ -154,11 +154,16 @@ struct user_snapshot {
   /// Frames the old owner kept after its snapshot (a closing tab refused
   /// them): older than the snapshot's, newer than earlier late ones.
   bool late = false;
+  /// The old owner is still writing stored frames (durable store): the new
+  /// one fetches only once it hears `(fetch_atom)` from it, so that no newer
+  /// stored frame overtakes them.
+  bool stored_in_flight = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_snapshot& x) {
-  return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes, x.late);
+  return f(caf::meta::type_name("rc::user_snapshot"), x.name, x.inbox, x.nodes, x.late,
+           x.stored_in_flight);
 }
 
 /// Private frames taken from a user's durable store, oldest first; each

@@ -4,6 +4,7 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <utility>
 
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
@@ -135,8 +136,10 @@ void forward_inbox(self_ptr self);
 /// or had moved: the successor may have fetched already and found nothing,
 /// and would leave them for the user's next connection. A `(fetch_atom)` to
 /// ourselves reaches it (held while moving, passed on once moved) and makes
-/// it fetch again.
+/// it fetch again. It also ends this actor's drain: a successor that
+/// adopted while it was under way waits for this word before fetching.
 void stored_for_successor(self_ptr self) {
+  self->state.draining = false;
   self->send(self, fetch_atom::value);
 }
 
@@ -319,17 +322,16 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
     arm_idle_timer(self);
     return;
   }
-  if (back.empty())
+  if (back.empty() && st.move.state == phase::serving)
     return drain(self);
   std::vector<std::uint64_t> tags;
   for (auto i : back)
     tags.push_back(b->tags[i]);
   st.stored_empty = false;
-  self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
-  if (st.move.state != phase::serving) {
-    st.draining = false;
-    return stored_for_successor(self);
-  }
+  if (!tags.empty())
+    self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
+  if (st.move.state != phase::serving)
+    return stored_for_successor(self); // the rest is the successor's
   pause_drain(self);
 }
 
@@ -387,7 +389,11 @@ void drain(self_ptr self) {
   auto& st = self->state;
   st.draining = true;
   st.drain_paused = false;
-  if (st.nodes.empty() || st.move.state != phase::serving) {
+  if (st.move.state != phase::serving)
+    return stored_for_successor(self); // moved during the drain
+  if (st.await_predecessor)
+    return; // it says when (draining stays set: newer messages are stored)
+  if (st.nodes.empty()) {
     st.draining = false;
     arm_idle_timer(self);
     return;
@@ -400,6 +406,11 @@ void drain(self_ptr self) {
         auto& st = self->state;
         --st.busy;
         st.fetch_failing = false;
+        if (st.move.state != phase::serving) { // moved meanwhile
+          if (!batch.tags.empty())
+            self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
+          return stored_for_successor(self);
+        }
         if (batch.tags.empty() && st.refetch)
           return drain(self); // a newer message was stored after this fetch
         if (batch.tags.empty()) {
@@ -408,12 +419,10 @@ void drain(self_ptr self) {
           arm_idle_timer(self);
           return;
         }
-        if (st.nodes.empty() || st.move.state != phase::serving) {
+        if (st.nodes.empty()) {
           st.stored_empty = false;
           self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
           st.draining = false;
-          if (st.move.state != phase::serving)
-            return stored_for_successor(self);
           arm_idle_timer(self);
           return;
         }
@@ -427,6 +436,8 @@ void drain(self_ptr self) {
           spdlog::warn("user {}: cannot fetch stored messages (retrying): {}", st.user,
                        log_text(err));
         st.fetch_failing = true;
+        if (st.move.state != phase::serving)
+          return stored_for_successor(self); // it retries
         pause_drain(self);
       });
 }
@@ -475,6 +486,12 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
   st.inbox.clear();
   st.late_ahead = 0;
   user_snapshot snap{st.user, *handed, st.nodes};
+  // Stored frames under way (a fetch, or a batch being written) end here:
+  // what the batch has not sent yet goes back to the store, and the
+  // successor fetches once we say so, after them.
+  snap.stored_in_flight = st.draining && !st.drain_paused;
+  if (st.batch)
+    st.batch->stopped = true;
   count_if_remote(self, target, kind::control);
   self->request(target, move_timeout, adopt_atom::value, st.user, std::move(snap))
     .then(
@@ -605,11 +622,16 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     [self](fetch_atom) {
       if (self->state.move.divert(self))
         return;
-      // What a predecessor stored or returned after our fetches.
+      // What a predecessor stored or returned after our fetches, or the
+      // end of the drain it had under way when it moved.
       auto& st = self->state;
       st.stored_empty = false;
       st.refetch = true;
-      if (st.setup->store && !st.nodes.empty() && !st.draining)
+      if (!st.setup->store)
+        return;
+      if (std::exchange(st.await_predecessor, false))
+        st.draining = false;
+      if (!st.draining)
         drain(self);
     },
     [self](stop_atom) {
@@ -679,8 +701,15 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         add_node(self, node);
       drain_memory(self);
       ++st.idle_generation;
-      if (st.setup->store && !st.nodes.empty() && !st.draining)
+      if (st.setup->store && snap.stored_in_flight) {
+        // The predecessor says when its stored frames are done (or went
+        // back to the store); newer messages are stored behind meanwhile.
+        st.await_predecessor = true;
+        st.draining = true;
+        self->delayed_send(self, move_timeout, fetch_atom::value); // if it never does
+      } else if (st.setup->store && !st.nodes.empty() && !st.draining) {
         drain(self);
+      }
       return caf::actor_cast<caf::actor>(self);
     },
   };

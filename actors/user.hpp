@@ -114,6 +114,9 @@ struct user_state {
   /// A store was asked for after the fetch in flight: an empty answer to
   /// that fetch does not mean nothing is left.
   bool refetch = false;
+  /// The predecessor is still writing stored frames: no fetch until it
+  /// says it is done (`fetch_atom`), or `move_timeout` passed.
+  bool await_predecessor = false;
   /// The last fetch from the store failed (it is retried while connected).
   bool fetch_failing = false;
   /// Draining waits for its retry (a fetch or a write failed): a new
@@ -146,7 +149,8 @@ struct user_state {
 ///   when the inbox is full (nothing accepted is dropped).
 /// - `(fetch_atom)`: a predecessor stored frames for the user after this
 ///   actor's fetches (ones a closing tab refused during the move, or a
-///   stored batch it did not get written): fetch again.
+///   stored batch it did not get written), or finished writing the stored
+///   frames it had in flight when it moved: fetch (again).
 /// - `(stop_atom)`, `(handoff_atom, directory)`, `(adopt_atom, name, user_snapshot)`:
 ///   idle stop and moves, as for rooms. A move does not wait for waiting
 ///   frames on their way to a reader that is behind: those not sent yet go

@@ -129,23 +129,45 @@ struct durable_fixture : store_holder, node_fixture {
 } // namespace
 
 /// A user's node as a user actor sees it: its sockets write every frame
-/// (recorded), or, `closing`, none.
-caf::behavior played_node(caf::event_based_actor*, std::shared_ptr<std::vector<std::string>> texts,
-                          bool closing) {
+/// (recorded), none (`closing`), or, `holding`, record them and answer
+/// confirmed writes only when told (`(caf::ok_atom, written)` answers all).
+enum class node_mode { writes, closing, holding };
+
+caf::behavior played_node(caf::event_based_actor* self,
+                          std::shared_ptr<std::vector<std::string>> texts, node_mode mode) {
+  auto held = std::make_shared<std::vector<caf::response_promise>>();
   return {
-    [texts, closing](deliver_atom, const std::string&, const std::string& text) {
-      if (closing)
+    [texts, mode](deliver_atom, const std::string&, const std::string& text) {
+      if (mode == node_mode::closing)
         return std::uint64_t{0};
       texts->push_back(text);
       return std::uint64_t{1};
     },
-    [texts, closing](deliver_atom, const std::string&, const std::string& text, confirm_atom) {
-      if (closing)
+    [self, texts, mode, held](deliver_atom, const std::string&, const std::string& text,
+                              confirm_atom) -> caf::result<std::uint64_t> {
+      if (mode == node_mode::closing)
         return std::uint64_t{0};
       texts->push_back(text);
-      return std::uint64_t{1};
+      if (mode == node_mode::writes)
+        return std::uint64_t{1};
+      held->push_back(self->make_response_promise());
+      return held->back();
+    },
+    [held](caf::ok_atom, std::uint64_t written) {
+      auto all = std::move(*held);
+      held->clear();
+      for (auto& rp : all)
+        rp.deliver(written);
     },
   };
+}
+
+/// The `data` of each private frame in `texts`.
+std::vector<std::string> data_of(const std::vector<std::string>& texts) {
+  std::vector<std::string> out;
+  for (auto& t : texts)
+    out.push_back(json::parse(t)["data"].get<std::string>());
+  return out;
 }
 
 CAF_TEST_FIXTURE_SCOPE(durable_user_tests, durable_fixture)
@@ -249,8 +271,8 @@ CAF_TEST(a message stored by a moving owner is fetched by its successor) {
   auto setup = std::make_shared<const user_setup>(user_setup{
     duration{std::chrono::minutes{1}}, 100, store, core.node_watch, drain_window{}, nullptr});
   auto written = std::make_shared<std::vector<std::string>>();
-  auto closing = sys.spawn(played_node, written, true);
-  auto open = sys.spawn(played_node, written, false);
+  auto closing = sys.spawn(played_node, written, node_mode::closing);
+  auto open = sys.spawn(played_node, written, node_mode::writes);
   auto old_owner = sys.spawn(user, "hal", caf::actor{}, setup);
   auto successor = sys.spawn(user, "hal", caf::actor{}, setup);
   caf::anon_send(old_owner, attach_atom::value, closing);
@@ -272,6 +294,46 @@ CAF_TEST(a message stored by a moving owner is fetched by its successor) {
   CAF_CHECK_EQUAL(ready("hal"), 0u);
   CAF_CHECK(store_state().unacked.empty());
   for (auto& a : std::vector<caf::actor>{old_owner, successor, closing, open})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+CAF_TEST(stored frames keep their order when the user moves while they are being written) {
+  auto setup = std::make_shared<const user_setup>(user_setup{
+    duration{std::chrono::minutes{1}}, 100, store, core.node_watch, drain_window{2, 1 << 20},
+    nullptr});
+  auto& st = store_state();
+  for (auto text : {"S1", "S2", "S3"}) {
+    json f{{"type", "private"}, {"from", "x"}, {"id", text}, {"data", text}};
+    st.ready["ivy"].push_back({++st.next_tag, f.dump()});
+  }
+  auto written = std::make_shared<std::vector<std::string>>();
+  auto node = sys.spawn(played_node, written, node_mode::holding);
+  auto old_owner = sys.spawn(user, "ivy", caf::actor{}, setup);
+  auto successor = sys.spawn(user, "ivy", caf::actor{}, setup);
+  caf::anon_send(old_owner, attach_atom::value, node);
+  sched.run();
+  CAF_REQUIRE_EQUAL(data_of(*written), (std::vector<std::string>{"S1", "S2"})); // the window
+  // S4 is stored behind them; then the user moves, S1 and S2 still in flight.
+  envelope env;
+  env.from = "x";
+  env.data = R"("S4")";
+  caf::anon_send(old_owner, caf::publish_atom::value, env);
+  sched.run();
+  CAF_REQUIRE_EQUAL(ready("ivy"), 1u); // S1-S3 were fetched together
+  caf::anon_send(old_owner, handoff_atom::value, successor);
+  sched.run();
+  // S1 and S2 are written; S3 and S4 follow, in that order, whoever sends them.
+  for (int round = 0; round < 4 && written->size() < 4; ++round) {
+    caf::anon_send(node, caf::ok_atom::value, std::uint64_t{1});
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(data_of(*written), (std::vector<std::string>{"S1", "S2", "S3", "S4"}));
+  caf::anon_send(node, caf::ok_atom::value, std::uint64_t{1});
+  sched.run();
+  CAF_CHECK_EQUAL(ready("ivy"), 0u);
+  CAF_CHECK(store_state().unacked.empty());
+  for (auto& a : std::vector<caf::actor>{old_owner, successor, node})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   sched.run();
 }
