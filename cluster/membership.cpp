@@ -188,30 +188,49 @@ void connect_at(self_ptr self, std::pair<std::string, std::uint16_t> target,
 constexpr auto lookup_poll = std::chrono::milliseconds{50};
 constexpr auto slow_lookup = std::chrono::seconds{2};
 
-/// Connects once `target`'s host name is looked up, or gives up on it.
-void poll_lookup(self_ptr self, const std::pair<std::string, std::uint16_t>& target) {
+/// Moves a pending connect on: its name looked up, then its port probed,
+/// then CAF asked to connect; or gives up on it (the seed is tried again
+/// on a later tick, a member when it is heard of again).
+void poll_connect(self_ptr self, const std::pair<std::string, std::uint16_t>& target) {
   auto& st = self->state;
-  auto it = st.lookups.find(target);
-  if (it == st.lookups.end())
+  auto it = st.pending.find(target);
+  if (it == st.pending.end())
     return;
-  auto& lookup = *it->second.lookup;
-  auto status = lookup.poll();
-  if (status == name_lookup::status::pending) {
-    self->delayed_send(self, lookup_poll, lookup_atom::value, target.first, target.second);
-    return;
-  }
-  auto took = std::chrono::steady_clock::now() - it->second.started;
-  if (took > slow_lookup)
-    spdlog::warn("cluster: looking up {} took {} ms", target.first,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
-  if (status == name_lookup::status::failed) {
-    spdlog::debug("cluster: {} not resolved: {}", target.first, lookup.error());
-    st.lookups.erase(it);
+  auto& pc = it->second;
+  auto give_up = [&](const std::string& why) {
+    spdlog::debug("cluster: {}:{} not reachable: {}", target.first, target.second, why);
+    st.pending.erase(it);
     st.connecting.erase(target);
-    return;
+  };
+  auto again = [&] {
+    self->delayed_send(self, lookup_poll, lookup_atom::value, target.first, target.second);
+  };
+  auto now = std::chrono::steady_clock::now();
+  if (!pc.probe) {
+    auto status = pc.lookup->poll();
+    if (status == name_lookup::status::pending)
+      return again();
+    if (now - pc.started > slow_lookup)
+      spdlog::warn("cluster: looking up {} took {} ms", target.first,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(now - pc.started)
+                     .count());
+    if (status == name_lookup::status::failed)
+      return give_up(pc.lookup->error());
+    pc.probe = std::make_unique<connect_probe>(pc.lookup->addresses().front(), target.second);
+    pc.probe_started = now;
   }
-  auto address = lookup.addresses().front();
-  st.lookups.erase(it);
+  switch (pc.probe->poll()) {
+    case connect_probe::status::pending:
+      if (now - pc.probe_started > st.cfg.failure_timeout)
+        return give_up(pc.lookup->addresses().front() + " does not answer");
+      return again();
+    case connect_probe::status::failed:
+      return give_up(pc.lookup->addresses().front() + ": " + pc.probe->error());
+    case connect_probe::status::open:
+      break;
+  }
+  auto address = pc.lookup->addresses().front();
+  st.pending.erase(it);
   connect_at(self, target, address);
 }
 
@@ -222,12 +241,9 @@ void connect_to(self_ptr self, const std::string& host, std::uint16_t port) {
   auto& st = self->state;
   if (!st.connecting.insert(target).second)
     return; // already under way
-  if (name_lookup::is_numeric(host)) {
-    connect_at(self, target, host);
-    return;
-  }
-  st.lookups[target] = {std::make_unique<name_lookup>(host), std::chrono::steady_clock::now()};
-  poll_lookup(self, target);
+  auto now = std::chrono::steady_clock::now();
+  st.pending[target] = {std::make_unique<name_lookup>(host), nullptr, now, now};
+  poll_connect(self, target);
 }
 
 /// Contacts every seed that is not a known member (again and again, so a
@@ -273,7 +289,7 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
       self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
     },
     [self](lookup_atom, const std::string& host, std::uint16_t port) {
-      poll_lookup(self, std::make_pair(host, port));
+      poll_connect(self, std::make_pair(host, port));
     },
     [self](hello_atom, node_info& peer) {
       name_taken(self, peer); // the peer sees our name first in the answer, too

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "cluster/connect_probe.hpp"
 #include "cluster/name_lookup.hpp"
 
 namespace rc {
@@ -37,7 +38,7 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using leaving_atom = caf::atom_constant<caf::atom("leaving")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
-using lookup_atom = caf::atom_constant<caf::atom("lookup")>; ///< local: poll a name lookup
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>; ///< local: poll a pending connect
 
 struct membership_config {
   node_info self;
@@ -56,12 +57,16 @@ struct membership_state {
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
   std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
-  struct pending_lookup {
+  /// A connect before CAF is asked for it: its host name looked up, then
+  /// its port probed.
+  struct pending_connect {
     std::unique_ptr<name_lookup> lookup;
-    std::chrono::steady_clock::time_point started;
+    std::unique_ptr<connect_probe> probe;
+    std::chrono::steady_clock::time_point started;       ///< of the lookup
+    std::chrono::steady_clock::time_point probe_started; ///< of the probe
   };
-  /// The connects among `connecting` still looking their host name up.
-  std::map<std::pair<std::string, std::uint16_t>, pending_lookup> lookups;
+  /// The connects among `connecting` that CAF has not been asked for yet.
+  std::map<std::pair<std::string, std::uint16_t>, pending_connect> pending;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
   std::chrono::steady_clock::time_point started;
@@ -72,8 +77,10 @@ struct membership_state {
 /// on the cluster port (CAF remoting). It connects to the seeds (retrying
 /// every second while they are absent), exchanges member lists, and connects to
 /// every member it hears of, so every node is connected to every other (a
-/// full mesh). Host names are looked up without blocking (name_lookup), so a
-/// seed whose name does not resolve delays no other. It declares a node down when its
+/// full mesh). Host names are looked up and ports probed without blocking
+/// (name_lookup, connect_probe) before CAF, whose connect blocks its only
+/// thread, is asked: a seed whose name does not resolve, or whose address
+/// does not answer, delays no other. It declares a node down when its
 /// membership actor goes down: at once for a killed process, after the CAF
 /// connection timeout (`failure-timeout`) for a frozen one.
 ///

@@ -5,8 +5,8 @@ clients connect to different nodes. Covers: fan-out to members on every
 node exactly once and in order, private messages and broadcast across
 nodes, one inter-node message per other node per publish, kill -9 of a
 room's owner, a frozen node (also one known only through the seed), a
-node joining and one leaving under traffic, and a seed whose name the
-resolver never answers for.
+node joining and one leaving under traffic, a seed whose name the resolver
+never answers for, and one whose address never answers.
 """
 
 import asyncio
@@ -588,6 +588,33 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         self.assertEqual(got, list(range(count)))
 
 
+def join_beside_a_dead_seed(test, dead_seed, wrapper=()):
+    """Starts a live seed and a node seeded with `dead_seed` first, then the
+    live one: the node must join the live seed at once, and stop at once
+    (and cleanly) while it still tries the dead one."""
+    seed_port, own = harness.free_ports(2)
+    seed = Server("--cluster-port", seed_port, "--failure-timeout", "2s", node_name="live")
+    seed.start()
+    test.addCleanup(seed.stop)
+    node = Server("--cluster-port", own, "--seeds", f"{dead_seed},{harness.HOST}:{seed_port}",
+                  "--failure-timeout", "2s", node_name="beside")
+    node.args = list(wrapper) + node.args
+    t0 = time.monotonic()
+    node.start()
+    test.addCleanup(node.stop)
+    test.assertEqual(node.wait_metric("roomcast_cluster_members", 2, timeout=5), 2, node.log())
+    test.assertEqual(seed.wait_metric("roomcast_cluster_members", 2, timeout=5), 2)
+    test.assertLess(time.monotonic() - t0, 8)
+    test.assertEqual(node.http("GET", "/readyz")[0], 200)
+    time.sleep(2.5)  # a few more tries of the dead seed (one a second)
+    t1 = time.monotonic()
+    test.assertEqual(node.stop(), 0, node.log())
+    test.assertLess(time.monotonic() - t1, 8, node.log())
+    test.assertIn("stopped", node.log())
+    # CAF's teardown was not held up by a connect under way (node/exit_deadline).
+    test.assertNotIn("did not end", node.log())
+
+
 class Readiness(unittest.TestCase):
     def test_readyz_waits_for_the_cluster_then_forms_one_alone(self):
         absent, own = harness.free_ports(2)
@@ -616,6 +643,29 @@ class Readiness(unittest.TestCase):
                              + re.escape(seeds) + "$")
         finally:
             self.assertEqual(node.stop(), 0)
+
+    def test_a_seed_whose_address_never_answers_delays_neither_start_nor_joining(self):
+        # A port whose accept queue is full: the kernel drops further
+        # connection attempts, as for a host that is gone (a blocking
+        # connect to it would wait for minutes).
+        hole = socket.socket()
+        hole.bind((harness.HOST, 0))
+        hole.listen(0)
+        self.addCleanup(hole.close)
+        queued = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(hole.getsockname())
+            queued.append(s)
+            self.addCleanup(s.close)
+        time.sleep(0.2)
+        probe = socket.socket()
+        probe.settimeout(1)
+        self.addCleanup(probe.close)
+        with self.assertRaises(TimeoutError):  # the premise: connects hang
+            probe.connect(hole.getsockname())
+        join_beside_a_dead_seed(self, f"{harness.HOST}:{hole.getsockname()[1]}")
 
     def test_bad_cluster_options_exit_2(self):
         r = harness.run_roomcastd(["--seeds", "127.0.0.1:1"])
@@ -658,31 +708,9 @@ class SilentNameServer(unittest.TestCase):
         self.assertEqual(probe.returncode, 124, probe.stdout + probe.stderr)
 
     def test_a_seed_whose_name_never_resolves_delays_neither_joining_nor_stopping(self):
-        seed_port, own, absent = harness.free_ports(3)
-        seed = Server("--cluster-port", seed_port, "--failure-timeout", "2s", node_name="s1")
-        seed.start()
-        self.addCleanup(seed.stop)
-        node = Server("--cluster-port", own, "--seeds",
-                      f"{self.SLOW_NAME}:{absent},{harness.HOST}:{seed_port}",
-                      "--failure-timeout", "2s", node_name="s2")
-        node.args = self.wrapper + node.args
-        t0 = time.monotonic()
-        node.start()
-        self.addCleanup(node.stop)
-        # The live seed, given by address, is joined while the name is being
-        # looked up (the lookup takes 10 s or more).
-        self.assertEqual(node.wait_metric("roomcast_cluster_members", 2, timeout=5), 2,
-                         node.log())
-        self.assertEqual(seed.wait_metric("roomcast_cluster_members", 2, timeout=5), 2)
-        self.assertLess(time.monotonic() - t0, 8)
-        self.assertEqual(node.http("GET", "/readyz")[0], 200)
-        # Stopped with the lookup under way: at once, and CAF's teardown is
-        # not held up by it.
-        t1 = time.monotonic()
-        self.assertEqual(node.stop(), 0, node.log())
-        self.assertLess(time.monotonic() - t1, 8, node.log())
-        self.assertIn("stopped", node.log())
-        self.assertNotIn("did not end", node.log())
+        # The lookup takes 10 s or more; the live seed, given by address, is
+        # joined meanwhile, and the stop is not held up by it either.
+        join_beside_a_dead_seed(self, f"{self.SLOW_NAME}:{harness.free_port()}", self.wrapper)
 
 
 if __name__ == "__main__":
