@@ -65,6 +65,12 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
   *route = [self, cfg, route](const std::string& name, caf::message to_actor,
                               caf::message to_dir, caf::response_promise rp, mode how) {
     auto& st = self->state;
+    if (cfg.wait_for_view && !st.has_view) {
+      st.before_view.push_back([route, name, to_actor, to_dir, rp, how]() {
+        (*route)(name, to_actor, to_dir, rp, how);
+      });
+      return;
+    }
     auto it = st.entries.find(name);
     if (it != st.entries.end()) {
       if (it->second.stopping) {
@@ -229,6 +235,13 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       st.peers = std::move(peers);
       st.self_name = std::move(me);
       self->send(self, view_atom::value);
+      if (!st.has_view) {
+        st.has_view = true;
+        auto waiting = std::move(st.before_view);
+        st.before_view.clear();
+        for (auto& fn : waiting)
+          fn();
+      }
     },
     [self, pause, kind_name = cfg.kind](view_atom) {
       auto& st = self->state;

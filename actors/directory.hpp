@@ -28,6 +28,12 @@ struct directory_config {
   bool spawn_on_publish = false;
   const char* kind = "directory";
   std::chrono::milliseconds takeover_window{0};
+  /// In a cluster: requests wait for the membership's first view, which it
+  /// sends once the node has joined (or formed a cluster alone). A node
+  /// that has just started would otherwise own every name for a moment and
+  /// create afresh a room the cluster already has (a fork: new epoch, its
+  /// members split).
+  bool wait_for_view = false;
 };
 
 struct directory_state {
@@ -42,6 +48,10 @@ struct directory_state {
   /// a single node (then this directory owns every name).
   std::map<std::string, caf::actor> peers;
   std::string self_name;
+  /// Whether a view came (see `wait_for_view`), and the requests that wait
+  /// for it, oldest first.
+  bool has_view = false;
+  std::vector<std::function<void()>> before_view;
   /// Actors handed to another node that still forward for a moment.
   std::vector<caf::actor> departed;
   /// After nodes left the view: the members before, the ones that left, and
@@ -74,7 +84,8 @@ struct directory_state {
 ///
 /// Guarantee: a request is never delegated to an actor that has stopped or
 /// moved; requests that arrive while it stops or moves wait, then go to it
-/// (if it stayed), to a fresh actor, or to the new owner.
+/// (if it stayed), to a fresh actor, or to the new owner. With
+/// `wait_for_view`, requests that arrive before the first view wait for it.
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg);
 
 } // namespace rc

@@ -50,30 +50,42 @@ const node_info* owner_node(self_ptr self, const std::string& name) {
   return &self->state.cfg.self; // no owner at all: keep it here
 }
 
+/// Tells the local room and user directories which directory owns what.
+/// Only once the node has joined: until then they hold their requests, so
+/// that a node that has just started does not own every name.
+void send_view(self_ptr self) {
+  auto& st = self->state;
+  std::map<std::string, caf::actor> rooms, users;
+  for (auto n : owners(self)) {
+    rooms.emplace(n->name, n->rooms);
+    users.emplace(n->name, n->users);
+  }
+  self->send(st.cfg.self.rooms, view_atom::value, rooms, st.cfg.self.name);
+  self->send(st.cfg.self.users, view_atom::value, users, st.cfg.self.name);
+}
+
 void update_joined(self_ptr self) {
   auto& st = self->state;
   if (st.cfg.joined->load())
     return;
   bool alone_long_enough = std::chrono::steady_clock::now() - st.started
                            > 2 * st.cfg.failure_timeout;
-  if (st.cfg.seeds.empty() || !st.members.empty() || alone_long_enough) {
+  // Joined: a member answered and so did every seed and every member named
+  // (or they cannot be reached); until then the view may lack owners.
+  bool met = !st.members.empty() && st.awaited.empty();
+  if (st.cfg.seeds.empty() || met || alone_long_enough) {
     st.cfg.joined->store(true);
     spdlog::info("cluster: node {} joined ({} other members)", st.cfg.self.name,
                  st.members.size());
+    send_view(self);
   }
 }
 
 void view_changed(self_ptr self) {
   auto& st = self->state;
-  std::map<std::string, caf::actor> rooms, users;
   std::string names;
-  for (auto n : owners(self)) {
-    rooms.emplace(n->name, n->rooms);
-    users.emplace(n->name, n->users);
+  for (auto n : owners(self))
     names += (names.empty() ? "" : ",") + n->name;
-  }
-  self->send(st.cfg.self.rooms, view_atom::value, rooms, st.cfg.self.name);
-  self->send(st.cfg.self.users, view_atom::value, users, st.cfg.self.name);
   metrics::global().cluster_members = static_cast<std::int64_t>(st.members.size() + 1);
   // A leaving node owns nothing any more, so it is not among the members named.
   if (st.leaving)
@@ -81,10 +93,17 @@ void view_changed(self_ptr self) {
                  names.empty() ? "none" : names, st.cfg.self.name);
   else
     spdlog::info("cluster: members are now {}", names);
-  update_joined(self);
+  if (st.cfg.joined->load())
+    send_view(self);
+  else
+    update_joined(self);
 }
 
-void say_hello(self_ptr self, const caf::actor& peer);
+using target_t = std::pair<std::string, std::uint16_t>;
+
+/// Says hello to `peer`; `target` names the connect that found it, if any
+/// (the node has joined only once the members it was told of answered).
+void say_hello(self_ptr self, const caf::actor& peer, const target_t& target = {});
 
 /// Adds or refreshes a member; returns true when the view changed.
 bool merge(self_ptr self, const node_info& info) {
@@ -104,6 +123,7 @@ bool merge(self_ptr self, const node_info& info) {
     return false;
   }
   self->monitor(info.membership);
+  st.awaited.erase(std::make_pair(info.host, info.port));
   st.members.emplace(info.name, info);
   spdlog::info("cluster: node {} ({}:{}) is up", info.name, info.host, info.port);
   say_hello(self, info.membership);
@@ -142,25 +162,43 @@ void merge_all(self_ptr self, const std::vector<node_info>& infos) {
   for (auto& info : infos)
     if (name_taken(self, info) && !self->state.cfg.joined->load())
       return; // stopping: join nothing
-  if (merge(self, infos.front()))
-    view_changed(self);
   auto& st = self->state;
+  std::vector<const node_info*> unknown;
   for (auto it = infos.begin() + 1; it != infos.end(); ++it) {
     if (it->name == st.cfg.self.name)
       continue;
     auto known = st.members.find(it->name);
-    if (known == st.members.end() || known->second.incarnation != it->incarnation)
-      connect_to(self, it->host, it->port);
+    if (known == st.members.end() || known->second.incarnation != it->incarnation) {
+      unknown.push_back(&*it);
+      if (!st.cfg.joined->load()) // awaited before the merge below may join
+        st.awaited.emplace(it->host, it->port);
+    }
   }
+  if (merge(self, infos.front()))
+    view_changed(self);
+  for (auto info : unknown)
+    connect_to(self, info->host, info->port);
 }
 
-void say_hello(self_ptr self, const caf::actor& peer) {
+/// A connect has ended (answered, or given up): a member the node was told
+/// of no longer holds up its joining.
+void connect_ended(self_ptr self, const target_t& target) {
+  if (self->state.awaited.erase(target) > 0)
+    update_joined(self);
+}
+
+void say_hello(self_ptr self, const caf::actor& peer, const target_t& target) {
   metrics::global().count_cluster(kind::control);
   self->request(peer, request_timeout, hello_atom::value, self->state.cfg.self)
-    .then([self](std::vector<node_info>& infos) { merge_all(self, infos); },
-          [](caf::error&) {
-            // It went away; its DOWN (if it was a member) updates the view.
-          });
+    .then(
+      [self, target](std::vector<node_info>& infos) {
+        merge_all(self, infos);
+        connect_ended(self, target);
+      },
+      [self, target](caf::error&) {
+        // It went away; its DOWN (if it was a member) updates the view.
+        connect_ended(self, target);
+      });
 }
 
 /// Connects to a node's cluster port at a numeric address and says hello to
@@ -176,12 +214,15 @@ void connect_at(self_ptr self, std::pair<std::string, std::uint16_t> target,
         self->state.connecting.erase(target);
         auto peer = caf::actor_cast<caf::actor>(ptr);
         if (peer && peer != self->state.cfg.self.membership)
-          say_hello(self, peer);
+          say_hello(self, peer, target);
+        else
+          connect_ended(self, target);
       },
       [self, target, address](caf::error& err) {
         self->state.connecting.erase(target);
         spdlog::debug("cluster: {}:{} ({}) not reachable: {}", target.first, target.second,
                       address, caf::to_string(err));
+        connect_ended(self, target);
       });
 }
 
@@ -201,6 +242,7 @@ void poll_connect(self_ptr self, const std::pair<std::string, std::uint16_t>& ta
     spdlog::debug("cluster: {}:{} not reachable: {}", target.first, target.second, why);
     st.pending.erase(it);
     st.connecting.erase(target);
+    connect_ended(self, target);
   };
   auto again = [&] {
     self->delayed_send(self, lookup_poll, lookup_atom::value, target.first, target.second);
@@ -208,8 +250,12 @@ void poll_connect(self_ptr self, const std::pair<std::string, std::uint16_t>& ta
   auto now = std::chrono::steady_clock::now();
   if (!pc.probe) {
     auto status = pc.lookup->poll();
-    if (status == name_lookup::status::pending)
+    if (status == name_lookup::status::pending) {
+      // Joining waits no longer for it than for a port that does not answer.
+      if (now - pc.started > st.cfg.failure_timeout)
+        connect_ended(self, target);
       return again();
+    }
     if (now - pc.started > slow_lookup)
       spdlog::warn("cluster: looking up {} took {} ms", target.first,
                    std::chrono::duration_cast<std::chrono::milliseconds>(now - pc.started)
@@ -256,8 +302,13 @@ void contact_seeds(self_ptr self) {
     bool known = false;
     for (auto& [_, m] : st.members)
       known = known || (m.host == host && m.port == port);
-    if (!known)
-      connect_to(self, host, port);
+    if (known)
+      continue;
+    // Before joining, each try of a seed is waited for again (its last one
+    // may have failed only because the seed was busy or restarting).
+    if (!st.cfg.joined->load())
+      st.awaited.emplace(host, port);
+    connect_to(self, host, port);
   }
 }
 

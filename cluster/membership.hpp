@@ -57,6 +57,10 @@ struct membership_state {
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
   std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
+  /// Before joining: the seeds, and the members named in answers, that have
+  /// not answered (nor failed) yet. The node joins once there are none, so
+  /// that its first view holds every member it can reach.
+  std::set<std::pair<std::string, std::uint16_t>> awaited;
   /// A connect before CAF is asked for it: its host name looked up, then
   /// its port probed.
   struct pending_connect {
@@ -86,7 +90,8 @@ struct membership_state {
 ///
 /// On every change it tells the local room and user directories which
 /// directory owns what (rendezvous placement over the live members), so
-/// rooms and users move to their new owners.
+/// rooms and users move to their new owners; the first time once the node
+/// has joined (the directories hold requests until then).
 ///
 /// Messages: `(hello_atom, node_info)` -> all known members;
 /// `(leaving_atom, name)` from a peer stopping gracefully;

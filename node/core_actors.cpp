@@ -23,13 +23,15 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   auto store = services.inbox_store;
   auto idle = cfg.room_idle_timeout;
   core_actors core;
+  // In a cluster, rooms and users are placed only once the node has joined.
+  bool clustered = static_cast<bool>(make_locator);
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
   core.rooms = sys.spawn(directory, directory_config{
     [setup](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
     },
-    false, "rooms", room_catch_up_window});
+    false, "rooms", room_catch_up_window, clustered});
   core.node_watch = sys.spawn(node_watch);
   auto users = std::make_shared<const user_setup>(user_setup{
     idle, cfg.limits.inbox_limit, store, core.node_watch, drain_window::for_limits(cfg.limits),
@@ -38,7 +40,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     [users](caf::local_actor* dir, const std::string& name) {
       return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), users);
     },
-    true, "users"});
+    true, "users", std::chrono::milliseconds{0}, clustered});
   core.everyone = sys.spawn(broadcaster);
   core.locator = make_locator ? make_locator(core)
                               : sys.spawn(local_locator, core.rooms, core.users, core.everyone);
