@@ -5,6 +5,7 @@
 // locator that places names over a shared member list, as the membership
 // actor does over the network.
 
+#include "actors/directory.hpp"
 #include "fixture.hpp"
 
 
@@ -295,6 +296,37 @@ CAF_TEST(a registry re-attaches every user whose owner failed) {
     self->receive([](std::uint64_t nodes) { CAF_CHECK_EQUAL(nodes, 1u); });
     CAF_CHECK_EQUAL(clients[i].link->of_type("private").size(), 1u);
   }
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(directory_view_tests, test_coordinator_fixture<test_config>)
+
+// A node that has just started must not own every name: in a cluster its
+// directories hold requests until the membership's first view.
+CAF_TEST(a clustered directory holds requests until its first view) {
+  auto spawned = std::make_shared<int>(0);
+  auto dir = sys.spawn(directory, directory_config{
+    [spawned](caf::local_actor* d, const std::string&) {
+      ++*spawned;
+      return d->spawn([]() -> caf::behavior {
+        return {[](caf::publish_atom, envelope&) { return std::uint64_t{7}; }};
+      });
+    },
+    true, "test", std::chrono::milliseconds{0}, true});
+  self->send(dir, caf::publish_atom::value, std::string{"r"}, envelope{});
+  sched.run();
+  CAF_CHECK_EQUAL(*spawned, 0);
+  self->send(dir, view_atom::value, std::map<std::string, caf::actor>{{"me", dir}},
+             std::string{"me"});
+  sched.run();
+  CAF_CHECK_EQUAL(*spawned, 1);
+  bool answered = false;
+  self->receive([&](std::uint64_t n) { answered = n == 7; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CAF_CHECK(answered);
+  caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  sched.run();
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
