@@ -278,7 +278,12 @@ class ComposeTopology(topology.NginxTopology):
                            "sleep", "120")
         try:
             self.runner.compose("start", "rabbitmq")
-            self.runner.wait_ready(NODES)
+            try:
+                self.runner.wait_ready(NODES)
+            except AssertionError as e:
+                # Once (1 CI run of many) the nodes never reconnected: say
+                # what RabbitMQ and the name "rabbitmq" were doing.
+                raise AssertionError(f"{e}\n{self.broker_state(before)}") from None
             after = self.runner.address("rabbitmq")
             self.runner.refresh()
             members = await topology.open_members(self.runner, [user])
@@ -294,6 +299,27 @@ class ComposeTopology(topology.NginxTopology):
         print(f"\n  RabbitMQ restarted ({before} -> {after}); 3 stored messages delivered "
               f"in order", file=sys.stderr)
 
+
+    def broker_state(self, before):
+        """RabbitMQ's address before and now, what node1 resolves its name
+        to, and RabbitMQ's last log lines."""
+        out = [f"rabbitmq was at {before}"]
+        for what, call in (
+                ("rabbitmq is at", lambda: self.runner.address("rabbitmq")),
+                ("node1 resolves rabbitmq to", lambda: self.runner.podman(
+                    "exec", self.runner.container("node1"), "getent", "hosts", "rabbitmq",
+                    timeout=30)),
+                ("rabbitmq's state", lambda: self.runner.inspect(
+                    "rabbitmq", "{{.State.Status}} {{.State.Health.Status}}")),
+                ("node1's readyz", lambda: self.runner.get("/nodes/node1/readyz")),
+                ("rabbitmq's log", lambda: self.runner.podman(
+                    "exec", self.runner.container("rabbitmq"), "sh", "-c",
+                    "ls /var/log/rabbitmq/*.log | grep -v _upgrade | xargs tail -n 30", timeout=30))):
+            try:
+                out.append(f"{what}: {call()}")
+            except Exception as e:  # diagnostics only: each part on its own
+                out.append(f"{what}: ({e})")
+        return "\n".join(out)
 
     async def test_8_nginx_restarts_while_a_node_is_down_and_stops_without_being_killed(self):
         clients = []
