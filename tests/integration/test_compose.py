@@ -38,6 +38,9 @@ PROJECT = f"roomcast-test-{os.getpid()}"
 NODES = topology.NODES
 PREPARE_TIMEOUT = 900   # debootstrap, stand-ins and the image: ~4 min on 2 cores
 READY_TIMEOUT = 90.0    # RabbitMQ healthy, nodes started and clustered, nginx up
+# Where netavark keeps aardvark-dns's per-network files (root podman 4.3:
+# fixed, not under RC_PODMAN_DIR).
+AARDVARK_DIR = "/run/containers/networks/aardvark-dns"
 
 
 def _can_run_containers():
@@ -110,10 +113,10 @@ class ComposeRunner(topology.Runner):
         return self
 
     def free_net(self):
-        """A /24 for the compose network (RC_NET) that no host route and no
-        other podman network uses: docker-compose.yml's default
-        172.31.253.0/24 may be taken (another run's bridge), and podman then
-        refuses to create the network."""
+        """A /24 for the compose network (RC_NET) that no host route, no
+        other podman network and no aardvark-dns file uses: docker-compose.yml's
+        default 172.31.253.0/24 may be taken (another run's bridge), and podman
+        then refuses to create the network."""
         used = set()
         routes = json.loads(subprocess.run(["ip", "-j", "route", "show", "table", "all"],
                                            capture_output=True, text=True, check=True).stdout)
@@ -122,6 +125,19 @@ class ComposeRunner(topology.Runner):
         if names:
             for net in json.loads(self.podman("network", "inspect", *names)):
                 nets += [s.get("subnet", "") for s in net.get("subnets") or []]
+        # aardvark-dns keeps one file per network in a directory shared by
+        # every podman on the host, and answers on a gateway address with the
+        # records of every file that names it: a file left by a killed run
+        # answered "rabbitmq" with its old container's address.
+        try:
+            for name in os.listdir(AARDVARK_DIR):
+                path = os.path.join(AARDVARK_DIR, name)
+                if os.path.isfile(path) and not name.startswith("aardvark"):
+                    with open(path) as f:
+                        gateways = f.readline().strip().split(",")
+                    nets += [f"{gw}/24" for gw in gateways if gw]
+        except OSError:
+            pass   # no aardvark-dns has run on this host
         for dst in nets:
             try:
                 used.add(ipaddress.ip_network(dst, strict=False))
