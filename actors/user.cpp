@@ -143,6 +143,16 @@ void stored_for_successor(self_ptr self) {
   self->send(self, fetch_atom::value);
 }
 
+/// Gives fetched frames that were not written back to the store, in their
+/// place: it holds something for the user again.
+void requeue(self_ptr self, std::vector<std::uint64_t> tags) {
+  if (tags.empty())
+    return;
+  auto& st = self->state;
+  st.stored_empty = false;
+  self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
+}
+
 /// A frame that no connection took (the user's connections were closing):
 /// into the durable store if there is one (kept in memory if that fails),
 /// else into the memory inbox. Either way it goes out again at once if the
@@ -327,9 +337,7 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
   std::vector<std::uint64_t> tags;
   for (auto i : back)
     tags.push_back(b->tags[i]);
-  st.stored_empty = false;
-  if (!tags.empty())
-    self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
+  requeue(self, std::move(tags));
   if (st.move.state != phase::serving)
     return stored_for_successor(self); // the rest is the successor's
   pause_drain(self);
@@ -407,8 +415,7 @@ void drain(self_ptr self) {
         --st.busy;
         st.fetch_failing = false;
         if (st.move.state != phase::serving) { // moved meanwhile
-          if (!batch.tags.empty())
-            self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
+          requeue(self, std::move(batch.tags));
           return stored_for_successor(self);
         }
         if (batch.tags.empty() && st.refetch)
@@ -420,8 +427,7 @@ void drain(self_ptr self) {
           return;
         }
         if (st.nodes.empty()) {
-          st.stored_empty = false;
-          self->send(st.setup->store, requeue_atom::value, st.user, std::move(batch.tags));
+          requeue(self, std::move(batch.tags));
           st.draining = false;
           arm_idle_timer(self);
           return;

@@ -99,11 +99,9 @@ void view_changed(self_ptr self) {
     update_joined(self);
 }
 
-using target_t = std::pair<std::string, std::uint16_t>;
-
 /// Says hello to `peer`; `target` names the connect that found it, if any
 /// (the node has joined only once the members it was told of answered).
-void say_hello(self_ptr self, const caf::actor& peer, const target_t& target = {});
+void say_hello(self_ptr self, const caf::actor& peer, const host_port& target = {});
 
 /// Adds or refreshes a member; returns true when the view changed.
 bool merge(self_ptr self, const node_info& info) {
@@ -182,12 +180,12 @@ void merge_all(self_ptr self, const std::vector<node_info>& infos) {
 
 /// A connect has ended (answered, or given up): a member the node was told
 /// of no longer holds up its joining.
-void connect_ended(self_ptr self, const target_t& target) {
+void connect_ended(self_ptr self, const host_port& target) {
   if (self->state.awaited.erase(target) > 0)
     update_joined(self);
 }
 
-void say_hello(self_ptr self, const caf::actor& peer, const target_t& target) {
+void say_hello(self_ptr self, const caf::actor& peer, const host_port& target) {
   metrics::global().count_cluster(kind::control);
   self->request(peer, request_timeout, hello_atom::value, self->state.cfg.self)
     .then(
@@ -204,7 +202,7 @@ void say_hello(self_ptr self, const caf::actor& peer, const target_t& target) {
 /// Connects to a node's cluster port at a numeric address and says hello to
 /// the actor published there (its membership): a direct connection, which
 /// CAF watches with heartbeats, so the node's failure reaches this one.
-void connect_at(self_ptr self, std::pair<std::string, std::uint16_t> target,
+void connect_at(self_ptr self, host_port target,
                 const std::string& address) {
   auto mm = self->home_system().middleman().actor_handle();
   self->request(mm, request_timeout, caf::connect_atom::value, address, target.second)
@@ -226,13 +224,13 @@ void connect_at(self_ptr self, std::pair<std::string, std::uint16_t> target,
       });
 }
 
-constexpr auto lookup_poll = std::chrono::milliseconds{50};
+constexpr auto connect_poll = std::chrono::milliseconds{50};
 constexpr auto slow_lookup = std::chrono::seconds{2};
 
 /// Moves a pending connect on: its name looked up, then its port probed,
 /// then CAF asked to connect; or gives up on it (the seed is tried again
 /// on a later tick, a member when it is heard of again).
-void poll_connect(self_ptr self, const std::pair<std::string, std::uint16_t>& target) {
+void poll_connect(self_ptr self, const host_port& target) {
   auto& st = self->state;
   auto it = st.pending.find(target);
   if (it == st.pending.end())
@@ -245,7 +243,7 @@ void poll_connect(self_ptr self, const std::pair<std::string, std::uint16_t>& ta
     connect_ended(self, target);
   };
   auto again = [&] {
-    self->delayed_send(self, lookup_poll, lookup_atom::value, target.first, target.second);
+    self->delayed_send(self, connect_poll, lookup_atom::value, target.first, target.second);
   };
   auto now = std::chrono::steady_clock::now();
   if (!pc.probe) {

@@ -40,9 +40,12 @@ using leaving_atom = caf::atom_constant<caf::atom("leaving")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>; ///< local: poll a pending connect
 
+/// A cluster port as configured or advertised: host name or address, port.
+using host_port = std::pair<std::string, std::uint16_t>;
+
 struct membership_config {
   node_info self;
-  std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  std::vector<host_port> seeds;
   std::chrono::milliseconds failure_timeout{3000};
   /// Set once the node has joined a cluster (or found itself alone long
   /// enough to form one): what `/readyz` reports.
@@ -56,11 +59,11 @@ struct membership_state {
   membership_config cfg;
   std::map<std::string, node_info> members; ///< the others that are up, by name
   bool leaving = false;
-  std::set<std::pair<std::string, std::uint16_t>> connecting; ///< connects under way
+  std::set<host_port> connecting; ///< connects under way
   /// Before joining: the seeds, and the members named in answers, that have
   /// not answered (nor failed) yet. The node joins once there are none, so
   /// that its first view holds every member it can reach.
-  std::set<std::pair<std::string, std::uint16_t>> awaited;
+  std::set<host_port> awaited;
   /// A connect before CAF is asked for it: its host name looked up, then
   /// its port probed.
   struct pending_connect {
@@ -70,7 +73,7 @@ struct membership_state {
     std::chrono::steady_clock::time_point probe_started; ///< of the probe
   };
   /// The connects among `connecting` that CAF has not been asked for yet.
-  std::map<std::pair<std::string, std::uint16_t>, pending_connect> pending;
+  std::map<host_port, pending_connect> pending;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
   std::chrono::steady_clock::time_point started;

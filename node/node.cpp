@@ -70,8 +70,8 @@ node::~node() {
   await_actors();
 }
 
-static std::vector<std::pair<std::string, std::uint16_t>> parse_seeds(const std::vector<std::string>& seeds) {
-  std::vector<std::pair<std::string, std::uint16_t>> out;
+static std::vector<host_port> parse_seeds(const std::vector<std::string>& seeds) {
+  std::vector<host_port> out;
   for (auto& s : seeds) {
     auto colon = s.rfind(':');
     out.emplace_back(s.substr(0, colon), static_cast<std::uint16_t>(std::stoul(s.substr(colon + 1))));

@@ -128,40 +128,6 @@ struct durable_fixture : store_holder, node_fixture {
 
 } // namespace
 
-/// A user's node as a user actor sees it: its sockets write every frame
-/// (recorded), none (`closing`), or, `holding`, record them and answer
-/// confirmed writes only when told (`(caf::ok_atom, written)` answers all).
-enum class node_mode { writes, closing, holding };
-
-caf::behavior played_node(caf::event_based_actor* self,
-                          std::shared_ptr<std::vector<std::string>> texts, node_mode mode) {
-  auto held = std::make_shared<std::vector<caf::response_promise>>();
-  return {
-    [texts, mode](deliver_atom, const std::string&, const std::string& text) {
-      if (mode == node_mode::closing)
-        return std::uint64_t{0};
-      texts->push_back(text);
-      return std::uint64_t{1};
-    },
-    [self, texts, mode, held](deliver_atom, const std::string&, const std::string& text,
-                              confirm_atom) -> caf::result<std::uint64_t> {
-      if (mode == node_mode::closing)
-        return std::uint64_t{0};
-      texts->push_back(text);
-      if (mode == node_mode::writes)
-        return std::uint64_t{1};
-      held->push_back(self->make_response_promise());
-      return held->back();
-    },
-    [held](caf::ok_atom, std::uint64_t written) {
-      auto all = std::move(*held);
-      held->clear();
-      for (auto& rp : all)
-        rp.deliver(written);
-    },
-  };
-}
-
 /// The `data` of each private frame in `texts`.
 std::vector<std::string> data_of(const std::vector<std::string>& texts) {
   std::vector<std::string> out;

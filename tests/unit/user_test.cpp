@@ -368,35 +368,11 @@ CAF_TEST(a private message that bounces off a closing tab during a move reaches 
 
 CAF_TEST_FIXTURE_SCOPE_END()
 
-namespace {
-
-/// A user's node whose sockets answer confirmed writes only when told:
-/// `(caf::ok_atom, written)` answers every held write.
-caf::behavior holding_node(caf::event_based_actor* self,
-                           std::shared_ptr<std::vector<std::string>> texts) {
-  auto held = std::make_shared<std::vector<caf::response_promise>>();
-  return {
-    [self, texts, held](deliver_atom, const std::string&, const std::string& text, confirm_atom) {
-      texts->push_back(text);
-      held->push_back(self->make_response_promise());
-      return held->back();
-    },
-    [held](caf::ok_atom, std::uint64_t written) {
-      auto all = std::move(*held);
-      held->clear();
-      for (auto& rp : all)
-        rp.deliver(written);
-    },
-  };
-}
-
-} // namespace
-
 CAF_TEST_FIXTURE_SCOPE(user_adopt_tests, lone_user_fixture)
 
 CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fails) {
   auto texts = std::make_shared<std::vector<std::string>>();
-  auto node = sys.spawn(holding_node, texts);
+  auto node = sys.spawn(played_node, texts, node_mode::holding);
   auto bob = spawn_bob();
   // The move brings S1 and S2, which go out to the tab at once.
   adopt(bob, user_snapshot{"bob", {"S1", "S2"}, {node}});
@@ -421,7 +397,7 @@ CAF_TEST_FIXTURE_SCOPE(user_late_adopt_tests, lone_user_fixture)
 
 CAF_TEST(frames a predecessor hands on late keep their order ahead of the snapshot) {
   auto texts = std::make_shared<std::vector<std::string>>();
-  auto node = sys.spawn(holding_node, texts);
+  auto node = sys.spawn(played_node, texts, node_mode::holding);
   auto bob = spawn_bob();
   // The move brings S1 for an offline user; then two tabs refuse L1 and L2,
   // older than S1, one after the other.
@@ -456,7 +432,7 @@ CAF_TEST(a move hands on the whole inbox over the limits of the successor which 
                 caf::after(std::chrono::seconds{0}) >> [] { CAF_FAIL("no answer to publish"); });
   CAF_CHECK(refused);
   auto texts = std::make_shared<std::vector<std::string>>();
-  auto node = sys.spawn(holding_node, texts);
+  auto node = sys.spawn(played_node, texts, node_mode::holding);
   self->send(bob, attach_atom::value, node);
   sched.run();
   CAF_REQUIRE_EQUAL(texts->size(), 3u);
