@@ -1,23 +1,28 @@
-"""Private messages while the nodes that own the users crash or stop.
+"""Messages while the nodes that own the rooms and users crash or stop.
 
-A 3-node cluster; a sender and twelve recipients are all on n1, which is
-never stopped. The recipients connect and disconnect every 0.2-1.5 s, so a
-message finds its user online or offline; the sender sends one private
-message at a time, round robin, and counts the acknowledged ones. Meanwhile
-n2 or n3 (which own most users) is killed (`kill -9`) or stopped
-(SIGTERM) every 3-6 s and started again. At the end every recipient reads
-what is waiting for it, and every acknowledged message must have arrived.
+A 3-node cluster whose clients are all on n1, which is never stopped,
+while n2 and n3 in turn are killed (`kill -9`) or stopped (SIGTERM) every
+3-6 s and started again. Each test checks what the docs promise for it:
 
-- With RabbitMQ (a private rabbitmq-server, tests/integration/broker.py):
-  owners are killed; offline messages are stored durably.
-- Without a broker: owners stop gracefully; the in-memory inbox moves with
-  the user (a killed owner loses it, as documented).
+- Private messages (a sender and twelve recipients that reconnect every
+  0.2-1.5 s, so a message finds its user online or offline; one message at
+  a time, round robin): every acknowledged message arrives.
+  - With RabbitMQ (a private rabbitmq-server, tests/integration/broker.py),
+    owners are killed: stored messages survive them.
+  - Without a broker, owners stop gracefully: the in-memory inbox moves
+    with its user (a killed owner loses it, as documented).
+- Room messages (six rooms on n2 and n3, three members each and a publisher,
+  connected throughout):
+  - owners stopped (planned moves): every message once, in order, with no
+    seq gap and no new epoch;
+  - owners killed: every acknowledged message once, in publish order, seq
+    increasing within each epoch, and a fresh `joined` per restart.
 
 A recipient reads what arrived before the server's close after closing: a
 client that stops reading when it closes drops a frame the server wrote as
 the close crossed it (docs/protocol.md, "Delivery and order"), which is not
-a loss of the server's. Bounded: 30 s of traffic per test, at most ~100
-messages a second. SEED picks the chaos schedule (default 1).
+a loss of the server's. Bounded: CHAOS_SECONDS (30) of traffic per test,
+at most ~100 messages a second. SEED (1) seeds the timings.
 """
 
 import asyncio
@@ -30,26 +35,59 @@ import unittest
 
 import harness
 from broker import Broker
-from test_cluster import Cluster
+from test_cluster import Cluster, room_owned_by
 
 USERS = [f"u{i}" for i in range(12)]
 TRAFFIC_SECONDS = float(os.environ.get("CHAOS_SECONDS", "30"))
 
 
-class Run:
-    """One run's record: what was acknowledged, what arrived, what happened."""
+class Chaos:
+    """Stops n2 and n3 in turn, one every 3-6 s, and starts it again, until
+    `stop` is set."""
 
     def __init__(self, cluster, seed):
         self.cluster = cluster
         self.rng = random.Random(seed)
+        self.events = []
+        self.stop = asyncio.Event()
+
+    async def chaos(self, how):
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            await asyncio.sleep(self.rng.uniform(3, 6))
+            if self.stop.is_set():
+                break
+            i = 2 if self.events and self.events[-1].endswith("n2") else 1  # in turn
+            node = self.cluster.nodes[i]
+            self.events.append(f"{how} {node.node}")
+            if how == "kill":
+                os.kill(node.proc.pid, signal.SIGKILL)
+                await loop.run_in_executor(None, node.proc.wait)
+            else:
+                rc = await loop.run_in_executor(None, node.terminate)
+                if rc != 0:
+                    self.events.append(f"{node.node} exited with {rc}")
+            await asyncio.sleep(self.rng.uniform(0.5, 3))
+            node.stop()
+            self.cluster.nodes[i] = self.cluster._node(i)
+            await loop.run_in_executor(None, self.cluster.nodes[i].start)
+
+    async def settle(self):
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self.cluster.wait_members(3, timeout=20))
+
+
+class PrivateRun(Chaos):
+    """Private messages: what was acknowledged, what arrived, what happened."""
+
+    def __init__(self, cluster, seed):
+        super().__init__(cluster, seed)
         self.acked = {u: [] for u in USERS}
         self.got = {u: [] for u in USERS}
         self.online = {u: 0 for u in USERS}  # open connections right now
         self.acked_offline = 0  # acknowledged while the user had no connection
         self.refused = {}
         self.after_close = 0  # frames read after the client's own close
-        self.events = []
-        self.stop = asyncio.Event()
 
     def take(self, user, frame):
         if frame["type"] == "private":
@@ -111,25 +149,6 @@ class Run:
             await asyncio.sleep(0.01)
         await ws.close()
 
-    async def chaos(self, how):
-        loop = asyncio.get_running_loop()
-        while not self.stop.is_set():
-            await asyncio.sleep(self.rng.uniform(3, 6))
-            if self.stop.is_set():
-                break
-            i = self.rng.choice([1, 2])
-            node = self.cluster.nodes[i]
-            self.events.append(f"{how} {node.node}")
-            if how == "kill":
-                os.kill(node.proc.pid, signal.SIGKILL)
-                await loop.run_in_executor(None, node.proc.wait)
-            else:
-                await loop.run_in_executor(None, node.terminate)
-            await asyncio.sleep(self.rng.uniform(0.5, 3))
-            node.stop()
-            self.cluster.nodes[i] = self.cluster._node(i)
-            await loop.run_in_executor(None, self.cluster.nodes[i].start)
-
     async def final_read(self, node, user, seconds=8):
         ws = await node.connect(user=user)
         end = time.monotonic() + seconds
@@ -150,8 +169,7 @@ class Run:
         self.stop.set()
         await chaos
         await asyncio.gather(*tasks)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: self.cluster.wait_members(3, timeout=20))
+        await self.settle()
         await asyncio.gather(*[self.final_read(n1, u) for u in USERS])
 
     def missing(self):
@@ -177,6 +195,112 @@ class Run:
                 f"events {self.events}")
 
 
+class RoomRun(Chaos):
+    """Room messages: members stay connected to n1; the rooms live on n2 and n3."""
+
+    def __init__(self, cluster, seed):
+        super().__init__(cluster, seed)
+        nodes = ["n1", "n2", "n3"]
+        self.rooms = [room_owned_by(owner, nodes, prefix=f"chaos-{i}")
+                      for i, owner in enumerate(["n2", "n3"] * 3)]
+        self.acked = {r: [] for r in self.rooms}
+        self.refused = {}
+        # per member: the (epoch, seq, n) of every message, epochs from `joined`
+        self.seen = {}
+        self.epochs = {}
+
+    async def member(self, node, user, room, joined):
+        ws = await node.connect(user=user)
+        await ws.send(json.dumps({"type": "join", "room": room}))
+        key = (user, room)
+        self.seen[key], self.epochs[key] = [], []
+        epoch = None
+        joined.release()
+        try:
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "joined":
+                    epoch = frame["epoch"]
+                    self.epochs[key].append((epoch, frame["seq"]))
+                elif frame["type"] == "message":
+                    self.seen[key].append((epoch, frame["seq"], frame["data"]["n"]))
+        except asyncio.CancelledError:
+            await ws.close()
+            raise
+
+    async def publisher(self, node):
+        ws = await node.connect(user="publisher")
+        for room in self.rooms:
+            await ws.send(json.dumps({"type": "join", "room": room, "id": room}))
+        k = 0
+        while not self.stop.is_set():
+            room = self.rooms[k % len(self.rooms)]
+            k += 1
+            await ws.send(json.dumps({"type": "publish", "room": room, "data": {"n": k}, "id": k}))
+            answer = None
+            deadline = time.monotonic() + 20
+            while answer is None and time.monotonic() < deadline:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if frame.get("id") == k:
+                    answer = frame
+            if answer is not None and answer["type"] == "ack":
+                self.acked[room].append(k)
+            else:
+                self.refused[k] = answer and answer.get("code")
+            await asyncio.sleep(0.01)
+        await ws.close()
+
+    async def play(self, how):
+        n1 = self.cluster.nodes[0]
+        joined = asyncio.Semaphore(0)
+        members = [asyncio.create_task(self.member(n1, f"m{i}-{j}", room, joined))
+                   for i, room in enumerate(self.rooms) for j in range(3)]
+        for _ in members:
+            await joined.acquire()
+        await asyncio.sleep(1)  # the joins are answered
+        chaos = asyncio.create_task(self.chaos(how))
+        publisher = asyncio.create_task(self.publisher(n1))
+        await asyncio.sleep(TRAFFIC_SECONDS)
+        self.stop.set()
+        await asyncio.gather(chaos, publisher)
+        await self.settle()
+        await asyncio.sleep(2)  # the last messages arrive
+        for m in members:
+            m.cancel()
+        await asyncio.gather(*members, return_exceptions=True)
+
+    def problems(self, same_epoch):
+        """What a member missed, got twice or out of order, per member."""
+        found = {}
+        for (user, room), seen in self.seen.items():
+            ns = [n for _, _, n in seen]
+            issues = []
+            missing = sorted(set(self.acked[room]) - set(ns))
+            if missing:
+                issues.append(f"missing {missing[:10]}")
+            if len(ns) != len(set(ns)):
+                issues.append("duplicates")
+            if ns != sorted(ns):
+                issues.append("out of publish order")
+            for epoch in dict.fromkeys(e for e, _, _ in seen):
+                seqs = [q for e, q, _ in seen if e == epoch]
+                if any(b <= a for a, b in zip(seqs, seqs[1:])):
+                    issues.append(f"seq not increasing in epoch {epoch}")
+                if same_epoch and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+                    issues.append(f"seq gap in epoch {epoch}")
+            if same_epoch and len(self.epochs[(user, room)]) != 1:
+                issues.append(f"epochs {self.epochs[(user, room)]}")
+            if issues:
+                found[f"{user} in {room}"] = issues
+        return found
+
+    def summary(self):
+        acked = sum(len(v) for v in self.acked.values())
+        epochs = sum(len(e) for e in self.epochs.values())
+        return (f"acknowledged {acked}, refused {self.refused}, "
+                f"joined frames {epochs} for {len(self.epochs)} members, events {self.events}")
+
+
 class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
     """Starts the servers outside the event loop (they block while starting)."""
 
@@ -199,15 +323,19 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
         if self.broker:
             self.broker.cleanup()
 
-    async def play_and_check(self):
-        run = Run(self.cluster, self.seed)
+    async def check_private_messages(self):
+        run = PrivateRun(self.cluster, self.seed)
         await run.play(self.how)
         print(f"\n{self.how}, seed {self.seed}: {run.summary()}")
         acked = sum(len(v) for v in run.acked.values())
         self.assertGreater(acked, 500, run.summary())
         self.assertGreater(run.acked_offline, 50, run.summary())  # the inbox path ran
-        self.assertGreater(sum(e.startswith(self.how) for e in run.events), 2, run.summary())
+        self.check_chaos(run)
         self.assertEqual(run.missing(), {}, run.summary())
+
+    def check_chaos(self, run):
+        self.assertGreater(sum(e.startswith(self.how) for e in run.events), 2, run.summary())
+        self.assertFalse([e for e in run.events if "exited" in e], run.summary())
 
 
 class StoredMessages(ChaosTestCase):
@@ -215,13 +343,38 @@ class StoredMessages(ChaosTestCase):
     how = "kill"
 
     async def test_every_acknowledged_message_arrives_while_owners_are_killed(self):
-        await self.play_and_check()
+        await self.check_private_messages()
 
 
 class MemoryInbox(ChaosTestCase):
     async def test_every_acknowledged_message_arrives_while_owners_stop(self):
-        await self.play_and_check()
+        await self.check_private_messages()
 
+
+
+class Rooms(ChaosTestCase):
+    async def test_members_get_every_message_once_in_order_in_one_epoch_while_owners_stop(self):
+        run = RoomRun(self.cluster, self.seed)
+        await run.play(self.how)
+        print(f"\nrooms, {self.how}, seed {self.seed}: {run.summary()}")
+        self.assertGreater(sum(len(v) for v in run.acked.values()), 500, run.summary())
+        self.assertEqual(len(run.seen), 18, run.summary())
+        self.check_chaos(run)
+        self.assertEqual(run.problems(same_epoch=True), {}, run.summary())
+
+
+class RoomsOwnersKilled(ChaosTestCase):
+    how = "kill"
+
+    async def test_members_get_every_acknowledged_message_once_in_order(self):
+        run = RoomRun(self.cluster, self.seed)
+        await run.play(self.how)
+        print(f"\nrooms, {self.how}, seed {self.seed}: {run.summary()}")
+        self.assertGreater(sum(len(v) for v in run.acked.values()), 500, run.summary())
+        self.check_chaos(run)
+        # every member saw the rooms restart (a fresh joined per kill of their owner)
+        self.assertGreater(min(len(e) for e in run.epochs.values()), 1, run.summary())
+        self.assertEqual(run.problems(same_epoch=False), {}, run.summary())
 
 
 if __name__ == "__main__":
