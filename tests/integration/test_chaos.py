@@ -41,6 +41,20 @@ USERS = [f"u{i}" for i in range(12)]
 TRAFFIC_SECONDS = float(os.environ.get("CHAOS_SECONDS", "30"))
 
 
+async def answer_to(ws, request_id, seconds):
+    """The ack or error answering `request_id` (other frames are skipped), or
+    None if none came within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except asyncio.TimeoutError:
+            return None
+        if frame.get("id") == request_id:
+            return frame
+    return None
+
+
 class Chaos:
     """Stops n2 and n3 in turn, one every 3-6 s, and starts it again, until
     `stop` is set."""
@@ -50,6 +64,19 @@ class Chaos:
         self.rng = random.Random(seed)
         self.events = []
         self.stop = asyncio.Event()
+        self.acked = {}  # per user or room, the acknowledged requests' n
+        self.refused = {}  # n: error code
+
+    def book(self, what, n, answer, key):
+        """Records the answer to request `n` for `key`; True if acknowledged."""
+        if answer is None:
+            self.events.append(f"{what} {n}: no answer")
+        elif answer["type"] == "ack":
+            self.acked.setdefault(key, []).append(n)
+            return True
+        else:
+            self.refused[n] = answer.get("code")
+        return False
 
     async def chaos(self, how):
         loop = asyncio.get_running_loop()
@@ -86,7 +113,6 @@ class PrivateRun(Chaos):
         self.got = {u: [] for u in USERS}
         self.online = {u: 0 for u in USERS}  # open connections right now
         self.acked_offline = 0  # acknowledged while the user had no connection
-        self.refused = {}
         self.after_close = 0  # frames read after the client's own close
 
     def take(self, user, frame):
@@ -133,19 +159,8 @@ class PrivateRun(Chaos):
             k += 1
             offline = self.online[user] == 0
             await ws.send(json.dumps({"type": "send", "to": user, "data": {"n": k}, "id": k}))
-            answer = None
-            deadline = time.monotonic() + 15
-            while answer is None and time.monotonic() < deadline:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
-                if frame.get("id") == k:
-                    answer = frame
-            if answer is None:
-                self.events.append(f"send {k}: no answer in 15 s")
-            elif answer["type"] == "ack":
-                self.acked[user].append(k)
+            if self.book("send", k, await answer_to(ws, k, 15), user):
                 self.acked_offline += offline and self.online[user] == 0
-            else:
-                self.refused[k] = answer.get("code")
             await asyncio.sleep(0.01)
         await ws.close()
 
@@ -204,7 +219,6 @@ class RoomRun(Chaos):
         self.rooms = [room_owned_by(owner, nodes, prefix=f"chaos-{i}")
                       for i, owner in enumerate(["n2", "n3"] * 3)]
         self.acked = {r: [] for r in self.rooms}
-        self.refused = {}
         # per member: the (epoch, seq, n) of every message, epochs from `joined`
         self.seen = {}
         self.epochs = {}
@@ -237,16 +251,7 @@ class RoomRun(Chaos):
             room = self.rooms[k % len(self.rooms)]
             k += 1
             await ws.send(json.dumps({"type": "publish", "room": room, "data": {"n": k}, "id": k}))
-            answer = None
-            deadline = time.monotonic() + 20
-            while answer is None and time.monotonic() < deadline:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                if frame.get("id") == k:
-                    answer = frame
-            if answer is not None and answer["type"] == "ack":
-                self.acked[room].append(k)
-            else:
-                self.refused[k] = answer and answer.get("code")
+            self.book("publish", k, await answer_to(ws, k, 20), room)
             await asyncio.sleep(0.01)
         await ws.close()
 
