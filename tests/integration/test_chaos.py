@@ -6,7 +6,8 @@ while n2 and n3 in turn are killed (`kill -9`) or stopped (SIGTERM) every
 
 - Private messages (a sender and twelve recipients that reconnect every
   0.2-1.5 s, so a message finds its user online or offline; one message at
-  a time, round robin): every acknowledged message arrives.
+  a time, round robin, every other one through `POST /api/publish`): every
+  acknowledged message (202 for the API) arrives.
   - With RabbitMQ (a private rabbitmq-server, tests/integration/broker.py),
     owners are killed: stored messages survive them.
   - Without a broker, owners stop gracefully: the in-memory inbox moves
@@ -26,6 +27,7 @@ at most ~100 messages a second. SEED (1) seeds the timings.
 """
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -158,11 +160,27 @@ class PrivateRun(Chaos):
             user = USERS[k % len(USERS)]
             k += 1
             offline = self.online[user] == 0
-            await ws.send(json.dumps({"type": "send", "to": user, "data": {"n": k}, "id": k}))
-            if self.book("send", k, await answer_to(ws, k, 15), user):
+            if k % 2:
+                await ws.send(json.dumps({"type": "send", "to": user, "data": {"n": k}, "id": k}))
+                answer = await answer_to(ws, k, 15)
+            else:
+                answer = await self.post(node, user, k)
+            if self.book("send", k, answer, user):
                 self.acked_offline += offline and self.online[user] == 0
             await asyncio.sleep(0.01)
         await ws.close()
+
+    async def post(self, node, user, k):
+        """`POST /api/publish` to `user`, its answer as a WebSocket one (202 = ack)."""
+        body = {"user": user, "from": "sender", "data": {"n": k}}
+        call = functools.partial(node.http_json, "POST", "/api/publish", body, timeout=15)
+        try:
+            status, answer = await asyncio.get_running_loop().run_in_executor(None, call)
+        except OSError:
+            return None
+        if status == 202:
+            return {"type": "ack"}
+        return {"type": "error", "code": f"{status} {answer['error']['code']}"}
 
     async def final_read(self, node, user, seconds=8):
         ws = await node.connect(user=user)
