@@ -6,8 +6,9 @@ while n2 and n3 in turn are killed (`kill -9`) or stopped (SIGTERM) every
 
 - Private messages (a sender and twelve recipients that reconnect every
   0.2-1.5 s, so a message finds its user online or offline; one message at
-  a time, round robin, every other one through `POST /api/publish`): every
-  acknowledged message (202 for the API) arrives.
+  a time, round robin, in turn over WebSocket `send`, `POST /api/publish`
+  and, with a broker, AMQP `user.<U>`): every acknowledged message (202
+  for the API, a publisher confirm for AMQP) arrives.
   - With RabbitMQ (a private rabbitmq-server, tests/integration/broker.py),
     owners are killed: stored messages survive them.
   - Without a broker, owners stop gracefully: the in-memory inbox moves
@@ -27,6 +28,7 @@ at most ~100 messages a second. SEED (1) seeds the timings.
 """
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import os
@@ -34,6 +36,8 @@ import random
 import signal
 import time
 import unittest
+
+import pika
 
 import harness
 from broker import Broker
@@ -109,8 +113,11 @@ class Chaos:
 class PrivateRun(Chaos):
     """Private messages: what was acknowledged, what arrived, what happened."""
 
-    def __init__(self, cluster, seed):
+    def __init__(self, cluster, seed, broker=None):
         super().__init__(cluster, seed)
+        self.broker = broker  # then every third message comes over AMQP
+        self.amqp = None
+        self.amqp_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.acked = {u: [] for u in USERS}
         self.got = {u: [] for u in USERS}
         self.online = {u: 0 for u in USERS}  # open connections right now
@@ -160,11 +167,14 @@ class PrivateRun(Chaos):
             user = USERS[k % len(USERS)]
             k += 1
             offline = self.online[user] == 0
-            if k % 2:
+            path = k % (3 if self.broker else 2)
+            if path == 0:
                 await ws.send(json.dumps({"type": "send", "to": user, "data": {"n": k}, "id": k}))
                 answer = await answer_to(ws, k, 15)
-            else:
+            elif path == 1:
                 answer = await self.post(node, user, k)
+            else:
+                answer = await self.publish_amqp(user, k)
             if self.book("send", k, answer, user):
                 self.acked_offline += offline and self.online[user] == 0
             await asyncio.sleep(0.01)
@@ -181,6 +191,30 @@ class PrivateRun(Chaos):
         if status == 202:
             return {"type": "ack"}
         return {"type": "error", "code": f"{status} {answer['error']['code']}"}
+
+    async def publish_amqp(self, user, k):
+        """`user.<U>` into the exchange, persistent, with a publisher confirm
+        (= ack). One connection, used from one thread only (pika's rule)."""
+        def publish():
+            if self.amqp is None:
+                self.amqp = self.broker.connection()
+                self.amqp_channel = self.amqp.channel()
+                self.amqp_channel.confirm_delivery()
+            self.amqp_channel.basic_publish(
+                "roomcast", f"user.{user}", json.dumps({"n": k}).encode(),
+                pika.BasicProperties(delivery_mode=2, message_id=f"m{k}",
+                                     headers={"from": "sender"}),
+                mandatory=True)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.amqp_thread, publish)
+            return {"type": "ack"}
+        except pika.exceptions.AMQPError as e:
+            return {"type": "error", "code": f"amqp {e!r}"}
+
+    def close_amqp(self):
+        if self.amqp is not None:
+            self.amqp_thread.submit(self.amqp.close).result()
+        self.amqp_thread.shutdown()
 
     async def final_read(self, node, user, seconds=8):
         ws = await node.connect(user=user)
@@ -202,6 +236,7 @@ class PrivateRun(Chaos):
         self.stop.set()
         await chaos
         await asyncio.gather(*tasks)
+        self.close_amqp()
         await self.settle()
         await asyncio.gather(*[self.final_read(n1, u) for u in USERS])
 
@@ -211,7 +246,8 @@ class PrivateRun(Chaos):
 
     def out_of_order(self):
         """Messages that came after a newer one to the same user (reported only:
-        a message that bounced off a closing tab may come after newer ones)."""
+        a message that bounced off a closing tab may come after newer ones, and
+        one through AMQP takes another way than a `send`)."""
         count = 0
         for u in USERS:
             newest = 0
@@ -347,7 +383,7 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
             self.broker.cleanup()
 
     async def check_private_messages(self):
-        run = PrivateRun(self.cluster, self.seed)
+        run = PrivateRun(self.cluster, self.seed, self.broker)
         await run.play(self.how)
         print(f"\n{self.how}, seed {self.seed}: {run.summary()}")
         acked = sum(len(v) for v in run.acked.values())
