@@ -393,7 +393,8 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(run.missing(), {}, run.summary())
 
     def check_chaos(self, run):
-        self.assertGreater(sum(e.startswith(self.how) for e in run.events), 2, run.summary())
+        # n2 and n3 both (in turn): at least two in 30 s, at most 10 s each
+        self.assertGreaterEqual(sum(e.startswith(self.how) for e in run.events), 2, run.summary())
         self.assertFalse([e for e in run.events if "exited" in e], run.summary())
 
 
