@@ -33,7 +33,6 @@ import functools
 import json
 import os
 import random
-import signal
 import time
 import unittest
 
@@ -73,6 +72,9 @@ class Chaos:
         self.acked = {}  # per user or room, the acknowledged requests' n
         self.refused = {}  # n: error code
 
+    def acknowledged(self):
+        return sum(len(v) for v in self.acked.values())
+
     def book(self, what, n, answer, key):
         """Records the answer to request `n` for `key`; True if acknowledged."""
         if answer is None:
@@ -94,8 +96,7 @@ class Chaos:
             node = self.cluster.nodes[i]
             self.events.append(f"{how} {node.node}")
             if how == "kill":
-                os.kill(node.proc.pid, signal.SIGKILL)
-                await loop.run_in_executor(None, node.proc.wait)
+                await loop.run_in_executor(None, node.kill)
             else:
                 rc = await loop.run_in_executor(None, node.terminate)
                 if rc != 0:
@@ -137,18 +138,21 @@ class PrivateRun(Chaos):
                 await asyncio.sleep(0.3)
                 continue
             self.online[user] += 1
-            end = time.monotonic() + self.rng.uniform(0.2, 1.5)
             try:
-                while (left := end - time.monotonic()) > 0:
-                    try:
-                        self.take(user, json.loads(await asyncio.wait_for(ws.recv(), left)))
-                    except asyncio.TimeoutError:
-                        break
+                await self.read_for(ws, user, self.rng.uniform(0.2, 1.5))
             finally:
                 self.online[user] -= 1
                 await ws.close()
             await self.read_after_close(ws, user)
             await asyncio.sleep(self.rng.uniform(0.2, 1.5))
+
+    async def read_for(self, ws, user, seconds):
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                self.take(user, json.loads(await asyncio.wait_for(ws.recv(), left)))
+            except asyncio.TimeoutError:
+                break
 
     async def read_after_close(self, ws, user):
         """websockets keeps the frames that came before the server's close."""
@@ -218,12 +222,7 @@ class PrivateRun(Chaos):
 
     async def final_read(self, node, user, seconds=8):
         ws = await node.connect(user=user)
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            try:
-                self.take(user, json.loads(await asyncio.wait_for(ws.recv(), left)))
-            except asyncio.TimeoutError:
-                break
+        await self.read_for(ws, user, seconds)
         await ws.close()
         await self.read_after_close(ws, user)
 
@@ -257,8 +256,7 @@ class PrivateRun(Chaos):
         return count
 
     def summary(self):
-        acked = sum(len(v) for v in self.acked.values())
-        return (f"acknowledged {acked} ({self.acked_offline} while offline), "
+        return (f"acknowledged {self.acknowledged()} ({self.acked_offline} while offline), "
                 f"refused {self.refused}, out of order {self.out_of_order()}, "
                 f"read after the client's close {self.after_close}, "
                 f"events {self.events}")
@@ -354,9 +352,8 @@ class RoomRun(Chaos):
         return found
 
     def summary(self):
-        acked = sum(len(v) for v in self.acked.values())
         epochs = sum(len(e) for e in self.epochs.values())
-        return (f"acknowledged {acked}, refused {self.refused}, "
+        return (f"acknowledged {self.acknowledged()}, refused {self.refused}, "
                 f"joined frames {epochs} for {len(self.epochs)} members, events {self.events}")
 
 
@@ -386,8 +383,7 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
         run = PrivateRun(self.cluster, self.seed, self.broker)
         await run.play(self.how)
         print(f"\n{self.how}, seed {self.seed}: {run.summary()}")
-        acked = sum(len(v) for v in run.acked.values())
-        self.assertGreater(acked, 500, run.summary())
+        self.assertGreater(run.acknowledged(), 500, run.summary())
         self.assertGreater(run.acked_offline, 50, run.summary())  # the inbox path ran
         self.check_chaos(run)
         self.assertEqual(run.missing(), {}, run.summary())
@@ -396,6 +392,14 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
         # n2 and n3 both (in turn): at least two in 30 s, at most 10 s each
         self.assertGreaterEqual(sum(e.startswith(self.how) for e in run.events), 2, run.summary())
         self.assertFalse([e for e in run.events if "exited" in e], run.summary())
+
+    async def played_rooms(self):
+        run = RoomRun(self.cluster, self.seed)
+        await run.play(self.how)
+        print(f"\nrooms, {self.how}, seed {self.seed}: {run.summary()}")
+        self.assertGreater(run.acknowledged(), 500, run.summary())
+        self.check_chaos(run)
+        return run
 
 
 class StoredMessages(ChaosTestCase):
@@ -411,15 +415,10 @@ class MemoryInbox(ChaosTestCase):
         await self.check_private_messages()
 
 
-
 class Rooms(ChaosTestCase):
     async def test_members_get_every_message_once_in_order_in_one_epoch_while_owners_stop(self):
-        run = RoomRun(self.cluster, self.seed)
-        await run.play(self.how)
-        print(f"\nrooms, {self.how}, seed {self.seed}: {run.summary()}")
-        self.assertGreater(sum(len(v) for v in run.acked.values()), 500, run.summary())
+        run = await self.played_rooms()
         self.assertEqual(len(run.seen), 18, run.summary())
-        self.check_chaos(run)
         self.assertEqual(run.problems(same_epoch=True), {}, run.summary())
 
 
@@ -427,11 +426,7 @@ class RoomsOwnersKilled(ChaosTestCase):
     how = "kill"
 
     async def test_members_get_every_acknowledged_message_once_in_order(self):
-        run = RoomRun(self.cluster, self.seed)
-        await run.play(self.how)
-        print(f"\nrooms, {self.how}, seed {self.seed}: {run.summary()}")
-        self.assertGreater(sum(len(v) for v in run.acked.values()), 500, run.summary())
-        self.check_chaos(run)
+        run = await self.played_rooms()
         # every member saw the rooms restart (a fresh joined per kill of their owner)
         self.assertGreater(min(len(e) for e in run.epochs.values()), 1, run.summary())
         self.assertEqual(run.problems(same_epoch=False), {}, run.summary())
