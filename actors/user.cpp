@@ -45,6 +45,8 @@ using self_ptr = caf::stateful_actor<user_state>*;
 using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
+/// A live frame not written by then counts as delivered, as it did before
+/// writes were confirmed (its reader is behind; the session may still write it).
 constexpr auto deliver_timeout = std::chrono::seconds{5};
 /// Waiting frames wait for their socket write however long it takes: every
 /// one is answered, written or not (the session reports the frames it drops
@@ -185,25 +187,61 @@ void keep_or_store(self_ptr self, std::string text) {
   });
 }
 
-/// Sends one private frame to every node in `nodes`. If no node had a
-/// connection of the user any more (it left meanwhile), the frame goes back
-/// to the inbox rather than being lost.
+/// Ends the live frames at the front that are settled, in the order they
+/// were sent: one that no socket wrote is kept for the next connection.
+void release_live(self_ptr self) {
+  auto& st = self->state;
+  auto& live = *st.live;
+  std::size_t n = 0;
+  for (; n < live.frames.size(); ++n) {
+    auto& f = live.frames[n];
+    if (!f.written && f.pending > 0)
+      break;
+    if (!f.written)
+      keep_or_store(self, std::move(f.text));
+  }
+  live.frames.erase(live.frames.begin(), live.frames.begin() + static_cast<std::ptrdiff_t>(n));
+  live.first += n;
+  st.busy -= static_cast<std::uint32_t>(n);
+  if (live.frames.empty()) {
+    st.live = nullptr;
+    arm_idle_timer(self);
+  }
+}
+
+/// A node's answer for live frame `seq`: whether a socket of the user wrote it.
+void settle_live(self_ptr self, std::uint64_t seq, bool written) {
+  auto& st = self->state;
+  if (!st.live || seq < st.live->first)
+    return; // settled already: another node wrote it
+  auto& f = st.live->frames[seq - st.live->first];
+  f.written = f.written || written;
+  --f.pending;
+  if (seq == st.live->first)
+    release_live(self);
+}
+
+/// Sends one private frame to every node in `nodes`, each answering once a
+/// socket of the user wrote it (or none could). If none did (the user's
+/// connections closed: its client's close or a slow consumer's dropped the
+/// queue), the frame goes back to the inbox rather than being lost.
 void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::string& text) {
-  struct tally {
-    std::size_t pending;
-    std::uint64_t written = 0;
-  };
-  auto t = std::make_shared<tally>(tally{nodes.size()});
-  auto settle = [self, t, text](std::uint64_t written) {
-    t->written += written;
-    if (--t->pending == 0 && t->written == 0)
-      keep_or_store(self, text);
-  };
+  auto& st = self->state;
+  if (!st.live)
+    st.live = std::make_unique<user_state::live_frames>();
+  auto seq = st.live->first + st.live->frames.size();
+  st.live->frames.push_back({text, nodes.size()});
+  ++st.busy;
   for (auto& node : nodes) {
     count_if_remote(self, node, kind::user);
-    self->request(node, deliver_timeout, deliver_atom::value, self->state.user, text)
-      .then([settle](std::uint64_t written) { settle(written); },
-            [settle](caf::error&) { settle(0); });
+    self->request(node, deliver_timeout, deliver_atom::value, st.user, text, confirm_atom::value)
+      .then([self, seq](std::uint64_t written) { settle_live(self, seq, written > 0); },
+            [self, seq](caf::error& err) {
+              // Unanswered (a reader behind): the session still holds the
+              // frame and may write it, so sending it again could duplicate
+              // it. Any other error: the node did not take it.
+              settle_live(self, seq, err == caf::sec::request_timeout);
+            });
   }
 }
 

@@ -100,13 +100,30 @@ struct user_state {
   };
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;
+  /// Live private frames on their way to the user's sockets, oldest first,
+  /// until every node answered or one wrote the frame. One that no socket
+  /// wrote goes to the inbox (or the store) in the order it was sent,
+  /// whatever order the answers come in (a closing session reports its
+  /// queued frames before the one it was writing).
+  struct live_frame {
+    std::string text;
+    std::size_t pending; ///< nodes that have not answered
+    bool written = false;
+  };
+  struct live_frames {
+    std::uint64_t first = 0; ///< the number of `frames.front()`
+    std::vector<live_frame> frames;
+  };
+  /// Null while none is on its way (a pointer: one word per idle user).
+  std::unique_ptr<live_frames> live;
   /// Frames at the inbox's front that a predecessor handed on late: later
   /// late ones go behind them (and ahead of the rest).
   std::size_t late_ahead = 0;
   /// Stores of newer messages not confirmed yet: messages that come
   /// meanwhile are stored behind them too, so none overtakes them.
   std::uint32_t storing = 0;
-  /// Store requests and confirmed deliveries in flight (no idle stop).
+  /// Store requests and confirmed deliveries in flight, live frames
+  /// included (no idle stop; a moved actor waits for them).
   std::uint32_t busy = 0;
   /// With a store: stored frames are being written to the user's nodes;
   /// newer messages are stored behind them meanwhile.
@@ -160,7 +177,9 @@ struct user_state {
 ///   user, or for the node's offline users, until it has drained below them.
 ///
 /// Guarantee: private messages reach every connection in the order they
-/// were accepted, inbox first. The inbox is memory only: it survives a
+/// were accepted, inbox first. A live one counts as delivered once a socket
+/// wrote it (or after `deliver_timeout` without an answer: its reader is
+/// behind); one that no socket wrote goes to the inbox like a waiting one. The inbox is memory only: it survives a
 /// planned move (a message a closing tab refuses during the move follows
 /// to the successor), not the crash of the owner node.
 ///

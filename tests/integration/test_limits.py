@@ -253,6 +253,30 @@ class SlowConsumerBytesTest(harness.ServerTestCase):
                          {"type": "pong", "id": "after"})
         self.assertEqual(self.server.closes("slow_consumer"), before)
 
+    async def test_private_messages_a_slow_consumer_was_not_sent_wait_for_its_next_connection(self):
+        # Live private messages queued for a reader that is closed as a slow
+        # consumer go back to the inbox. Before, the frames dropped with its
+        # queue were lost: a private message counted as delivered once queued.
+        user = self.unique("slowpriv")
+        slow = await self.client(user, max_queue=1, read_limit=16384)
+        before = self.server.closes("slow_consumer")
+        blob = "p" * self.payload_bytes
+        for i in range(self.publishes):
+            self.assertEqual(self.server.publish_api({"user": user, "data": [i, blob]}),
+                             (202, {"ok": True}))
+        code, reason, frames = await wait_closed(slow, timeout=30)
+        self.assertEqual((code, reason), (1008, "slow_consumer"))
+        self.assertEqual(self.server.closes("slow_consumer"), before + 1)
+        first = [json.loads(f)["data"][0] for f in frames]
+        self.assertLess(len(first), self.publishes)
+        again = await self.client(user)
+        rest = [(await expect(again, "private", timeout=10))["data"][0]
+                for _ in range(self.publishes - len(first))]
+        # Every message once, in order: what the first connection read, then the rest.
+        self.assertEqual(first + rest, list(range(self.publishes)))
+        self.assertEqual(await request(again, {"type": "ping", "id": "end"}, "pong"),
+                         {"type": "pong", "id": "end"})
+
 
 class SlowConsumerFramesTest(SlowConsumerBytesTest):
     """The outgoing frame limit: 4 frames queued (byte limit out of reach)."""

@@ -45,10 +45,13 @@ public:
     written(ok);
   }
   /// The socket writes (records) the oldest held frame, or fails to.
-  void settle_oldest(bool write) {
-    CAF_REQUIRE(!held.empty());
-    auto [text, written] = std::move(held.front());
-    held.erase(held.begin());
+  void settle_oldest(bool write) { settle_at(0, write); }
+  /// The same for the held frame at `index` (a closing session reports its
+  /// queued frames before the one it was writing).
+  void settle_at(std::size_t index, bool write) {
+    CAF_REQUIRE_LESS(index, held.size());
+    auto [text, written] = std::move(held[index]);
+    held.erase(held.begin() + static_cast<std::ptrdiff_t>(index));
     if (write)
       frames.push_back(std::move(text));
     written(write);
