@@ -5,7 +5,8 @@ clients connect to different nodes. Covers: fan-out to members on every
 node exactly once and in order, private messages and broadcast across
 nodes, one inter-node message per other node per publish, kill -9 of a
 room's owner, a frozen node (also one known only through the seed), a
-node joining and one leaving under traffic, a seed whose name the resolver
+node joining and one leaving under traffic, live private messages a remote
+tab closed as a slow consumer did not get, a seed whose name the resolver
 never answers for, and one whose address never answers.
 """
 
@@ -21,7 +22,7 @@ import time
 import unittest
 
 import harness
-from harness import Server, expect, free_port, next_of_type, recv_json
+from harness import Server, expect, free_port, next_of_type, recv_json, wait_closed
 
 
 MASK = (1 << 64) - 1
@@ -629,6 +630,34 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
             got.append((await expect(reader, "private", timeout=15))["data"]["n"])
         self.assertEqual(got, list(range(count)))
 
+
+
+class SlowConsumerAcrossNodes(ClusterTestCase):
+    """A reader on another node than its user's owner, closed as a slow
+    consumer while live private messages are queued for it."""
+
+    nodes = 2
+    extra_args = ("--max-queue-frames", "4")
+
+    async def test_privates_the_remote_tab_did_not_write_wait_for_the_next_connection(self):
+        n1, n2 = self.cluster.nodes
+        user = room_owned_by("n1", ["n1", "n2"], prefix="slowpriv")
+        reader = await n2.connect(user=user, max_queue=1, read_limit=16384)
+        self.clients.append(reader)
+        await asyncio.sleep(0.3)  # n2 attaches to the user's owner
+        count, pad = 250, "p" * 60000  # ~15 MB: more than the socket buffers hold
+        for i in range(count):
+            self.assertEqual(n1.publish_api({"user": user, "data": [i, pad]}),
+                             (202, {"ok": True}))
+        code, reason, frames = await wait_closed(reader, timeout=30)
+        self.assertEqual((code, reason), (1008, "slow_consumer"))
+        first = [json.loads(f)["data"][0] for f in frames]
+        self.assertLess(len(first), count)
+        again = await n1.connect(user=user)
+        self.clients.append(again)
+        rest = [(await expect(again, "private", timeout=10))["data"][0]
+                for _ in range(count - len(first))]
+        self.assertEqual(first + rest, list(range(count)))
 
 def join_beside_a_dead_seed(test, dead_seed, wrapper=()):
     """Starts a live seed and a node seeded with `dead_seed` first, then the
