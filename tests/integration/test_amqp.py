@@ -22,7 +22,7 @@ import websockets.exceptions
 
 import harness
 from broker import Broker, free_port
-from harness import Server, expect, expect_silence, next_of_type, recv_json
+from harness import Server, expect, expect_silence, next_of_type, recv_json, wait_closed
 from test_cluster import Cluster, owner_of
 
 
@@ -342,6 +342,30 @@ class AmqpDurableTest(BrokerTestCase):
         self.assertEqual([f["data"][0] for f in got], list(range(100)))
         self.assertEqual(self.broker.wait_depth(inbox(user), 0), 0)
         self.assertEqual(node.closes("slow_consumer"), before)
+
+    async def test_live_messages_a_slow_consumer_did_not_get_are_stored_for_its_next_connection(self):
+        # Queued live private messages dropped with the queue of a reader
+        # closed as a slow consumer go to the user's queue, in order.
+        c = self.cluster(1, "--max-queue-frames", "4")
+        node = c.nodes[0]
+        user = "slow-live"
+        reader = await node.connect(user=user, max_queue=1, read_limit=16384)
+        self.clients.append(reader)
+        count, blob = 250, "s" * 60000  # ~15 MB: more than the socket buffers hold
+        for i in range(count):
+            self.assertEqual(node.publish_api({"user": user, "data": [i, blob]}),
+                             (202, {"ok": True}))
+        code, reason, frames = await wait_closed(reader, timeout=30)
+        self.assertEqual((code, reason), (1008, "slow_consumer"))
+        first = [json.loads(f)["data"][0] for f in frames]
+        left = count - len(first)
+        self.assertGreater(left, 0)
+        self.assertEqual(self.broker.wait_depth(inbox(user), left), left)
+        ws = await self.client(node, user)
+        got = [await expect(ws, "private", timeout=10) for _ in range(left)]
+        self.assertEqual(first + [f["data"][0] for f in got], list(range(count)))
+        self.assertEqual(len({f["id"] for f in got}), left)
+        self.assertEqual(self.broker.wait_depth(inbox(user), 0), 0)
 
     async def test_100_offline_messages_from_websocket_and_amqp_arrive_in_order_once(self):
         c = self.cluster()
