@@ -45,12 +45,10 @@ using self_ptr = caf::stateful_actor<user_state>*;
 using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
-/// A live frame not written by then counts as delivered, as it did before
-/// writes were confirmed (its reader is behind; the session may still write it).
-constexpr auto deliver_timeout = std::chrono::seconds{5};
-/// Waiting frames wait for their socket write however long it takes: every
-/// one is answered, written or not (the session reports the frames it drops
-/// when it closes, and the node watch a registry that ended). A timeout
+/// Waiting and live frames wait for their socket write however long it
+/// takes: every one is answered, written or not (the session reports the
+/// frames it drops when it closes, and the node watch a registry that
+/// ended). A timeout
 /// would send again a frame the session may still write: a duplicate, and
 /// out of order (a reader paused for 30 s got 17 of 600 twice).
 constexpr auto write_timeout = caf::infinite;
@@ -195,7 +193,7 @@ void release_live(self_ptr self) {
   std::size_t n = 0;
   for (; n < live.frames.size(); ++n) {
     auto& f = live.frames[n];
-    if (!f.written && f.pending > 0)
+    if (!f.written && !f.waiting.empty())
       break;
     if (!f.written)
       keep_or_store(self, std::move(f.text));
@@ -209,16 +207,30 @@ void release_live(self_ptr self) {
   }
 }
 
-/// A node's answer for live frame `seq`: whether a socket of the user wrote it.
-void settle_live(self_ptr self, std::uint64_t seq, bool written) {
+/// Node `node`'s answer for live frame `seq`: whether a socket of the user
+/// wrote it.
+void settle_live(self_ptr self, std::uint64_t seq, const caf::actor_addr& node, bool written) {
   auto& st = self->state;
   if (!st.live || seq < st.live->first)
     return; // settled already: another node wrote it
   auto& f = st.live->frames[seq - st.live->first];
+  auto it = std::find(f.waiting.begin(), f.waiting.end(), node);
+  if (it == f.waiting.end())
+    return; // the node ended before it answered
+  f.waiting.erase(it);
   f.written = f.written || written;
-  --f.pending;
-  if (seq == st.live->first)
-    release_live(self);
+  release_live(self);
+}
+
+/// A node with live frames on their way ended: its answers will not come,
+/// so each such frame counts as not written there (one it wrote but did
+/// not confirm is then delivered again, as for waiting frames).
+void abandon_live_on(self_ptr self, const caf::actor_addr& node) {
+  if (!self->state.live)
+    return;
+  for (auto& f : self->state.live->frames)
+    f.waiting.erase(std::remove(f.waiting.begin(), f.waiting.end(), node), f.waiting.end());
+  release_live(self);
 }
 
 /// Sends one private frame to every node in `nodes`, each answering once a
@@ -230,18 +242,17 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   if (!st.live)
     st.live = std::make_unique<user_state::live_frames>();
   auto seq = st.live->first + st.live->frames.size();
-  st.live->frames.push_back({text, nodes.size()});
+  user_state::live_frame f{text, {}};
+  for (auto& node : nodes)
+    f.waiting.push_back(node.address());
+  st.live->frames.push_back(std::move(f));
   ++st.busy;
   for (auto& node : nodes) {
     count_if_remote(self, node, kind::user);
-    self->request(node, deliver_timeout, deliver_atom::value, st.user, text, confirm_atom::value)
-      .then([self, seq](std::uint64_t written) { settle_live(self, seq, written > 0); },
-            [self, seq](caf::error& err) {
-              // Unanswered (a reader behind): the session still holds the
-              // frame and may write it, so sending it again could duplicate
-              // it. Any other error: the node did not take it.
-              settle_live(self, seq, err == caf::sec::request_timeout);
-            });
+    auto n = node.address();
+    self->request(node, write_timeout, deliver_atom::value, st.user, text, confirm_atom::value)
+      .then([self, seq, n](std::uint64_t written) { settle_live(self, seq, n, written > 0); },
+            [self, seq, n](caf::error&) { settle_live(self, seq, n, false); });
   }
 }
 
@@ -601,6 +612,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
   self->set_down_handler([self](caf::down_msg& dm) {
     remove_node(self, dm.source);
     abandon_batch_on(self, dm.source);
+    abandon_live_on(self, dm.source);
   });
   return {
     [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {

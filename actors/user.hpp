@@ -101,13 +101,13 @@ struct user_state {
   std::shared_ptr<drain_batch> batch;
   std::shared_ptr<drain_batch> memory_batch;
   /// Live private frames on their way to the user's sockets, oldest first,
-  /// until every node answered or one wrote the frame. One that no socket
-  /// wrote goes to the inbox (or the store) in the order it was sent,
-  /// whatever order the answers come in (a closing session reports its
-  /// queued frames before the one it was writing).
+  /// until one node wrote the frame or every node answered (or ended). One
+  /// that no socket wrote goes to the inbox (or the store) in the order it
+  /// was sent, whatever order the answers come in (a closing session
+  /// reports its queued frames before the one it was writing).
   struct live_frame {
     std::string text;
-    std::size_t pending; ///< nodes that have not answered
+    std::vector<caf::actor_addr> waiting; ///< nodes that have not answered
     bool written = false;
   };
   struct live_frames {
@@ -178,8 +178,8 @@ struct user_state {
 ///
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. A live one counts as delivered once a socket
-/// wrote it (or after `deliver_timeout` without an answer: its reader is
-/// behind); one that no socket wrote goes to the inbox like a waiting one. The inbox is memory only: it survives a
+/// wrote it, however long that takes; one that no socket wrote (or whose
+/// nodes all ended before saying) goes to the inbox like a waiting one. The inbox is memory only: it survives a
 /// planned move (a message a closing tab refuses during the move follows
 /// to the successor), not the crash of the owner node.
 ///

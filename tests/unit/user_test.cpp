@@ -185,8 +185,9 @@ CAF_TEST(a live private message whose write takes long is not sent twice) {
   auto b = connect("bob", {}, link);
   frame(a, send_to("bob", "slow"));
   CAF_REQUIRE_EQUAL(link->held.size(), 1u);
-  sched.trigger_timeouts(); // the reader is behind: counted as delivered
+  sched.trigger_timeouts(); // the reader is behind: waited for
   sched.run();
+  CAF_CHECK(link->frames.empty());
   link->settle_oldest(true); // written at last
   sched.run();
   CAF_CHECK_EQUAL(link->frames.size(), 1u);
@@ -459,6 +460,32 @@ CAF_TEST(frames a predecessor hands on stay ahead of a batch in flight that fail
   self->send(node, caf::ok_atom::value, std::uint64_t{1});
   sched.run();
   stop({bob, node});
+}
+
+CAF_TEST(live frames a registry had not confirmed when it ended wait for the next connection in order) {
+  auto texts = std::make_shared<std::vector<std::string>>();
+  auto node = sys.spawn(played_node, texts, node_mode::holding);
+  auto bob = spawn_bob();
+  self->send(bob, attach_atom::value, node);
+  sched.run();
+  for (auto data : {R"("L1")", R"("L2")"}) {
+    envelope env;
+    env.from = "alice";
+    env.data = data;
+    self->send(bob, caf::publish_atom::value, env);
+  }
+  sched.run();
+  CAF_REQUIRE_EQUAL(texts->size(), 2u); // on their way, unconfirmed
+  self->send_exit(node, caf::exit_reason::kill); // its node failed
+  sched.run();
+  auto next = std::make_shared<std::vector<std::string>>();
+  auto other = sys.spawn(played_node, next, node_mode::writes);
+  self->send(bob, attach_atom::value, other);
+  sched.run();
+  CAF_REQUIRE_EQUAL(next->size(), 2u);
+  CAF_CHECK(next->at(0).find("L1") != std::string::npos);
+  CAF_CHECK(next->at(1).find("L2") != std::string::npos);
+  stop({bob, other});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
