@@ -310,6 +310,22 @@ void contact_seeds(self_ptr self) {
   }
 }
 
+/// Asks one member, a different one each time, for the members it knows.
+/// A node this one was told of but could not connect to then (its name did
+/// not resolve yet, its port did not answer, its handshake timed out) is
+/// named again and tried again: without this, two nodes that know only a
+/// seed stayed apart for good after one failed connect.
+void ask_a_member(self_ptr self) {
+  auto& st = self->state;
+  if (st.members.empty() || st.leaving)
+    return;
+  auto it = st.members.upper_bound(st.last_asked);
+  if (it == st.members.end())
+    it = st.members.begin();
+  st.last_asked = it->first;
+  say_hello(self, it->second.membership);
+}
+
 } // namespace
 
 caf::behavior membership(caf::stateful_actor<membership_state>* self, membership_config cfg) {
@@ -335,6 +351,7 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
     [self](caf::tick_atom) {
       contact_seeds(self);
       update_joined(self);
+      ask_a_member(self);
       self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
     },
     [self](lookup_atom, const std::string& host, std::uint16_t port) {

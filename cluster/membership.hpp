@@ -76,6 +76,7 @@ struct membership_state {
   std::map<host_port, pending_connect> pending;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
+  std::string last_asked; ///< the member asked for its members last (one a second, in turn)
   std::chrono::steady_clock::time_point started;
   static inline const char* name = "membership";
 };
@@ -84,7 +85,9 @@ struct membership_state {
 /// on the cluster port (CAF remoting). It connects to the seeds (retrying
 /// every second while they are absent), exchanges member lists, and connects to
 /// every member it hears of, so every node is connected to every other (a
-/// full mesh). Host names are looked up and ports probed without blocking
+/// full mesh). Every second it asks one member, in turn, for the members it
+/// knows, so a member it could not reach when it first heard of it (a name
+/// that did not resolve yet) is tried again. Host names are looked up and ports probed without blocking
 /// (name_lookup, connect_probe) before CAF, whose connect blocks its only
 /// thread, is asked: a seed whose name does not resolve, or whose address
 /// does not answer, delays no other. It declares a node down when its

@@ -7,7 +7,8 @@ nodes, one inter-node message per other node per publish, kill -9 of a
 room's owner, a frozen node (also one known only through the seed), a
 node joining and one leaving under traffic, live private messages a remote
 tab closed as a slow consumer did not get, a seed whose name the resolver
-never answers for, and one whose address never answers.
+never answers for, one whose address never answers, and a member whose
+name resolves only after the others heard of it.
 """
 
 import asyncio
@@ -785,6 +786,60 @@ class SilentNameServer(unittest.TestCase):
         # joined meanwhile, and the stop is not held up by it either.
         join_beside_a_dead_seed(self, f"{self.SLOW_NAME}:{harness.free_port()}", self.wrapper)
 
+
+
+class LateName(unittest.TestCase):
+    """n2 and n3 advertise host names that neither can resolve yet when they
+    hear of each other from their only seed, n1 (containers whose DNS
+    entries come late). Before, each tried once and they stayed apart for
+    good."""
+
+    NAMES = ("n2.roomcast-test", "n3.roomcast-test")
+
+    def setUp(self):
+        self.hosts = self.temp_file(".hosts", "127.0.0.1 localhost\n")
+        nsswitch = self.temp_file(".nsswitch.conf", "hosts: files\n")  # no DNS to wait for
+        self.wrapper = ["unshare", "-m", "sh", "-c",
+                        'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf'
+                        ' && shift && exec "$@"', self.hosts, nsswitch]
+        probe = subprocess.run(self.wrapper + ["getent", "hosts", self.NAMES[0]],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if probe.returncode not in (0, 2):
+            self.skipTest(f"cannot run in a mount namespace (unshare -m, mount --bind): "
+                          f"{probe.stderr.strip()}")
+        self.assertEqual(probe.returncode, 2, probe.stdout)  # the premise: not found
+
+    def temp_file(self, suffix, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def node(self, name, port, seed, *extra):
+        node = Server("--cluster-port", port, "--seeds", f"{harness.HOST}:{seed}",
+                      "--failure-timeout", "2s", *extra, node_name=name)
+        self.addCleanup(node.stop)
+        return node
+
+    def test_members_whose_names_resolve_late_connect_once_they_do(self):
+        p1, p2, p3 = harness.free_ports(3)
+        n1 = self.node("n1", p1, p1)
+        n2 = self.node("n2", p2, p1, "--cluster-advertise", self.NAMES[0])
+        n3 = self.node("n3", p3, p1, "--cluster-advertise", self.NAMES[1])
+        for node in (n2, n3):
+            node.args = self.wrapper + node.args
+        for node in (n1, n2, n3):
+            node.start()
+        self.assertEqual(n1.wait_metric("roomcast_cluster_members", 3, timeout=10), 3, n1.log())
+        time.sleep(3)  # n2 and n3 have heard of each other from n1, and given up on the names
+        self.assertEqual(n2.metric("roomcast_cluster_members"), 2, n2.log())
+        self.assertEqual(n3.metric("roomcast_cluster_members"), 2, n3.log())
+        with open(self.hosts, "a") as f:  # in place: the mounts show the same file
+            f.write("".join(f"127.0.0.1 {name}\n" for name in self.NAMES))
+        for node in (n2, n3):
+            self.assertEqual(node.wait_metric("roomcast_cluster_members", 3, timeout=10), 3,
+                             node.log())
 
 if __name__ == "__main__":
     harness.main()
