@@ -185,8 +185,36 @@ void keep_or_store(self_ptr self, std::string text) {
   });
 }
 
+/// Stores a new private message durably, behind any stored before it, and
+/// answers `rp` once the store confirmed it (`unavailable` if it cannot:
+/// not accepted, so not kept either).
+void store_new(self_ptr self, const std::string& text, caf::response_promise rp) {
+  auto& st = self->state;
+  ++st.storing;
+  st.refetch = true;
+  st.stored_empty = false;
+  store_frame(self, text, [self, rp](bool stored) mutable {
+    auto& st = self->state;
+    --st.storing;
+    st.stored_empty = false; // even unconfirmed, it may have been stored
+    if (stored)
+      rp.deliver(std::uint64_t{0});
+    else
+      rp.deliver(make_error(error_code::unavailable));
+    if (!stored)
+      return;
+    if (st.move.state != phase::serving)
+      return stored_for_successor(self);
+    // Stored while the user was connected and nothing drains: the frame
+    // would wait for the next connection.
+    if (!st.nodes.empty() && !st.draining)
+      drain(self);
+  });
+}
+
 /// Ends the live frames at the front that are settled, in the order they
-/// were sent: one that no socket wrote is kept for the next connection.
+/// were sent: one that no socket wrote is kept for the next connection,
+/// and a newer message that waited behind them is kept or stored now.
 void release_live(self_ptr self) {
   auto& st = self->state;
   auto& live = *st.live;
@@ -195,7 +223,9 @@ void release_live(self_ptr self) {
     auto& f = live.frames[n];
     if (!f.written && !f.waiting.empty())
       break;
-    if (!f.written)
+    if (f.stored.pending())
+      store_new(self, f.text, std::move(f.stored));
+    else if (!f.written)
       keep_or_store(self, std::move(f.text));
   }
   live.frames.erase(live.frames.begin(), live.frames.begin() + static_cast<std::ptrdiff_t>(n));
@@ -233,6 +263,14 @@ void abandon_live_on(self_ptr self, const caf::actor_addr& node) {
   release_live(self);
 }
 
+/// Puts a newer message that is to be kept (or, with `stored`, stored and
+/// then answered) behind the live frames still on their way.
+void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
+  auto& st = self->state;
+  st.live->frames.push_back({std::move(text), {}, false, std::move(stored)});
+  ++st.busy;
+}
+
 /// Sends one private frame to every node in `nodes`, each answering once a
 /// socket of the user wrote it (or none could). If none did (the user's
 /// connections closed: its client's close or a slow consumer's dropped the
@@ -242,7 +280,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   if (!st.live)
     st.live = std::make_unique<user_state::live_frames>();
   auto seq = st.live->first + st.live->frames.size();
-  user_state::live_frame f{text, {}};
+  user_state::live_frame f{text, {}, false, {}};
   for (auto& node : nodes)
     f.waiting.push_back(node.address());
   st.live->frames.push_back(std::move(f));
@@ -640,36 +678,32 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       auto& st = self->state;
       auto text = encode_private(env.from, env.data,
                                  st.setup->store && !env.id.empty() ? env.id : next_id(self));
+      // A message to keep or store waits behind live frames whose writes are
+      // not answered yet: one of them that no socket wrote is kept first.
       if (st.setup->store && (st.nodes.empty() || st.draining || st.storing > 0)) {
         // Acknowledged once durable; behind any stored frames still draining.
         auto rp = self->make_response_promise();
-        ++st.storing;
-        st.refetch = true;
-        st.stored_empty = false;
-        store_frame(self, text, [self, rp](bool stored) mutable {
-          auto& st = self->state;
-          --st.storing;
-          st.stored_empty = false; // even unconfirmed, it may have been stored
-          if (stored)
-            rp.deliver(std::uint64_t{0});
-          else
-            rp.deliver(make_error(error_code::unavailable));
-          // Stored while the user was connected and nothing drains: the
-          // frame would wait for the next connection.
-          if (stored && !st.nodes.empty() && !st.draining && st.move.state == phase::serving)
-            drain(self);
-        });
+        if (st.live)
+          after_live(self, std::move(text), rp);
+        else
+          store_new(self, text, rp);
         return rp;
       }
       // Behind the memory inbox while it is being written, so that no
       // newer message overtakes it.
       if (st.nodes.empty() || st.memory_batch || !st.inbox.empty()) {
-        if (st.inbox.size() >= st.setup->inbox_limit)
+        // Live frames may come back to the inbox, and newer messages wait
+        // behind them: both count.
+        if (st.inbox.size() + (st.live ? st.live->frames.size() : 0) >= st.setup->inbox_limit)
           return make_error(error_code::unavailable, "the user's inbox is full");
         if (st.setup->budget && !st.setup->budget->fits(text.size()))
           return make_error(error_code::unavailable, "this node's inboxes are full");
-        keep(self, std::move(text));
-        drain_memory(self);
+        if (st.live) {
+          after_live(self, std::move(text));
+        } else {
+          keep(self, std::move(text));
+          drain_memory(self);
+        }
         return std::uint64_t{0};
       }
       deliver_to(self, st.nodes, text);

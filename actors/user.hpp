@@ -1,6 +1,7 @@
 #pragma once
 
 #include <caf/actor_clock.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <atomic>
@@ -105,10 +106,13 @@ struct user_state {
   /// that no socket wrote goes to the inbox (or the store) in the order it
   /// was sent, whatever order the answers come in (a closing session
   /// reports its queued frames before the one it was writing).
+  /// A newer message that is to be kept or stored waits here too, behind
+  /// them, as one not written (a store waits with its answer, `stored`).
   struct live_frame {
     std::string text;
     std::vector<caf::actor_addr> waiting; ///< nodes that have not answered
     bool written = false;
+    caf::response_promise stored; ///< pending for a newer message to store
   };
   struct live_frames {
     std::uint64_t first = 0; ///< the number of `frames.front()`

@@ -229,6 +229,32 @@ CAF_TEST(a message no closing connection took is stored and reaches the next one
   CAF_CHECK(f1.link->frames.empty());
 }
 
+CAF_TEST(a message stored for a user whose last tab closed comes behind live ones the tab did not write) {
+  auto a = connect("alice");
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto f = connect("frank", {}, link);
+  frame(a, send_to("frank", "one"));
+  frame(a, send_to("frank", "two"));
+  CAF_REQUIRE_EQUAL(link->held.size(), 2u);
+  link->hold_writes = false;
+  link->closing = true;
+  close(f); // gone before its session reports one and two
+  frame(a, send_to("frank", "three", 3));
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 0u); // acked once stored, behind them
+  link->settle_oldest(false);
+  link->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 1u);
+  CAF_CHECK_EQUAL(ready("frank"), 3u);
+  auto again = connect("frank");
+  auto got = again.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 3u);
+  CAF_CHECK_EQUAL(got[0]["data"], "one");
+  CAF_CHECK_EQUAL(got[1]["data"], "two");
+  CAF_CHECK_EQUAL(got[2]["data"], "three");
+}
+
 // Probe (a rolling restart under traffic, 2 of 50 rounds): a message that
 // bounced off a closing tab while its user moved was stored by the old
 // owner after the new one had fetched and found nothing; it stayed in the

@@ -160,6 +160,29 @@ CAF_TEST(live private messages a closing connection did not write wait for the n
   CAF_CHECK_EQUAL(link->frames.size(), 1u); // 1 went to the first connection only
 }
 
+CAF_TEST(a message for a user whose last tab closed waits behind live ones the tab did not write) {
+  auto a = connect("alice");
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto b = connect("bob", {}, link);
+  frame(a, send_to("bob", 1));
+  frame(a, send_to("bob", 2));
+  CAF_REQUIRE_EQUAL(link->held.size(), 2u);
+  link->hold_writes = false;
+  link->closing = true;
+  close(b); // gone before its session reports 1 and 2
+  frame(a, send_to("bob", 3, 3));
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 1u);
+  link->settle_oldest(false);
+  link->settle_oldest(false);
+  sched.run();
+  auto again = connect("bob");
+  auto got = again.link->of_type("private");
+  CAF_REQUIRE_EQUAL(got.size(), 3u);
+  for (int i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
+}
+
 CAF_TEST(a live private message written by one tab is not kept again for another that failed it) {
   auto a = connect("alice");
   auto slow = std::make_shared<recording_link>();
