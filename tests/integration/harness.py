@@ -419,6 +419,20 @@ async def wait_closed(ws, timeout=RECV_TIMEOUT, max_frames=100000):
     raise AssertionError(f"connection not closed within {timeout}s")
 
 
+async def privates_to_a_stalled_reader(reader, publisher, user, count, size=60000):
+    """Publishes `count` private messages `[i, padding]` of `size` bytes to
+    `user` through `publisher`'s HTTP API while `reader` (a connection of
+    `user` opened with max_queue=1 and a small read_limit) reads nothing,
+    then reads until the server closes it. Returns (code, reason, the `i`
+    of each message it read)."""
+    pad = "p" * size
+    for i in range(count):
+        answer = publisher.publish_api({"user": user, "data": [i, pad]})
+        if answer != (202, {"ok": True}):
+            raise AssertionError(f"publish {i} of {count}: {answer}")
+    code, reason, frames = await wait_closed(reader, timeout=30)
+    return code, reason, [json.loads(f)["data"][0] for f in frames]
+
 def close_info(exc):
     """(code, reason) the peer sent, from a websockets 10 ConnectionClosed."""
     rcvd = getattr(exc, "rcvd", None)

@@ -22,7 +22,8 @@ import websockets.exceptions
 
 import harness
 from broker import Broker, free_port
-from harness import Server, expect, expect_silence, next_of_type, recv_json, wait_closed
+from harness import (Server, expect, expect_silence, next_of_type,
+                     privates_to_a_stalled_reader, recv_json)
 from test_cluster import Cluster, owner_of
 
 
@@ -351,13 +352,9 @@ class AmqpDurableTest(BrokerTestCase):
         user = "slow-live"
         reader = await node.connect(user=user, max_queue=1, read_limit=16384)
         self.clients.append(reader)
-        count, blob = 250, "s" * 60000  # ~15 MB: more than the socket buffers hold
-        for i in range(count):
-            self.assertEqual(node.publish_api({"user": user, "data": [i, blob]}),
-                             (202, {"ok": True}))
-        code, reason, frames = await wait_closed(reader, timeout=30)
+        count = 250  # of 60 KB, ~15 MB: more than the socket buffers hold
+        code, reason, first = await privates_to_a_stalled_reader(reader, node, user, count)
         self.assertEqual((code, reason), (1008, "slow_consumer"))
-        first = [json.loads(f)["data"][0] for f in frames]
         left = count - len(first)
         self.assertGreater(left, 0)
         self.assertEqual(self.broker.wait_depth(inbox(user), left), left)

@@ -23,7 +23,8 @@ import time
 import unittest
 
 import harness
-from harness import Server, expect, free_port, next_of_type, recv_json, wait_closed
+from harness import (Server, expect, free_port, next_of_type, privates_to_a_stalled_reader,
+                     recv_json)
 
 
 MASK = (1 << 64) - 1
@@ -645,14 +646,14 @@ class SlowConsumerAcrossNodes(ClusterTestCase):
         user = room_owned_by("n1", ["n1", "n2"], prefix="slowpriv")
         reader = await n2.connect(user=user, max_queue=1, read_limit=16384)
         self.clients.append(reader)
-        await asyncio.sleep(0.3)  # n2 attaches to the user's owner
-        count, pad = 250, "p" * 60000  # ~15 MB: more than the socket buffers hold
-        for i in range(count):
-            self.assertEqual(n1.publish_api({"user": user, "data": [i, pad]}),
-                             (202, {"ok": True}))
-        code, reason, frames = await wait_closed(reader, timeout=30)
+        # Once this one arrives, n2 has attached to the user's owner, and
+        # the messages below go out live (before, some could wait in the
+        # inbox, which is written a window at a time and overflows nothing).
+        self.assertEqual(n1.publish_api({"user": user, "data": "attached?"}), (202, {"ok": True}))
+        self.assertEqual((await expect(reader, "private"))["data"], "attached?")
+        count = 250  # of 60 KB, ~15 MB: more than the socket buffers hold
+        code, reason, first = await privates_to_a_stalled_reader(reader, n1, user, count)
         self.assertEqual((code, reason), (1008, "slow_consumer"))
-        first = [json.loads(f)["data"][0] for f in frames]
         self.assertLess(len(first), count)
         again = await n1.connect(user=user)
         self.clients.append(again)

@@ -11,7 +11,8 @@ import time
 import unittest
 
 import harness
-from harness import RawWebSocket, expect, recv_json, request, send_json, wait_closed
+from harness import (RawWebSocket, expect, privates_to_a_stalled_reader, recv_json, request,
+                     send_json, wait_closed)
 
 
 class ViolationsTest(harness.ServerTestCase):
@@ -260,14 +261,10 @@ class SlowConsumerBytesTest(harness.ServerTestCase):
         user = self.unique("slowpriv")
         slow = await self.client(user, max_queue=1, read_limit=16384)
         before = self.server.closes("slow_consumer")
-        blob = "p" * self.payload_bytes
-        for i in range(self.publishes):
-            self.assertEqual(self.server.publish_api({"user": user, "data": [i, blob]}),
-                             (202, {"ok": True}))
-        code, reason, frames = await wait_closed(slow, timeout=30)
+        code, reason, first = await privates_to_a_stalled_reader(
+            slow, self.server, user, self.publishes, self.payload_bytes)
         self.assertEqual((code, reason), (1008, "slow_consumer"))
         self.assertEqual(self.server.closes("slow_consumer"), before + 1)
-        first = [json.loads(f)["data"][0] for f in frames]
         self.assertLess(len(first), self.publishes)
         again = await self.client(user)
         rest = [(await expect(again, "private", timeout=10))["data"][0]
