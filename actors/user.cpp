@@ -237,8 +237,8 @@ void release_live(self_ptr self) {
   }
 }
 
-/// Node `node`'s answer for live frame `seq`: whether a socket of the user
-/// wrote it.
+/// The answer of `node` for live frame `seq`: whether a socket of the
+/// user wrote it.
 void settle_live(self_ptr self, std::uint64_t seq, const caf::actor_addr& node, bool written) {
   auto& st = self->state;
   if (!st.live || seq < st.live->first)

@@ -105,9 +105,9 @@ struct user_state {
   /// until one node wrote the frame or every node answered (or ended). One
   /// that no socket wrote goes to the inbox (or the store) in the order it
   /// was sent, whatever order the answers come in (a closing session
-  /// reports its queued frames before the one it was writing).
-  /// A newer message that is to be kept or stored waits here too, behind
-  /// them, as one not written (a store waits with its answer, `stored`).
+  /// reports its queued frames before the one it was writing). A newer
+  /// message that is to be kept or stored waits here too, behind them, as
+  /// one not written (a store waits with its answer, `stored`).
   struct live_frame {
     std::string text;
     std::vector<caf::actor_addr> waiting; ///< nodes that have not answered
@@ -183,9 +183,10 @@ struct user_state {
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. A live one counts as delivered once a socket
 /// wrote it, however long that takes; one that no socket wrote (or whose
-/// nodes all ended before saying) goes to the inbox like a waiting one. The inbox is memory only: it survives a
-/// planned move (a message a closing tab refuses during the move follows
-/// to the successor), not the crash of the owner node.
+/// nodes all ended before saying) goes to the inbox like a waiting one.
+/// The inbox is memory only: it survives a planned move (a message a
+/// closing tab refuses during the move follows to the successor), not the
+/// crash of the owner node.
 ///
 /// With a durable `setup->store` (actors/inbox_store.hpp) instead: every private
 /// frame carries an `id`; a message for a user with no connection is
