@@ -89,9 +89,8 @@ struct membership_state {
 /// knows, so a member it could not reach when it first heard of it (a name
 /// that did not resolve yet) is tried again. Host names are looked up and
 /// ports probed without blocking (name_lookup, connect_probe) before CAF,
-/// whose connect blocks its only
-/// thread, is asked: a seed whose name does not resolve, or whose address
-/// does not answer, delays no other. It declares a node down when its
+/// whose connect blocks its only thread, is asked: a seed whose name does
+/// not resolve, or whose address does not answer, delays no other. It declares a node down when its
 /// membership actor goes down: at once for a killed process, after the CAF
 /// connection timeout (`failure-timeout`) for a frozen one.
 ///
