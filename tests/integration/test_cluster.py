@@ -425,8 +425,12 @@ class Failover(ClusterTestCase):
             await expect(alice, "ack")
         again = await n2.connect(user=user)
         self.clients.append(again)
-        for i in range(1, 4):
-            self.assertEqual((await expect(again, "private"))["data"], i)
+        got = [(await expect(again, "private"))["data"] for _ in range(3)]
+        if got[0] == 0:
+            # n3 wrote 0 but died before its confirmation reached n1: a
+            # frame its node did not confirm is delivered again (not lost).
+            got = got[1:] + [(await expect(again, "private"))["data"]]
+        self.assertEqual(got, [1, 2, 3])
 
     async def test_a_frozen_node_is_declared_down_within_5_seconds(self):
         frozen = self.cluster.nodes[2]
