@@ -153,6 +153,30 @@ void requeue(self_ptr self, std::vector<std::uint64_t> tags) {
   self->send(st.setup->store, requeue_atom::value, st.user, std::move(tags));
 }
 
+/// Stores `text` durably behind whatever was stored before it (newer
+/// messages are stored behind it meanwhile, and a fetch in flight may not
+/// have seen it); `then(stored)` once the store answered. A stored frame
+/// goes out at once if the user has a connection and nothing drains, or is
+/// the successor's to fetch if the user moved meanwhile.
+template <class F>
+void store_behind(self_ptr self, const std::string& text, F then) {
+  auto& st = self->state;
+  ++st.storing;
+  st.refetch = true;
+  st.stored_empty = false;
+  store_frame(self, text, [self, then](bool stored) mutable {
+    auto& st = self->state;
+    --st.storing;
+    then(stored);
+    if (!stored)
+      return;
+    if (st.move.state != phase::serving)
+      return stored_for_successor(self);
+    if (!st.nodes.empty() && !st.draining)
+      drain(self);
+  });
+}
+
 /// A frame that no connection took (the user's connections were closing):
 /// into the durable store if there is one (kept in memory if that fails),
 /// else into the memory inbox. Either way it goes out again at once if the
@@ -166,22 +190,11 @@ void keep_or_store(self_ptr self, std::string text) {
       return forward_inbox(self);
     return drain_memory(self); // while moving, it goes along once moved
   }
-  // As for a newer message stored while draining: whatever comes now is
-  // stored behind it, and a fetch in flight may not have seen it.
-  ++st.storing;
-  st.refetch = true;
-  st.stored_empty = false;
-  store_frame(self, text, [self, text](bool stored) {
-    auto& st = self->state;
-    --st.storing;
+  store_behind(self, text, [self, text](bool stored) {
     if (!stored) {
       keep(self, text);
-      return drain_memory(self);
+      drain_memory(self);
     }
-    if (st.move.state != phase::serving)
-      return stored_for_successor(self);
-    if (!st.nodes.empty() && !st.draining)
-      drain(self);
   });
 }
 
@@ -189,26 +202,12 @@ void keep_or_store(self_ptr self, std::string text) {
 /// answers `rp` once the store confirmed it (`unavailable` if it cannot:
 /// not accepted, so not kept either).
 void store_new(self_ptr self, const std::string& text, caf::response_promise rp) {
-  auto& st = self->state;
-  ++st.storing;
-  st.refetch = true;
-  st.stored_empty = false;
-  store_frame(self, text, [self, rp](bool stored) mutable {
-    auto& st = self->state;
-    --st.storing;
-    st.stored_empty = false; // even unconfirmed, it may have been stored
+  store_behind(self, text, [self, rp](bool stored) mutable {
+    self->state.stored_empty = false; // even unconfirmed, it may have been stored
     if (stored)
       rp.deliver(std::uint64_t{0});
     else
       rp.deliver(make_error(error_code::unavailable));
-    if (!stored)
-      return;
-    if (st.move.state != phase::serving)
-      return stored_for_successor(self);
-    // Stored while the user was connected and nothing drains: the frame
-    // would wait for the next connection.
-    if (!st.nodes.empty() && !st.draining)
-      drain(self);
   });
 }
 
@@ -263,6 +262,18 @@ void abandon_live_on(self_ptr self, const caf::actor_addr& node) {
   release_live(self);
 }
 
+/// Asks `node` (a registry) to write `text` to the user's sockets there;
+/// `answered(written)` once one did or none could (false if the node
+/// ended first). No timeout: see `write_timeout`.
+template <class F>
+void request_write(self_ptr self, const caf::actor& node, const std::string& text, F answered) {
+  count_if_remote(self, node, kind::user);
+  self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
+                confirm_atom::value)
+    .then([answered](std::uint64_t written) mutable { answered(written > 0); },
+          [answered](caf::error&) mutable { answered(false); });
+}
+
 /// Puts a newer message that is to be kept (or, with `stored`, stored and
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
@@ -285,13 +296,10 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
     f.waiting.push_back(node.address());
   st.live->frames.push_back(std::move(f));
   ++st.busy;
-  for (auto& node : nodes) {
-    count_if_remote(self, node, kind::user);
-    auto n = node.address();
-    self->request(node, write_timeout, deliver_atom::value, st.user, text, confirm_atom::value)
-      .then([self, seq, n](std::uint64_t written) { settle_live(self, seq, n, written > 0); },
-            [self, seq, n](caf::error&) { settle_live(self, seq, n, false); });
-  }
+  for (auto& node : nodes)
+    request_write(self, node, text, [self, seq, n = node.address()](bool written) {
+      settle_live(self, seq, n, written);
+    });
 }
 
 /// Writes `text` to the user's sockets on `nodes`; `done(true)` once one of
@@ -312,13 +320,8 @@ void deliver_confirmed(self_ptr self, const std::vector<caf::actor>& nodes,
       done(written);
     }
   };
-  for (auto& node : nodes) {
-    count_if_remote(self, node, kind::user);
-    self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
-                  confirm_atom::value)
-      .then([settle](std::uint64_t written) mutable { settle(written > 0); },
-            [settle](caf::error&) mutable { settle(false); });
-  }
+  for (auto& node : nodes)
+    request_write(self, node, text, settle);
 }
 
 /// Stops draining until the next attach (or retries soon while the user
