@@ -66,6 +66,13 @@ public:
     frames.erase(frames.begin());
     return j;
   }
+  /// The `data` of each recorded private frame, in order.
+  nlohmann::json private_data() const {
+    auto out = nlohmann::json::array();
+    for (auto& j : of_type("private"))
+      out.push_back(j["data"]);
+    return out;
+  }
   /// Frames of one type, parsed, without removing them.
   std::vector<nlohmann::json> of_type(const std::string& type) const {
     std::vector<nlohmann::json> out;
