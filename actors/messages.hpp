@@ -86,8 +86,8 @@ struct envelope {
   bool echo = false;
   /// The sending connection, if the message came from a WebSocket.
   caf::actor_addr sender;
-  /// Private messages with a durable store: the id the publisher gave (AMQP
-  /// `message_id`), so that a redelivered copy keeps it; empty = the user
+  /// Private messages: the id the publisher gave (AMQP `message_id`), so
+  /// that a redelivered copy keeps it; empty = the user
   /// actor assigns one. (`= {}` lets brace-initialisations omit it without
   /// -Wmissing-field-initializers.)
   std::string id = {};

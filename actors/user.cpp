@@ -72,11 +72,10 @@ void arm_idle_timer(self_ptr self) {
     self->delayed_send(self, st.setup->idle_timeout, caf::idle_atom::value, st.idle_generation);
 }
 
-/// The next private message id, or none without a durable store.
+/// The next private message id: unique in the cluster, so that a client
+/// can drop the copy a node crash may cause (with or without a store).
 std::string next_id(self_ptr self) {
   auto& st = self->state;
-  if (!st.setup->store)
-    return {};
   if (st.id_epoch == 0)
     st.id_epoch = make_epoch_number();
   return epoch_text(st.id_epoch) + "-" + std::to_string(++st.next_id);
@@ -680,7 +679,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
       auto text = encode_private(env.from, env.data,
-                                 st.setup->store && !env.id.empty() ? env.id : next_id(self));
+                                 env.id.empty() ? next_id(self) : env.id);
       // A message to keep or store waits behind live frames whose writes are
       // not answered yet: one of them that no socket wrote is kept first.
       if (st.setup->store && (st.nodes.empty() || st.draining || st.storing > 0)) {

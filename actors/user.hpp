@@ -147,7 +147,7 @@ struct user_state {
   /// nothing was stored or returned since. A new connection then skips the
   /// drain, so it gets private messages live even while the broker is down.
   bool stored_empty = false;
-  /// With a store, every private frame gets an id: `<id_epoch>-<n>`, the
+  /// Every private frame gets an id: `<id_epoch>-<n>`, the
   /// epoch as `epoch_text` names it (0 = not chosen yet).
   std::uint64_t id_epoch = 0;
   std::uint64_t next_id = 0;

@@ -374,6 +374,25 @@ async def expect(ws, type_, timeout=RECV_TIMEOUT):
     return frame
 
 
+# The id the server gives a private message: `<epoch>-<n>` (docs/protocol.md).
+PRIVATE_ID = re.compile(r"[0-9a-z]{10}-[1-9][0-9]*")
+
+
+def split_private_id(frame):
+    """A `private` frame as (the frame without its `id`, the id), asserting the
+    server gave it one of its own."""
+    frame = dict(frame)
+    id_ = frame.pop("id", None)
+    if not isinstance(id_, str) or not PRIVATE_ID.fullmatch(id_):
+        raise AssertionError(f"expected a private frame with a server id, got {frame} id={id_!r}")
+    return frame, id_
+
+
+async def expect_private(ws, timeout=RECV_TIMEOUT):
+    """The very next frame, a `private` one, without its id (see split_private_id)."""
+    return split_private_id(await expect(ws, "private", timeout))
+
+
 async def next_of_type(ws, type_, timeout=RECV_TIMEOUT, max_skip=10000):
     """The next frame of type `type_`, skipping (and returning) others seen before it."""
     deadline = time.monotonic() + timeout

@@ -124,10 +124,12 @@ class PrivateRun(Chaos):
         self.online = {u: 0 for u in USERS}  # open connections right now
         self.acked_offline = 0  # acknowledged while the user had no connection
         self.after_close = 0  # frames read after the client's own close
+        self.ids = {}  # (user, n) -> the ids its copies carried
 
     def take(self, user, frame):
         if frame["type"] == "private":
             self.got[user].append(frame["data"]["n"])
+            self.ids.setdefault((user, frame["data"]["n"]), set()).add(frame.get("id"))
 
     async def recipient(self, node, user):
         while not self.stop.is_set():
@@ -243,6 +245,14 @@ class PrivateRun(Chaos):
         return {u: sorted(set(self.acked[u]) - set(self.got[u])) for u in USERS
                 if set(self.acked[u]) - set(self.got[u])}
 
+    def copies(self):
+        return sum(len(self.got[u]) - len(set(self.got[u])) for u in USERS)
+
+    def copies_a_client_cannot_tell(self):
+        """Messages whose frames did not all carry the same id (a client drops
+        a `private` frame whose id it has seen: docs/protocol.md)."""
+        return {k: ids for k, ids in self.ids.items() if len(ids) > 1 or None in ids}
+
     def out_of_order(self):
         """Messages that came after a newer one to the same user (reported only:
         a message that bounced off a closing tab may come after newer ones, and
@@ -258,6 +268,7 @@ class PrivateRun(Chaos):
     def summary(self):
         return (f"acknowledged {self.acknowledged()} ({self.acked_offline} while offline), "
                 f"refused {self.refused}, out of order {self.out_of_order()}, "
+                f"copies {self.copies()}, "
                 f"read after the client's close {self.after_close}, "
                 f"events {self.events}")
 
@@ -387,6 +398,7 @@ class ChaosTestCase(unittest.IsolatedAsyncioTestCase):
         self.assertGreater(run.acked_offline, 50, run.summary())  # the inbox path ran
         self.check_chaos(run)
         self.assertEqual(run.missing(), {}, run.summary())
+        self.assertEqual(run.copies_a_client_cannot_tell(), {}, run.summary())
 
     def check_chaos(self, run):
         # n2 and n3 both (in turn): at least two in 30 s, at most 10 s each

@@ -23,8 +23,8 @@ import time
 import unittest
 
 import harness
-from harness import (Server, expect, free_port, next_of_type, privates_to_a_stalled_reader,
-                     recv_json)
+from harness import (Server, expect, expect_private, free_port, next_of_type,
+                     privates_to_a_stalled_reader, recv_json)
 
 
 MASK = (1 << 64) - 1
@@ -234,9 +234,12 @@ class RoomsAcrossNodes(ClusterTestCase):
         await asyncio.sleep(0.3)  # bob's nodes attach to bob's owner
         await send(alice, {"type": "send", "to": "bob", "data": {"k": 1}, "id": 1})
         await expect(alice, "ack")
+        ids = set()
         for ws in (bob_a, bob_b):
-            frame = await expect(ws, "private")
+            frame, id_ = await expect_private(ws)
             self.assertEqual(frame, {"type": "private", "from": "alice", "data": {"k": 1}})
+            ids.add(id_)
+        self.assertEqual(len(ids), 1)  # one message, one id on both nodes
         await send(bob_b, {"type": "send", "to": "alice", "data": "back", "id": 2})
         await expect(bob_b, "ack")
         self.assertEqual((await expect(alice, "private"))["data"], "back")
@@ -415,7 +418,8 @@ class Failover(ClusterTestCase):
         await asyncio.sleep(0.3)  # n3 attaches to the user's owner, n1
         await send(alice, {"type": "send", "to": user, "data": 0, "id": 0})
         await expect(alice, "ack")
-        self.assertEqual((await expect(dora, "private"))["data"], 0)
+        first, first_id = await expect_private(dora)
+        self.assertEqual(first["data"], 0)
         # The user's only node dies: what follows waits in the inbox of the
         # user's owner (n1) for the next connection, on any node.
         n3.kill()
@@ -425,12 +429,15 @@ class Failover(ClusterTestCase):
             await expect(alice, "ack")
         again = await n2.connect(user=user)
         self.clients.append(again)
-        got = [(await expect(again, "private"))["data"] for _ in range(3)]
-        if got[0] == 0:
+        got = [await expect_private(again) for _ in range(3)]
+        if got[0][0]["data"] == 0:
             # n3 wrote 0 but died before its confirmation reached n1: a
-            # frame its node did not confirm is delivered again (not lost).
-            got = got[1:] + [(await expect(again, "private"))["data"]]
-        self.assertEqual(got, [1, 2, 3])
+            # frame its node did not confirm is delivered again (not lost),
+            # with its id, so that a client can tell it is a copy.
+            self.assertEqual(got[0][1], first_id)
+            got = got[1:] + [await expect_private(again)]
+        self.assertEqual([frame["data"] for frame, _ in got], [1, 2, 3])
+        self.assertEqual(len({first_id} | {id_ for _, id_ in got}), 4)
 
     async def test_a_frozen_node_is_declared_down_within_5_seconds(self):
         frozen = self.cluster.nodes[2]

@@ -7,7 +7,7 @@ import socket
 import unittest
 
 import harness
-from harness import expect, recv_json, request, send_json
+from harness import expect, expect_private, recv_json, request, send_json
 
 
 def error_code(test, status_body, status):
@@ -157,7 +157,7 @@ class EndpointsTest(harness.ServerTestCase):
         c2 = await self.client(user)
         self.assertEqual(self.server.publish_api({"user": user, "data": [True]}), (202, {"ok": True}))
         for ws in (c1, c2):
-            self.assertEqual(await expect(ws, "private"),
+            self.assertEqual((await expect_private(ws))[0],
                              {"type": "private", "from": "api", "data": [True]})
 
     async def test_publish_to_offline_user_inbox(self):
@@ -170,7 +170,7 @@ class EndpointsTest(harness.ServerTestCase):
                          "unavailable")
         ws = await self.client(user)
         for i in range(2):
-            self.assertEqual(await expect(ws, "private"),
+            self.assertEqual((await expect_private(ws))[0],
                              {"type": "private", "from": "svc", "data": i})
 
     async def test_publish_broadcast(self):
@@ -305,8 +305,9 @@ class InboxMemoryTest(harness.ServerTestCase):
 
     async def test_offline_messages_to_many_users_stop_at_the_node_limit(self):
         data = "m" * 100
-        size = len(json.dumps({"type": "private", "from": "api", "data": data},
-                              separators=(",", ":")))
+        # Each frame as kept, with its id: the first of its user, `<epoch>-1`.
+        size = len(json.dumps({"type": "private", "id": "e" * 10 + "-1", "from": "api",
+                               "data": data}, separators=(",", ":")))
         accepted = 0
         for i in range(20):
             status, body = self.server.publish_api({"user": f"mem{i}", "data": data})

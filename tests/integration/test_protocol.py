@@ -7,7 +7,8 @@ import re
 import unittest
 
 import harness
-from harness import expect, expect_silence, next_of_type, recv_json, request, send_json
+from harness import (expect, expect_private, expect_silence, next_of_type, recv_json, request,
+                     send_json, split_private_id)
 
 
 async def assert_next_is_pong(test, ws, tag="sync"):
@@ -235,14 +236,20 @@ class ProtocolTest(harness.ServerTestCase):
         s = await self.client("sender1")
         ack = await request(s, {"type": "send", "to": target, "data": {"k": 1}, "id": "s1"}, "ack")
         self.assertEqual(ack, {"type": "ack", "id": "s1"})
+        ids = []
         for ws in (t1, t2):
-            self.assertEqual(await expect(ws, "private"),
-                             {"type": "private", "from": "sender1", "data": {"k": 1}})
+            frame, id_ = await expect_private(ws)
+            self.assertEqual(frame, {"type": "private", "from": "sender1", "data": {"k": 1}})
+            ids.append(id_)
         # Without an id: delivered, no ack.
         await send_json(s, {"type": "send", "to": target, "data": 2})
         for ws in (t1, t2):
-            self.assertEqual(await expect(ws, "private"),
-                             {"type": "private", "from": "sender1", "data": 2})
+            frame, id_ = await expect_private(ws)
+            self.assertEqual(frame, {"type": "private", "from": "sender1", "data": 2})
+            ids.append(id_)
+        # Both tabs see one id per message, and the two messages differ.
+        self.assertEqual((ids[0], ids[2]), (ids[1], ids[3]))
+        self.assertNotEqual(ids[0], ids[2])
         await assert_next_is_pong(self, s)
 
     async def test_send_to_self(self):
@@ -251,7 +258,8 @@ class ProtocolTest(harness.ServerTestCase):
         await send_json(ws, {"type": "send", "to": me, "data": "note", "id": 1})
         frames = [await recv_json(ws), await recv_json(ws)]
         self.assertIn({"type": "ack", "id": 1}, frames)
-        self.assertIn({"type": "private", "from": me, "data": "note"}, frames)
+        privates = [split_private_id(f)[0] for f in frames if f["type"] == "private"]
+        self.assertEqual(privates, [{"type": "private", "from": me, "data": "note"}])
 
     async def test_inbox_delivered_in_order_on_connect(self):
         target = self.unique("off")
@@ -261,7 +269,7 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertEqual(ack, {"type": "ack", "id": i})
         t = await self.client(target)  # welcome already checked
         for i in range(3):
-            self.assertEqual(await expect(t, "private"),
+            self.assertEqual((await expect_private(t))[0],
                              {"type": "private", "from": "inbox-sender", "data": {"n": i}})
         # Newer messages come after the stored ones, and the inbox is now empty.
         await request(s, {"type": "send", "to": target, "data": {"n": 3}, "id": 3}, "ack")

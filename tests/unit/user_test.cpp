@@ -1,5 +1,6 @@
 #define CAF_SUITE user
 
+#include <regex>
 #include "fixture.hpp"
 
 #include "actors/user.hpp"
@@ -57,11 +58,17 @@ CAF_TEST(a private message reaches every connection of the user) {
     auto popped = a.link->pop();
     CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"ack","id":1})"));
   }
-  for (auto* b : {&b1, &b2})
-    {
-      auto popped = b->link->pop();
-      CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"private","from":"alice","data":{"hi":true}})"));
-    }
+  std::vector<std::string> ids;
+  for (auto* b : {&b1, &b2}) {
+    auto popped = b->link->pop();
+    CAF_REQUIRE(popped.contains("id"));
+    ids.push_back(popped["id"].get<std::string>());
+    popped.erase("id");
+    CAF_CHECK_EQUAL(popped, json::parse(R"({"type":"private","from":"alice","data":{"hi":true}})"));
+  }
+  // One message, one id on every tab: `<epoch>-<n>`.
+  CAF_CHECK_EQUAL(ids[0], ids[1]);
+  CAF_CHECK(std::regex_match(ids[0], std::regex{"[0-9a-z]{10}-1"}));
 }
 
 CAF_TEST(messages for an offline user are delivered in order when the user connects) {
@@ -251,7 +258,7 @@ CAF_TEST(logs name our errors instead of printing their number) {
 struct small_inbox_memory_fixture : node_fixture {
   static settings make() {
     settings s;
-    s.limits.inbox_memory = 300;
+    s.limits.inbox_memory = 380;
     return s;
   }
   small_inbox_memory_fixture() : node_fixture(make()) {}
@@ -263,7 +270,7 @@ CAF_TEST_FIXTURE_SCOPE(user_inbox_memory_tests, small_inbox_memory_fixture)
 // new offline users grew the node's memory without end.
 CAF_TEST(the inboxes of all users share the inbox memory of the node) {
   auto a = connect("alice");
-  std::string text(100, 'x'); // a frame of ~140 bytes
+  std::string text(100, 'x'); // a frame of ~170 bytes, with its id
   frame(a, send_to("u1", text, 1));
   frame(a, send_to("u2", text, 2));
   frame(a, send_to("u3", text, 3)); // another user, but the node is full
@@ -499,6 +506,10 @@ CAF_TEST(live frames a registry had not confirmed when it ended wait for the nex
   CAF_REQUIRE_EQUAL(next->size(), 2u);
   CAF_CHECK(next->at(0).find("L1") != std::string::npos);
   CAF_CHECK(next->at(1).find("L2") != std::string::npos);
+  // The dead node may have written them: each comes again as it was, its id
+  // included, so that a client can drop the copy.
+  CAF_CHECK_EQUAL(*next, *texts);
+  CAF_CHECK(json::parse(next->at(0))["id"] != json::parse(next->at(1))["id"]);
   stop({bob, other});
 }
 

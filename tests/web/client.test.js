@@ -138,7 +138,9 @@ describe('requests and events against one node', () => {
     await Promise.all([a.connect(), b.connect()]);
     const priv = next(b, 'private');
     assert.equal((await a.send('sb', { text: 'psst' })).type, 'ack');
-    assert.deepEqual(await priv, { type: 'private', from: 'sa', data: { text: 'psst' } });
+    const { id, ...rest } = await priv;
+    assert.deepEqual(rest, { type: 'private', from: 'sa', data: { text: 'psst' } });
+    assert.match(id, /^[0-9a-z]{10}-1$/, 'the server gives every private message an id');
     const bcA = next(a, 'broadcast');
     const bcB = next(b, 'broadcast');
     assert.equal((await b.broadcast('all hands')).type, 'ack');
