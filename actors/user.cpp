@@ -221,6 +221,8 @@ void release_live(self_ptr self) {
     auto& f = live.frames[n];
     if (!f.written && !f.waiting.empty())
       break;
+    if (f.counted)
+      count_inbox(st, -static_cast<std::int64_t>(f.text.size())); // keep counts it again
     if (f.stored.pending())
       store_new(self, f.text, std::move(f.stored));
     else if (!f.written)
@@ -277,7 +279,12 @@ void request_write(self_ptr self, const caf::actor& node, const std::string& tex
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
   auto& st = self->state;
-  st.live->frames.push_back({std::move(text), {}, false, std::move(stored)});
+  // One to keep holds memory already: it counts against the budget now,
+  // so that every message waiting here is checked against the others.
+  bool counted = !stored.pending();
+  if (counted)
+    count_inbox(st, static_cast<std::int64_t>(text.size()));
+  st.live->frames.push_back({std::move(text), {}, false, std::move(stored), counted});
   ++st.busy;
 }
 
@@ -290,7 +297,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   if (!st.live)
     st.live = std::make_unique<user_state::live_frames>();
   auto seq = st.live->first + st.live->frames.size();
-  user_state::live_frame f{text, {}, false, {}};
+  user_state::live_frame f{text, {}, false, {}, false};
   for (auto& node : nodes)
     f.waiting.push_back(node.address());
   st.live->frames.push_back(std::move(f));

@@ -69,8 +69,9 @@ struct user_state {
   /// Private frames (JSON text) for a user with no connection, oldest first.
   /// (A vector: an empty std::deque allocates ~600 bytes, per user.)
   std::vector<std::string> inbox;
-  /// Bytes this user holds in memory (its inbox and its memory batch's
-  /// unwritten frames), counted in `setup->budget`.
+  /// Bytes this user holds in memory (its inbox, its memory batch's
+  /// unwritten frames and the messages to keep waiting behind live frames),
+  /// counted in `setup->budget`.
   std::uint64_t inbox_bytes = 0;
   user_setup_ptr setup;
   caf::actor directory;
@@ -113,6 +114,8 @@ struct user_state {
     std::vector<caf::actor_addr> waiting; ///< nodes that have not answered
     bool written = false;
     caf::response_promise stored; ///< pending for a newer message to store
+    /// A newer message to keep, counted in `inbox_bytes` while it waits.
+    bool counted = false;
   };
   struct live_frames {
     std::uint64_t first = 0; ///< the number of `frames.front()`

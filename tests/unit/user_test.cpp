@@ -290,6 +290,37 @@ CAF_TEST(the inboxes of all users share the inbox memory of the node) {
   CAF_CHECK(a.link->of_type("error").empty());
 }
 
+// Before, messages waiting behind live frames were counted only once kept:
+// each one fitted the budget, however many waited.
+CAF_TEST(messages waiting behind live frames count against the inbox memory) {
+  auto a = connect("alice");
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto b = connect("bob", {}, link);
+  std::string text(100, 'x');
+  frame(a, send_to("bob", "live " + text));
+  CAF_REQUIRE_EQUAL(link->held.size(), 1u);
+  link->hold_writes = false;
+  link->closing = true;
+  close(b); // the live frame is still on its way
+  for (int i = 1; i <= 3; ++i)
+    frame(a, send_to("bob", "waits " + text, i));
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 2u);
+  auto errors = a.link->of_type("error");
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0]["id"], 3);
+  CAF_CHECK_EQUAL(errors[0]["message"], "this node's inboxes are full");
+  // The live frame comes back: accepted before, so kept over the budget.
+  link->settle_oldest(false);
+  sched.run();
+  auto again = connect("bob");
+  auto got = again.link->private_data();
+  CAF_REQUIRE_EQUAL(got.size(), 3u);
+  CAF_CHECK_EQUAL(got[0], "live " + text);
+  CAF_CHECK_EQUAL(got[1], "waits " + text);
+  CAF_CHECK_EQUAL(got[2], "waits " + text);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(user_drain_window_tests, small_queue_fixture)
