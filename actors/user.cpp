@@ -232,6 +232,7 @@ void release_live(self_ptr self) {
   live.first += n;
   st.busy -= static_cast<std::uint32_t>(n);
   if (live.frames.empty()) {
+    st.live_next = live.first;
     st.live = nullptr;
     arm_idle_timer(self);
   }
@@ -294,8 +295,10 @@ void after_live(self_ptr self, std::string text, caf::response_promise stored = 
 /// queue), the frame goes back to the inbox rather than being lost.
 void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::string& text) {
   auto& st = self->state;
-  if (!st.live)
+  if (!st.live) {
     st.live = std::make_unique<user_state::live_frames>();
+    st.live->first = st.live_next;
+  }
   auto seq = st.live->first + st.live->frames.size();
   user_state::live_frame f{text, {}, false, {}, false};
   for (auto& node : nodes)

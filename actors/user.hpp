@@ -123,6 +123,10 @@ struct user_state {
   };
   /// Null while none is on its way (a pointer: one word per idle user).
   std::unique_ptr<live_frames> live;
+  /// The number the next live frame gets. Numbers are never reused: a
+  /// node may still answer for a frame settled without it (another node
+  /// wrote it) after `live` was emptied and made again.
+  std::uint64_t live_next = 0;
   /// Frames at the inbox's front that a predecessor handed on late: later
   /// late ones go behind them (and ahead of the rest).
   std::size_t late_ahead = 0;

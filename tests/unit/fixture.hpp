@@ -260,6 +260,25 @@ struct two_nodes : test_coordinator_fixture<test_config> {
 };
 
 
+/// A user's node whose sockets answer each confirmed write when the test
+/// says so, in any order: `(caf::ok_atom, i, written)` answers the i-th
+/// frame it got. `texts` records every frame it got.
+inline caf::behavior answering_node(caf::event_based_actor* self,
+                                    std::shared_ptr<std::vector<std::string>> texts) {
+  auto held = std::make_shared<std::vector<caf::response_promise>>();
+  return {
+    [self, texts, held](deliver_atom, const std::string&, const std::string& text,
+                        confirm_atom) -> caf::result<std::uint64_t> {
+      texts->push_back(text);
+      held->push_back(self->make_response_promise());
+      return held->back();
+    },
+    [held](caf::ok_atom, std::uint64_t i, bool written) {
+      held->at(i).deliver(std::uint64_t{written ? 1u : 0u});
+    },
+  };
+}
+
 /// A user's node as a user actor sees it: its sockets write every frame
 /// (recorded), none (`closing`), or, `holding`, record them and answer
 /// confirmed writes only when told (`(caf::ok_atom, written)` answers all).

@@ -598,3 +598,52 @@ CAF_TEST(a move hands on the whole inbox over the limits of the successor which 
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(user_answer_tests, lone_user_fixture)
+
+namespace {
+
+envelope private_from_alice(const char* data) {
+  envelope env;
+  env.from = "alice";
+  env.data = data;
+  return env;
+}
+
+} // namespace
+
+// Before, live frames were numbered from 0 again once none was on its way:
+// n2's late answer for L1 then settled L2, which no socket had written, and
+// L2 was lost. (A number past the end crashed the node.)
+CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
+  auto t1 = std::make_shared<std::vector<std::string>>();
+  auto t2 = std::make_shared<std::vector<std::string>>();
+  auto n1 = sys.spawn(answering_node, t1);
+  auto n2 = sys.spawn(answering_node, t2);
+  auto bob = spawn_bob();
+  self->send(bob, attach_atom::value, n1);
+  self->send(bob, attach_atom::value, n2);
+  sched.run();
+  self->send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
+  sched.run();
+  self->send(n1, caf::ok_atom::value, std::uint64_t{0}, true); // n1 wrote L1
+  sched.run();
+  self->send(bob, caf::publish_atom::value, private_from_alice(R"("L2")"));
+  sched.run();
+  CAF_REQUIRE_EQUAL(t2->size(), 2u);
+  self->send(n1, caf::ok_atom::value, std::uint64_t{1}, false); // n1's tab closed
+  self->send(bob, detach_atom::value, n1);
+  self->send(bob, detach_atom::value, n2); // its tab is closing too
+  self->send(n2, caf::ok_atom::value, std::uint64_t{0}, true);  // it wrote L1, late
+  self->send(n2, caf::ok_atom::value, std::uint64_t{1}, false); // but not L2
+  sched.run();
+  auto next = std::make_shared<std::vector<std::string>>();
+  auto other = sys.spawn(played_node, next, node_mode::writes);
+  self->send(bob, attach_atom::value, other);
+  sched.run();
+  CAF_REQUIRE_EQUAL(next->size(), 1u);
+  CAF_CHECK(next->at(0).find("L2") != std::string::npos);
+  stop({bob, n1, n2, other});
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
