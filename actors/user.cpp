@@ -90,6 +90,37 @@ void add_node(self_ptr self, const caf::actor& node) {
   st.nodes.push_back(node);
 }
 
+bool has_node(const user_state& st, const caf::actor_addr& node) {
+  return std::any_of(st.nodes.begin(), st.nodes.end(),
+                     [&](const caf::actor& n) { return n.address() == node; });
+}
+
+/// Whether frames on their way still wait for `node`'s answer: a live
+/// frame no node wrote yet, or a drain batch writing to it.
+bool awaits(const user_state& st, const caf::actor_addr& node) {
+  if (st.live)
+    for (auto& f : st.live->frames)
+      if (!f.written && std::find(f.waiting.begin(), f.waiting.end(), node) != f.waiting.end())
+        return true;
+  for (auto* b : {st.batch.get(), st.memory_batch.get()})
+    if (b && std::any_of(b->nodes.begin(), b->nodes.end(),
+                         [&](const caf::actor& n) { return n.address() == node; }))
+      return true;
+  return false;
+}
+
+/// Stops watching `node` once the user neither delivers to it nor waits
+/// for its answers. A node that detached while frames waited for it stays
+/// watched until they are settled: if it ends first, its answers never
+/// come, and only its end settles them (else they would wait for good).
+void unwatch_if_done(self_ptr self, const caf::actor_addr& node) {
+  auto& st = self->state;
+  if (has_node(st, node) || awaits(st, node))
+    return;
+  self->send(st.setup->watch, unwatch_atom::value, caf::actor_cast<caf::actor>(node),
+             st.self_addr);
+}
+
 void remove_node(self_ptr self, const caf::actor_addr& node) {
   auto& nodes = self->state.nodes;
   auto it = std::find_if(nodes.begin(), nodes.end(),
@@ -217,10 +248,12 @@ void release_live(self_ptr self) {
   auto& st = self->state;
   auto& live = *st.live;
   std::size_t n = 0;
+  std::vector<caf::actor_addr> not_answered; // by frames that are settled now
   for (; n < live.frames.size(); ++n) {
     auto& f = live.frames[n];
     if (!f.written && !f.waiting.empty())
       break;
+    not_answered.insert(not_answered.end(), f.waiting.begin(), f.waiting.end());
     if (f.counted)
       count_inbox(st, -static_cast<std::int64_t>(f.text.size())); // keep counts it again
     if (f.stored.pending())
@@ -236,6 +269,8 @@ void release_live(self_ptr self) {
     st.live = nullptr;
     arm_idle_timer(self);
   }
+  for (auto& node : not_answered)
+    unwatch_if_done(self, node);
 }
 
 /// The answer of `node` for live frame `seq`: whether a socket of the
@@ -251,6 +286,8 @@ void settle_live(self_ptr self, std::uint64_t seq, const caf::actor_addr& node, 
   f.waiting.erase(it);
   f.written = f.written || written;
   release_live(self);
+  if (!has_node(st, node))
+    unwatch_if_done(self, node); // it detached while this frame waited for it
 }
 
 /// A node with live frames on their way ended: its answers will not come,
@@ -404,6 +441,8 @@ void finish_batch(self_ptr self, const batch_ptr& b) {
   auto& st = self->state;
   slot_of(st, b) = nullptr;
   --st.busy;
+  for (auto& node : b->nodes)
+    unwatch_if_done(self, node.address());
   std::vector<std::size_t> back;
   for (size_t i = 0; i < b->texts.size(); ++i)
     if (b->outcome[i] != user_state::drain_batch::written)
@@ -680,9 +719,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     [self](detach_atom, const caf::actor& node) {
       if (self->state.move.divert(self))
         return;
-      auto& st = self->state;
-      self->send(st.setup->watch, unwatch_atom::value, node, st.self_addr);
       remove_node(self, node.address());
+      unwatch_if_done(self, node.address());
     },
     [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
       if (self->state.move.divert(self))

@@ -460,6 +460,14 @@ struct lone_user_fixture : node_fixture {
     self->send(bob, adopt_atom::value, std::string{"bob"}, std::move(snap));
     sched.run();
   }
+  /// How many (registry, user) pairs the node watch holds.
+  std::uint64_t watched() {
+    self->send(core.node_watch, caf::get_atom::value);
+    sched.run();
+    std::uint64_t n = 0;
+    self->receive([&](std::uint64_t x) { n = x; });
+    return n;
+  }
   void stop(std::initializer_list<caf::actor> actors) {
     for (auto& a : actors)
       self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -603,6 +611,8 @@ CAF_TEST_FIXTURE_SCOPE(user_answer_tests, lone_user_fixture)
 
 namespace {
 
+/// (Sent with `anon_send`: an answer to `self` would be taken for the
+/// node watch's count in `watched()`.)
 envelope private_from_alice(const char* data) {
   envelope env;
   env.from = "alice";
@@ -624,11 +634,11 @@ CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
   self->send(bob, attach_atom::value, n1);
   self->send(bob, attach_atom::value, n2);
   sched.run();
-  self->send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
+  caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
   sched.run();
   self->send(n1, caf::ok_atom::value, std::uint64_t{0}, true); // n1 wrote L1
   sched.run();
-  self->send(bob, caf::publish_atom::value, private_from_alice(R"("L2")"));
+  caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L2")"));
   sched.run();
   CAF_REQUIRE_EQUAL(t2->size(), 2u);
   self->send(n1, caf::ok_atom::value, std::uint64_t{1}, false); // n1's tab closed
@@ -643,7 +653,37 @@ CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
   sched.run();
   CAF_REQUIRE_EQUAL(next->size(), 1u);
   CAF_CHECK(next->at(0).find("L2") != std::string::npos);
+  CAF_CHECK_EQUAL(watched(), 1u); // `other`: n1 and n2 answered all, so no longer
   stop({bob, n1, n2, other});
+}
+
+// Before, a node that detached stopped being watched at once: if it then
+// ended before answering for a frame it was writing, the frame waited for
+// good, and so did every message after it.
+CAF_TEST(a node that detached before answering and then ended settles its frames) {
+  auto t1 = std::make_shared<std::vector<std::string>>();
+  auto n1 = sys.spawn(answering_node, t1);
+  auto bob = spawn_bob();
+  self->send(bob, attach_atom::value, n1);
+  sched.run();
+  caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
+  sched.run();
+  CAF_REQUIRE_EQUAL(t1->size(), 1u);
+  self->send(bob, detach_atom::value, n1); // its last tab is closing
+  sched.run();
+  self->send_exit(n1, caf::exit_reason::kill); // its node fails before it answers
+  sched.run();
+  caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("M2")"));
+  sched.run();
+  auto next = std::make_shared<std::vector<std::string>>();
+  auto other = sys.spawn(played_node, next, node_mode::writes);
+  self->send(bob, attach_atom::value, other);
+  sched.run();
+  CAF_REQUIRE_EQUAL(next->size(), 2u);
+  CAF_CHECK(next->at(0).find("L1") != std::string::npos); // n1 may have written it
+  CAF_CHECK(next->at(1).find("M2") != std::string::npos);
+  stop({bob, other});
+  CAF_CHECK_EQUAL(watched(), 0u); // and none is watched for good
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
