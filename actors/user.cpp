@@ -348,28 +348,6 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
     });
 }
 
-/// Writes `text` to the user's sockets on `nodes`; `done(true)` once one of
-/// them wrote it, `done(false)` when none did.
-template <class F>
-void deliver_confirmed(self_ptr self, const std::vector<caf::actor>& nodes,
-                       const std::string& text, F done) {
-  struct tally {
-    std::size_t pending;
-    bool settled = false;
-  };
-  auto t = std::make_shared<tally>(tally{nodes.size()});
-  auto settle = [t, done](bool written) mutable {
-    if (t->settled)
-      return;
-    if (written || --t->pending == 0) {
-      t->settled = true;
-      done(written);
-    }
-  };
-  for (auto& node : nodes)
-    request_write(self, node, text, settle);
-}
-
 /// Stops draining until the next attach (or retries soon while the user
 /// still has connections).
 void pause_drain(self_ptr self) {
@@ -400,12 +378,48 @@ void put_back(user_state& st, const user_state::drain_batch& b, It first, It las
                   std::make_move_iterator(last));
 }
 
+void pump(self_ptr self, const batch_ptr& b);
+
+/// Frame `i` of batch `b` is settled: written by a node, or by none.
+void settle_frame(self_ptr self, const batch_ptr& b, std::size_t i, bool written) {
+  using result = user_state::drain_batch::result;
+  auto& st = self->state;
+  auto size = b->texts[i].size();
+  b->waiting[i].clear();
+  --b->in_flight;
+  b->bytes_in_flight -= size;
+  b->outcome[i] = written ? result::written : result::failed;
+  if (written && !b->memory)
+    self->send(st.setup->store, ack_atom::value, st.user, b->tags[i]);
+  if (written && b->memory)
+    count_inbox(st, -static_cast<std::int64_t>(size));
+  if (!written)
+    b->stopped = true; // the connection is closing: the rest waits too
+  if (b->in_flight == 0 && (b->stopped || b->next == b->texts.size()))
+    return finish_batch(self, b);
+  pump(self, b);
+}
+
+/// The answer of `node` for frame `i` of batch `b`.
+void answer_frame(self_ptr self, const batch_ptr& b, std::size_t i, const caf::actor_addr& node,
+                  bool written) {
+  if (slot_of(self->state, b) != b || b->outcome[i] != user_state::drain_batch::pending)
+    return; // settled already: the batch ended, or another node wrote it
+  auto& waiting = b->waiting[i];
+  auto it = std::find(waiting.begin(), waiting.end(), node);
+  if (it == waiting.end())
+    return; // the node ended before it answered
+  waiting.erase(it);
+  if (written || waiting.empty())
+    settle_frame(self, b, i, written);
+}
+
 /// Sends the batch's next frames, in order, while its window has room (one
 /// frame always goes when none is in flight, however large it is); each
 /// confirmation makes room for the next.
 void pump(self_ptr self, const batch_ptr& b) {
   auto& w = self->state.setup->window;
-  using result = user_state::drain_batch::result;
+  b->waiting.resize(b->texts.size());
   while (!b->stopped && b->next < b->texts.size()) {
     auto i = b->next;
     auto size = b->texts[i].size();
@@ -414,23 +428,16 @@ void pump(self_ptr self, const batch_ptr& b) {
     ++b->next;
     ++b->in_flight;
     b->bytes_in_flight += size;
-    deliver_confirmed(self, b->nodes, b->texts[i], [self, b, i, size](bool written) {
-      auto& st = self->state;
-      if (slot_of(st, b) != b) // abandoned: its frames went back already
-        return;
-      --b->in_flight;
-      b->bytes_in_flight -= size;
-      b->outcome[i] = written ? result::written : result::failed;
-      if (written && !b->memory)
-        self->send(st.setup->store, ack_atom::value, st.user, b->tags[i]);
-      if (written && b->memory)
-        count_inbox(st, -static_cast<std::int64_t>(size));
-      if (!written)
-        b->stopped = true; // the connection is closing: the rest waits too
-      if (b->in_flight == 0 && (b->stopped || b->next == b->texts.size()))
-        return finish_batch(self, b);
-      pump(self, b);
-    });
+    if (b->nodes.empty()) { // every node ended
+      settle_frame(self, b, i, false);
+      return;
+    }
+    for (auto& node : b->nodes)
+      b->waiting[i].push_back(node.address());
+    for (auto& node : b->nodes)
+      request_write(self, node, b->texts[i], [self, b, i, n = node.address()](bool written) {
+        answer_frame(self, b, i, n, written);
+      });
   }
 }
 
@@ -519,14 +526,22 @@ void drain_memory(self_ptr self) {
 }
 
 /// A node writing a batch in flight died: its answers may never come, so
-/// the frames not confirmed yet go back now (a frame it wrote but did not
-/// confirm is then delivered again: a duplicate, with the same id if stored).
+/// each frame waiting for it counts as not written there; the batch goes
+/// on with the other nodes. (A frame it wrote but did not confirm, and that
+/// no other node wrote, is then delivered again: a duplicate with its id.)
+/// Before, the whole batch went back and was sent again to every node, so
+/// a tab on another node could get a frame it already held twice.
 void abandon_batch_on(self_ptr self, const caf::actor_addr& node) {
-  for (auto b : {self->state.batch, self->state.memory_batch})
-    if (b && std::any_of(b->nodes.begin(), b->nodes.end(),
-                         [&](const caf::actor& n) { return n.address() == node; })
-        && slot_of(self->state, b) == b)
-      finish_batch(self, b);
+  for (auto b : {self->state.batch, self->state.memory_batch}) {
+    if (!b)
+      continue;
+    auto& nodes = b->nodes;
+    nodes.erase(std::remove_if(nodes.begin(), nodes.end(),
+                               [&](const caf::actor& n) { return n.address() == node; }),
+                nodes.end());
+    for (std::size_t i = 0; i < b->next && slot_of(self->state, b) == b; ++i)
+      answer_frame(self, b, i, node, false);
+  }
 }
 
 /// Fetches the next batch of stored frames and writes it; ends when the

@@ -86,7 +86,11 @@ struct user_state {
     std::vector<std::uint64_t> tags; ///< store tags; empty for the memory inbox
     std::vector<std::string> texts;
     std::vector<result> outcome;
-    std::vector<caf::actor> nodes; ///< the nodes it is sent to
+    /// Per frame sent and not settled: the nodes that have not answered. A
+    /// frame is written once one node wrote it, and not written once all
+    /// answered or ended (the others still write it: it is not sent again).
+    std::vector<std::vector<caf::actor_addr>> waiting;
+    std::vector<caf::actor> nodes; ///< the nodes it is sent to (minus ended ones)
     std::size_t next = 0;          ///< the first frame not sent yet
     std::size_t in_flight = 0;
     std::size_t bytes_in_flight = 0;

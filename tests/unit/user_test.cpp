@@ -686,4 +686,37 @@ CAF_TEST(a node that detached before answering and then ended settles its frames
   CAF_CHECK_EQUAL(watched(), 0u); // and none is watched for good
 }
 
+// Before, a node that ended took the whole batch in flight back: its frames
+// were sent again to the other nodes, whose tabs then got them twice.
+CAF_TEST(a node that ends during a drain leaves the frames to the other nodes) {
+  auto t1 = std::make_shared<std::vector<std::string>>();
+  auto t2 = std::make_shared<std::vector<std::string>>();
+  auto n1 = sys.spawn(answering_node, t1);
+  auto n2 = sys.spawn(answering_node, t2);
+  auto bob = spawn_bob();
+  // A move brings S1 and S2, which go out to both nodes at once.
+  adopt(bob, user_snapshot{"bob", {"S1", "S2"}, {n1, n2}});
+  CAF_REQUIRE_EQUAL(*t2, (std::vector<std::string>{"S1", "S2"}));
+  self->send_exit(n1, caf::exit_reason::kill); // n1's node fails
+  sched.run();
+  self->send(bob, retry_atom::value); // a drain's retry, if one was due
+  sched.run();
+  CAF_CHECK_EQUAL(*t2, (std::vector<std::string>{"S1", "S2"})); // not again
+  self->send(n2, caf::ok_atom::value, std::uint64_t{0}, true);
+  self->send(n2, caf::ok_atom::value, std::uint64_t{1}, true);
+  sched.run();
+  self->send(bob, retry_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(*t2, (std::vector<std::string>{"S1", "S2"}));
+  // Written: nothing is left for the next connection.
+  self->send(bob, detach_atom::value, n2);
+  sched.run();
+  auto next = std::make_shared<std::vector<std::string>>();
+  auto other = sys.spawn(played_node, next, node_mode::writes);
+  self->send(bob, attach_atom::value, other);
+  sched.run();
+  CAF_CHECK(next->empty());
+  stop({bob, n2, other});
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
