@@ -179,7 +179,8 @@ struct two_nodes : test_coordinator_fixture<test_config> {
   std::shared_ptr<fake_view> view = std::make_shared<fake_view>();
   core_actors a, b;
 
-  explicit two_nodes(std::function<void(room_kinds&)> register_kinds = {}) {
+  explicit two_nodes(std::function<void(room_kinds&)> register_kinds = {}, settings s = {})
+    : cfg(std::move(s)) {
     if (register_kinds)
       register_kinds(*kinds);
     auto factory = [this](const core_actors&) { return sys.spawn(fake_locator, view); };

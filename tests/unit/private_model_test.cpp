@@ -1,0 +1,294 @@
+#define CAF_SUITE private_model
+
+// Private messages under random interleavings: a sender, tabs of one user
+// opening and closing on two nodes, sockets that write or fail their frames
+// (a working socket writes in order; a closing one fails what it holds in
+// any order), and node b failing. Whatever happens, every acknowledged
+// message reaches a tab, no tab gets one twice, a last tab gets what is left
+// in order, and the inbox memory is given back. Each run is reproducible
+// from its seed (printed when a check fails). When it was written it found
+// three defects of the user actor, each now with a test of its own in
+// user_test ("user_answer_tests"): reused live frame numbers, a detached
+// node's end going unheard, and a drain sent twice when one node ended.
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+
+#include "common/metrics.hpp"
+#include "fixture.hpp"
+
+using namespace rc;
+using namespace rc::test;
+using nlohmann::json;
+
+namespace {
+
+/// Small drain windows (2 frames), so that inbox drains go in batches.
+settings small_windows() {
+  settings s;
+  s.limits.max_queue_frames = 8;
+  return s;
+}
+
+struct model : two_nodes {
+  model() : two_nodes({}, small_windows()) {
+    set_live({"a"}); // the user's owner is on a; b only has tabs
+  }
+
+  struct tab {
+    node_fixture::client c;
+    bool connected = true; // its connection actor has not been told of the close
+    bool on_b = false;
+    recording_link& link() { return *c.link; }
+  };
+
+  std::mt19937 rng;
+  std::ostringstream trace;
+  node_fixture::client sender;
+  std::vector<tab> tabs;
+  int sent = 0;
+  bool b_failed = false;
+
+  std::size_t pick(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>{0, n - 1}(rng);
+  }
+  bool chance(double p) {
+    return std::bernoulli_distribution{p}(rng);
+  }
+  /// Indexes of the tabs for which `pred` holds.
+  template <class Pred>
+  std::vector<std::size_t> tabs_where(Pred pred) {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < tabs.size(); ++i)
+      if (pred(tabs[i]))
+        out.push_back(i);
+    return out;
+  }
+
+  void open_tab() {
+    bool on_b = !b_failed && chance(0.5);
+    auto link = std::make_shared<recording_link>();
+    link->hold_writes = true;
+    tabs.push_back({connect(on_b ? b : a, "bob", link), true, on_b});
+    trace << "open " << tabs.size() - 1 << (on_b ? " on b; " : " on a; ");
+  }
+
+  void send_one() {
+    ++sent;
+    frame(sender, json{{"type", "send"}, {"to", "bob"}, {"data", sent}, {"id", sent}});
+    trace << "send " << sent << "; ";
+  }
+
+  /// A socket answers one frame it holds: a working one writes the oldest;
+  /// a closing one fails any (it reports its queued frames before the one
+  /// it was writing).
+  void settle_one() {
+    auto holding = tabs_where([](tab& t) { return !t.link().held.empty(); });
+    if (holding.empty())
+      return;
+    auto i = holding[pick(holding.size())];
+    auto& link = tabs[i].link();
+    if (!link.closing) {
+      trace << "tab " << i << " writes; ";
+      link.settle_oldest(true);
+    } else {
+      auto at = pick(link.held.size());
+      trace << "tab " << i << " fails #" << at << "; ";
+      link.settle_at(at, false);
+    }
+    sched.run();
+  }
+
+  /// A tab begins to close (its client closed, or it fell behind): its
+  /// session refuses new frames at once and fails the ones it holds, now
+  /// or later; its connection actor hears of it now or later.
+  void trouble() {
+    auto working = tabs_where([](tab& t) { return !t.link().closing; });
+    if (working.empty())
+      return;
+    auto i = working[pick(working.size())];
+    auto& link = tabs[i].link();
+    link.hold_writes = false;
+    link.closing = true;
+    trace << "tab " << i << " closing; ";
+    if (chance(0.5))
+      fail_all(tabs[i]);
+    if (chance(0.5))
+      disconnect(tabs[i]);
+  }
+
+  void disconnect(tab& t) {
+    if (!t.connected)
+      return;
+    t.connected = false;
+    trace << "disconnect; ";
+    caf::anon_send(t.c.conn, ws_closed_atom::value);
+    sched.run();
+  }
+
+  void disconnect_one() {
+    auto closing = tabs_where([](tab& t) { return t.link().closing && t.connected; });
+    if (!closing.empty())
+      disconnect(tabs[closing[pick(closing.size())]]);
+  }
+
+  void fail_all(tab& t) {
+    while (!t.link().held.empty())
+      t.link().settle_at(t.link().held.size() - 1, false);
+    sched.run();
+  }
+
+  /// Node b fails: its registry ends, and its tabs with it (what their
+  /// sockets held is never answered).
+  void fail_b() {
+    b_failed = true;
+    trace << "b fails; ";
+    caf::anon_send_exit(b.local_users, caf::exit_reason::kill);
+    for (auto& t : tabs)
+      if (t.on_b) {
+        t.link().held.clear();
+        t.link().hold_writes = false;
+        t.link().closing = true;
+        if (t.connected)
+          caf::anon_send_exit(t.c.conn, caf::exit_reason::kill);
+        t.connected = false;
+      }
+    sched.run();
+  }
+
+  void step() {
+    auto working = tabs_where([](tab& t) { return !t.link().closing; }).size();
+    switch (pick(12)) {
+      case 0:
+        if (working < 3)
+          open_tab();
+        break;
+      case 1:
+        trouble();
+        break;
+      case 2:
+        disconnect_one();
+        break;
+      case 3:
+        if (!b_failed && chance(0.1))
+          fail_b();
+        break;
+      case 4:
+      case 5:
+      case 6:
+        send_one();
+        break;
+      default:
+        settle_one();
+    }
+  }
+
+  /// Every tab closes, failing what it holds; a last tab on a writes at
+  /// once and gets what is left (drain retries included).
+  node_fixture::client finish() {
+    for (auto& t : tabs) {
+      t.link().hold_writes = false;
+      t.link().closing = true;
+      fail_all(t);
+      disconnect(t);
+    }
+    auto last = connect(a, "bob");
+    for (int i = 0; i < 20; ++i) {
+      sched.trigger_timeouts(); // drain retries
+      sched.run();
+    }
+    return last;
+  }
+
+  static std::vector<int> privates(const recording_link& link) {
+    std::vector<int> out;
+    for (auto& j : link.of_type("private"))
+      out.push_back(j["data"].get<int>());
+    return out;
+  }
+
+  /// Runs one history; false (with the history printed) if a promise broke.
+  bool run(unsigned seed) {
+    rng.seed(seed);
+    trace.str({});
+    auto bytes_before = metrics::global().inbox_bytes.load();
+    sender = connect(a, "alice");
+    for (int i = 0; i < 60; ++i)
+      step();
+    auto last = finish();
+    std::vector<std::string> broken;
+    // Every send was accepted (the limits are far).
+    if (sender.link->of_type("ack").size() != static_cast<std::size_t>(sent)
+        || !sender.link->of_type("error").empty())
+      broken.push_back("not every send was acknowledged");
+    // Each acknowledged message reached a tab; none reached one tab twice.
+    std::vector<int> all;
+    for (auto* link : [&] {
+           std::vector<const recording_link*> v{last.link.get()};
+           for (auto& t : tabs)
+             v.push_back(t.c.link.get());
+           return v;
+         }()) {
+      auto got = privates(*link);
+      auto sorted = got;
+      std::sort(sorted.begin(), sorted.end());
+      if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+        broken.push_back("a tab got a message twice");
+      all.insert(all.end(), got.begin(), got.end());
+    }
+    for (int n = 1; n <= sent; ++n)
+      if (std::find(all.begin(), all.end(), n) == all.end())
+        broken.push_back("message " + std::to_string(n) + " was lost");
+    // The last tab gets what was left in the order it was sent.
+    auto rest = privates(*last.link);
+    if (!std::is_sorted(rest.begin(), rest.end()))
+      broken.push_back("the last tab got what was left out of order");
+    if (metrics::global().inbox_bytes.load() != bytes_before)
+      broken.push_back("the inbox memory was not given back");
+    if (broken.empty())
+      return true;
+    std::ostringstream out;
+    for (auto& b : broken)
+      out << b << "; ";
+    out << "tabs got:";
+    for (std::size_t i = 0; i < tabs.size(); ++i) {
+      out << " " << i << " [";
+      for (auto n : privates(tabs[i].link()))
+        out << n << ' ';
+      out << "]";
+    }
+    out << ", the last tab [";
+    for (auto n : rest)
+      out << n << ' ';
+    out << "]";
+    CAF_MESSAGE("seed " << seed << ": " << out.str() << "\n  history: " << trace.str());
+    return false;
+  }
+};
+
+} // namespace
+
+CAF_TEST(every acknowledged private message reaches a tab once whatever the interleaving) {
+  // MODEL_SEED=N replays one history; MODEL_RUNS=N runs N histories.
+  unsigned first = 1, last = 300;
+  if (auto* one = std::getenv("MODEL_SEED"))
+    first = last = static_cast<unsigned>(std::stoul(one));
+  else if (auto* runs = std::getenv("MODEL_RUNS"))
+    last = static_cast<unsigned>(std::stoul(runs));
+  int sent = 0;
+  unsigned b_failed = 0;
+  for (unsigned seed = first; seed <= last; ++seed) {
+    model m;
+    if (!m.run(seed))
+      CAF_FAIL("seed " << seed << " broke a promise (history above)");
+    sent += m.sent;
+    b_failed += m.b_failed;
+  }
+  // The histories did send, and node b failed in some.
+  CAF_CHECK_GREATER(sent, static_cast<int>(last - first + 1) * 5);
+  if (last - first >= 100)
+    CAF_CHECK_GREATER(b_failed, 10u);
+  CAF_MESSAGE(sent << " messages; node b failed in " << b_failed << " histories");
+}
