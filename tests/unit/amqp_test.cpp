@@ -4,13 +4,12 @@
 
 #define CAF_SUITE amqp
 
-#include <deque>
 #include <map>
 #include <optional>
 
-#include "actors/inbox_store.hpp"
 #include "actors/user.hpp"
 #include "cluster/amqp_inbound.hpp"
+#include "fake_store.hpp"
 
 #include "fixture.hpp"
 
@@ -19,74 +18,6 @@ using namespace rc::test;
 using nlohmann::json;
 
 namespace {
-
-// -- a durable store in memory ------------------------------------------------------
-
-struct fake_store_state {
-  struct item {
-    std::uint64_t tag;
-    std::string text;
-  };
-  std::map<std::string, std::deque<item>> ready;
-  std::map<std::uint64_t, std::pair<std::string, item>> unacked;
-  std::vector<std::uint64_t> acked;
-  std::uint64_t next_tag = 0;
-  bool down = false;
-  /// Fetches are answered with what was ready when they came, but only on
-  /// `release_fetches`: like the broker's store, whose answers lag.
-  bool hold_fetches = false;
-  std::vector<std::pair<caf::response_promise, stored_frames>> held;
-  static inline const char* name = "fake_store";
-};
-
-using release_atom = caf::atom_constant<caf::atom("release")>;
-
-caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
-  return {
-    [self](release_atom) { // answers the held fetches (from within the actor)
-      auto held = std::move(self->state.held);
-      self->state.held.clear();
-      for (auto& [rp, frames] : held)
-        rp.deliver(std::move(frames));
-    },
-    [self](store_atom, const std::string& user, std::string& text) -> caf::result<caf::ok_atom> {
-      auto& st = self->state;
-      if (st.down)
-        return make_error(error_code::unavailable);
-      st.ready[user].push_back({++st.next_tag, std::move(text)});
-      return caf::ok_atom::value;
-    },
-    [self](fetch_atom, const std::string& user, std::uint32_t max) -> caf::result<stored_frames> {
-      auto& st = self->state;
-      if (st.down)
-        return make_error(error_code::unavailable);
-      stored_frames out;
-      auto& q = st.ready[user];
-      while (!q.empty() && out.tags.size() < max) {
-        out.tags.push_back(q.front().tag);
-        out.texts.push_back(q.front().text);
-        st.unacked.emplace(q.front().tag, std::make_pair(user, q.front()));
-        q.pop_front();
-      }
-      if (!st.hold_fetches)
-        return out;
-      st.held.emplace_back(self->make_response_promise(), std::move(out));
-      return caf::delegated<stored_frames>{};
-    },
-    [self](ack_atom, const std::string&, std::uint64_t tag) {
-      self->state.unacked.erase(tag);
-      self->state.acked.push_back(tag);
-    },
-    [self](requeue_atom, const std::string&, const std::vector<std::uint64_t>& tags) {
-      auto& st = self->state;
-      for (auto it = tags.rbegin(); it != tags.rend(); ++it) {
-        auto u = st.unacked.find(*it);
-        st.ready[u->second.first].push_front(u->second.second);
-        st.unacked.erase(u);
-      }
-    },
-  };
-}
 
 json send_to(const std::string& to, json data, int id = 0) {
   json j{{"type", "send"}, {"to", to}, {"data", data}};
