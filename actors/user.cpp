@@ -57,6 +57,13 @@ constexpr auto store_timeout = std::chrono::seconds{10};
 constexpr std::uint32_t fetch_batch = 100;
 /// Pause before fetching again after the store failed or a write failed.
 constexpr auto drain_retry = std::chrono::seconds{1};
+/// How long a message to store waits behind live frames whose writes are
+/// not answered (a reader that is behind) before it is stored anyway: its
+/// sender's connection answers `unavailable` after 10 s, and a message
+/// stored after that would arrive although its sender was told to retry.
+constexpr auto store_wait = std::chrono::seconds{5};
+/// A message to store has waited `store_wait` behind live frames.
+using overdue_atom = caf::atom_constant<caf::atom("overdue")>;
 /// How long a move waits for the memory batch in flight. Then it goes
 /// without the frames on their way (a stopping node waits at most 5 s).
 constexpr auto batch_wait = std::chrono::seconds{1};
@@ -317,6 +324,9 @@ void request_write(self_ptr self, const caf::actor& node, const std::string& tex
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
   auto& st = self->state;
+  if (stored.pending())
+    self->delayed_send(self, store_wait, overdue_atom::value,
+                       st.live->first + st.live->frames.size());
   // One to keep holds memory already: it counts against the budget now,
   // so that every message waiting here is checked against the others.
   bool counted = !stored.pending();
@@ -773,6 +783,19 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       }
       deliver_to(self, st.nodes, text);
       return static_cast<std::uint64_t>(st.nodes.size());
+    },
+    [self](overdue_atom, std::uint64_t seq) {
+      // Not diverted while moving: `seq` names a frame of ours.
+      auto& st = self->state;
+      if (!st.live || seq < st.live->first)
+        return; // stored in its turn already
+      auto& f = st.live->frames[seq - st.live->first];
+      if (!f.stored.pending())
+        return;
+      // The frames ahead take long: one of them that no socket wrote will
+      // come after this message, rather than its sender being told to retry.
+      store_new(self, f.text, std::move(f.stored));
+      f.written = true; // handed on: nothing is left to do in its turn
     },
     [self](fetch_atom) {
       if (self->state.move.divert(self))

@@ -182,6 +182,35 @@ CAF_TEST(a message stored for a user whose last tab closed comes behind live one
   CAF_CHECK_EQUAL(data_of(again.link->frames), (std::vector<std::string>{"one", "two", "three"}));
 }
 
+// Before, a message to store waited behind live frames however long their
+// reader took: after 10 s its sender was told `unavailable`, and the
+// message was stored and delivered later all the same.
+CAF_TEST(a message to store waits behind slow live frames at most 5 s) {
+  auto a = connect("alice");
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto f = connect("frank", {}, link);
+  frame(a, send_to("frank", "slow"));
+  CAF_REQUIRE_EQUAL(link->held.size(), 1u); // its reader is behind
+  link->hold_writes = false;
+  link->closing = true;
+  close(f);
+  frame(a, send_to("frank", "newer", 2));
+  for (int i = 0; i < 6; ++i) {
+    sched.advance_time(std::chrono::seconds{1});
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 1u); // stored at 5 s
+  CAF_CHECK(a.link->of_type("error").empty());
+  CAF_CHECK_EQUAL(ready("frank"), 1u);
+  // The slow frame is not written after all: it comes after the newer one.
+  link->settle_oldest(false);
+  sched.run();
+  auto again = connect("frank");
+  CAF_CHECK_EQUAL(data_of(again.link->frames), (std::vector<std::string>{"newer", "slow"}));
+  CAF_CHECK_EQUAL(ready("frank"), 0u);
+}
+
 // Probe (a rolling restart under traffic, 2 of 50 rounds): a message that
 // bounced off a closing tab while its user moved was stored by the old
 // owner after the new one had fetched and found nothing; it stayed in the

@@ -42,6 +42,8 @@ public:
     bool ok = !refuse && !closing;
     if (ok)
       frames.emplace_back(frame->text());
+    else
+      refused.emplace_back(frame->text());
     written(ok);
   }
   /// The socket writes (records) the oldest held frame, or fails to.
@@ -85,6 +87,7 @@ public:
   }
 
   std::vector<std::string> frames;
+  std::vector<std::string> refused; ///< confirmed frames refused (not written)
   std::vector<close_reason> closed;
   int done = 0;
   bool refuse = false;
@@ -179,12 +182,15 @@ struct two_nodes : test_coordinator_fixture<test_config> {
   std::shared_ptr<fake_view> view = std::make_shared<fake_view>();
   core_actors a, b;
 
-  explicit two_nodes(std::function<void(room_kinds&)> register_kinds = {}, settings s = {})
+  /// `services_of_a` (optional) spawns the services node a uses.
+  explicit two_nodes(std::function<void(room_kinds&)> register_kinds = {}, settings s = {},
+                     std::function<core_services(caf::actor_system&)> services_of_a = {})
     : cfg(std::move(s)) {
     if (register_kinds)
       register_kinds(*kinds);
     auto factory = [this](const core_actors&) { return sys.spawn(fake_locator, view); };
-    a = spawn_core_actors(sys, cfg, factory, kinds);
+    a = spawn_core_actors(sys, cfg, factory, kinds,
+                          services_of_a ? services_of_a(sys) : core_services{});
     b = spawn_core_actors(sys, cfg, factory, kinds);
     view->nodes = {{"a", &a}, {"b", &b}};
     set_live({"a"});

@@ -14,9 +14,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "common/metrics.hpp"
+#include "fake_store.hpp"
 #include "fixture.hpp"
 
 using namespace rc;
@@ -32,9 +34,32 @@ settings small_windows() {
   return s;
 }
 
-struct model : two_nodes {
-  model() : two_nodes({}, small_windows()) {
+/// Constructed before two_nodes, which spawns the store into it.
+struct store_holder {
+  caf::actor store;
+};
+
+struct model : store_holder, two_nodes {
+  /// `durable`: node a keeps private messages in a store (as with
+  /// `--amqp-url`), which may go down and answer fetches late.
+  explicit model(bool durable)
+    : two_nodes({}, small_windows(), [this, durable](caf::actor_system& sys) {
+        if (durable)
+          store = sys.spawn(fake_store);
+        return core_services{store, nullptr};
+      }) {
     set_live({"a"}); // the user's owner is on a; b only has tabs
+  }
+
+  ~model() {
+    if (store) {
+      caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+      sched.run();
+    }
+  }
+
+  fake_store_state& store_state() {
+    return deref<caf::stateful_actor<fake_store_state>>(store).state;
   }
 
   struct tab {
@@ -50,6 +75,9 @@ struct model : two_nodes {
   std::vector<tab> tabs;
   int sent = 0;
   bool b_failed = false;
+  bool store_failed = false;
+  /// Messages a socket failed or refused (or held when its node failed).
+  std::set<int> bounced;
 
   std::size_t pick(std::size_t n) {
     return std::uniform_int_distribution<std::size_t>{0, n - 1}(rng);
@@ -96,7 +124,7 @@ struct model : two_nodes {
     } else {
       auto at = pick(link.held.size());
       trace << "tab " << i << " fails #" << at << "; ";
-      link.settle_at(at, false);
+      fail(link, at);
     }
     sched.run();
   }
@@ -134,9 +162,20 @@ struct model : two_nodes {
       disconnect(tabs[closing[pick(closing.size())]]);
   }
 
+  static int data_of(const std::string& frame) {
+    auto j = json::parse(frame);
+    return j["type"] == "private" ? j["data"].get<int>() : 0;
+  }
+
+  /// A socket fails the frame it holds at `at`.
+  void fail(recording_link& link, std::size_t at) {
+    bounced.insert(data_of(link.held[at].first));
+    link.settle_at(at, false);
+  }
+
   void fail_all(tab& t) {
     while (!t.link().held.empty())
-      t.link().settle_at(t.link().held.size() - 1, false);
+      fail(t.link(), t.link().held.size() - 1);
     sched.run();
   }
 
@@ -148,6 +187,8 @@ struct model : two_nodes {
     caf::anon_send_exit(b.local_users, caf::exit_reason::kill);
     for (auto& t : tabs)
       if (t.on_b) {
+        for (auto& [text, _] : t.link().held)
+          bounced.insert(data_of(text));
         t.link().held.clear();
         t.link().hold_writes = false;
         t.link().closing = true;
@@ -156,6 +197,42 @@ struct model : two_nodes {
         t.connected = false;
       }
     sched.run();
+  }
+
+  /// The store goes down or comes back, or its fetch answers lag (and
+  /// come).
+  void trouble_the_store() {
+    auto& st = store_state();
+    switch (pick(3)) {
+      case 0:
+        st.down = !st.down;
+        store_failed = store_failed || st.down;
+        trace << (st.down ? "store down; " : "store up; ");
+        break;
+      case 1:
+        st.hold_fetches = !st.hold_fetches;
+        trace << (st.hold_fetches ? "fetches lag; " : "fetches in time; ");
+        break;
+      default:
+        trace << "fetches answered; ";
+        caf::anon_send(store, release_atom::value);
+        sched.run();
+    }
+  }
+
+  /// One to six seconds pass: drain retries, request timeouts (not while
+  /// the store holds fetch answers: a fetch that timed out here would
+  /// leave its frames unacknowledged in the fake store for good, where
+  /// the broker would give them back).
+  void time_passes() {
+    if (store && !store_state().held.empty())
+      return;
+    auto seconds = 1 + static_cast<int>(pick(6));
+    trace << seconds << " s pass; ";
+    for (int i = 0; i < seconds; ++i) { // what is due acts before later timers
+      sched.advance_time(std::chrono::seconds{1});
+      sched.run();
+    }
   }
 
   void step() {
@@ -174,6 +251,10 @@ struct model : two_nodes {
       case 3:
         if (!b_failed && chance(0.1))
           fail_b();
+        else if (store && chance(0.5))
+          trouble_the_store();
+        else
+          time_passes();
         break;
       case 4:
       case 5:
@@ -188,6 +269,12 @@ struct model : two_nodes {
   /// Every tab closes, failing what it holds; a last tab on a writes at
   /// once and gets what is left (drain retries included).
   node_fixture::client finish() {
+    if (store) {
+      store_state().down = false;
+      store_state().hold_fetches = false;
+      caf::anon_send(store, release_atom::value);
+      sched.run();
+    }
     for (auto& t : tabs) {
       t.link().hold_writes = false;
       t.link().closing = true;
@@ -219,10 +306,15 @@ struct model : two_nodes {
       step();
     auto last = finish();
     std::vector<std::string> broken;
-    // Every send was accepted (the limits are far).
-    if (sender.link->of_type("ack").size() != static_cast<std::size_t>(sent)
-        || !sender.link->of_type("error").empty())
+    // Every send was accepted (the limits are far), but while the store
+    // was down one may be refused: it then need not arrive.
+    std::vector<int> acked;
+    for (auto& ack : sender.link->of_type("ack"))
+      acked.push_back(ack["id"].get<int>());
+    if (!store_failed && acked.size() != static_cast<std::size_t>(sent))
       broken.push_back("not every send was acknowledged");
+    if (acked.size() + sender.link->of_type("error").size() != static_cast<std::size_t>(sent))
+      broken.push_back("not every send was answered");
     // Each acknowledged message reached a tab; none reached one tab twice.
     std::vector<int> all;
     for (auto* link : [&] {
@@ -238,13 +330,27 @@ struct model : two_nodes {
         broken.push_back("a tab got a message twice");
       all.insert(all.end(), got.begin(), got.end());
     }
-    for (int n = 1; n <= sent; ++n)
+    for (int n : acked)
       if (std::find(all.begin(), all.end(), n) == all.end())
         broken.push_back("message " + std::to_string(n) + " was lost");
-    // The last tab gets what was left in the order it was sent.
+    // The last tab gets what was left in the order it was sent, unless the
+    // store failed (the memory inbox then holds some, and the order between
+    // the two is not kept, as docs/amqp.md says). With a store, a message
+    // that a socket failed may come after newer ones: they are stored
+    // rather than wait for it longer than 5 s (docs/protocol.md).
     auto rest = privates(*last.link);
-    if (!std::is_sorted(rest.begin(), rest.end()))
+    for (auto& t : tabs)
+      for (auto& text : t.link().refused)
+        bounced.insert(data_of(text));
+    auto fresh = rest;
+    if (store)
+      fresh.erase(std::remove_if(fresh.begin(), fresh.end(),
+                                 [&](int n) { return bounced.count(n) > 0; }),
+                  fresh.end());
+    if (!store_failed && !std::is_sorted(fresh.begin(), fresh.end()))
       broken.push_back("the last tab got what was left out of order");
+    if (store && (!store_state().ready["bob"].empty() || !store_state().unacked.empty()))
+      broken.push_back("the store still holds messages");
     if (metrics::global().inbox_bytes.load() != bytes_before)
       broken.push_back("the inbox memory was not given back");
     if (broken.empty())
@@ -259,6 +365,8 @@ struct model : two_nodes {
         out << n << ' ';
       out << "]";
     }
+    for (auto& err : sender.link->of_type("error"))
+      out << ", error " << err.dump();
     out << ", the last tab [";
     for (auto n : rest)
       out << n << ' ';
@@ -270,25 +378,44 @@ struct model : two_nodes {
 
 } // namespace
 
-CAF_TEST(every acknowledged private message reaches a tab once whatever the interleaving) {
-  // MODEL_SEED=N replays one history; MODEL_RUNS=N runs N histories.
-  unsigned first = 1, last = 300;
+namespace {
+
+/// Runs the histories of MODEL_SEED=N (one) or seeds 1 to MODEL_RUNS=N
+/// (6000 by default, a few seconds: seed 5037 found the last defect) and
+/// checks that they did something.
+void run_histories(bool durable) {
+  unsigned first = 1, last = 6000;
   if (auto* one = std::getenv("MODEL_SEED"))
     first = last = static_cast<unsigned>(std::stoul(one));
   else if (auto* runs = std::getenv("MODEL_RUNS"))
     last = static_cast<unsigned>(std::stoul(runs));
   int sent = 0;
-  unsigned b_failed = 0;
+  unsigned b_failed = 0, store_failed = 0;
   for (unsigned seed = first; seed <= last; ++seed) {
-    model m;
+    model m{durable};
     if (!m.run(seed))
       CAF_FAIL("seed " << seed << " broke a promise (history above)");
     sent += m.sent;
     b_failed += m.b_failed;
+    store_failed += m.store_failed;
   }
-  // The histories did send, and node b failed in some.
+  // The histories did send, and node b (and the store) failed in some.
   CAF_CHECK_GREATER(sent, static_cast<int>(last - first + 1) * 5);
-  if (last - first >= 100)
+  if (last - first >= 100) {
     CAF_CHECK_GREATER(b_failed, 10u);
-  CAF_MESSAGE(sent << " messages; node b failed in " << b_failed << " histories");
+    if (durable)
+      CAF_CHECK_GREATER(store_failed, 10u);
+  }
+  CAF_MESSAGE(sent << " messages; node b failed in " << b_failed << ", the store in "
+                   << store_failed << " histories");
+}
+
+} // namespace
+
+CAF_TEST(every acknowledged private message reaches a tab once whatever the interleaving) {
+  run_histories(false);
+}
+
+CAF_TEST(every stored private message reaches a tab once whatever the interleaving) {
+  run_histories(true);
 }
