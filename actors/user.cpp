@@ -624,25 +624,40 @@ std::int64_t bytes_of(const std::vector<std::string>& texts) {
 /// off a closing tab, waiting frames a closing tab did not write) go to the
 /// successor, ahead of its own inbox, instead of being lost when this actor
 /// stops. They are older than what the snapshot held.
+/// Hands `late` to `to` (the successor, or a directory that finds whoever
+/// serves the user now), which then becomes the successor.
+void hand_on_late(self_ptr self, const caf::actor& to, user_snapshot late, bool via_directory) {
+  auto& st = self->state;
+  auto n = late.inbox.size();
+  count_if_remote(self, to, kind::control);
+  ++st.busy; // the close waits for the answer
+  self->request(to, move_timeout, adopt_atom::value, st.user, late)
+    .then(
+      [self](caf::actor& successor) {
+        --self->state.busy;
+        self->state.move.successor = std::move(successor);
+      },
+      [self, n, late, via_directory](caf::error& err) mutable {
+        auto& st = self->state;
+        --st.busy;
+        // The successor moved on and ended (two moves in a row): this
+        // node's directory passes them to whoever serves the user now.
+        if (err == caf::sec::request_receiver_down && !via_directory && st.directory)
+          return hand_on_late(self, st.directory, std::move(late), true);
+        spdlog::error("user {}: {} private message(s) kept during its move are lost: {}",
+                      st.user, n, log_text(err));
+      });
+}
+
 void forward_inbox(self_ptr self) {
   auto& st = self->state;
   if (st.inbox.empty())
     return;
-  auto n = st.inbox.size();
   user_snapshot late{st.user, std::move(st.inbox), {}, true};
   st.inbox.clear();
   st.late_ahead = 0;
   count_inbox(st, -bytes_of(late.inbox));
-  count_if_remote(self, st.move.successor, kind::control);
-  ++st.busy; // the close waits for the answer
-  self->request(st.move.successor, move_timeout, adopt_atom::value, st.user,
-                std::move(late))
-    .then([self](const caf::actor&) { --self->state.busy; },
-          [self, n](caf::error& err) {
-            --self->state.busy;
-            spdlog::error("user {}: {} private message(s) kept during its move are lost: {}",
-                          self->state.user, n, log_text(err));
-          });
+  hand_on_late(self, st.move.successor, std::move(late), false);
 }
 
 /// Moves the user to `target` (the new owner's directory): its inbox and

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "cluster/placement.hpp"
 #include "common/metrics.hpp"
 #include "fake_store.hpp"
 #include "fixture.hpp"
@@ -41,14 +42,20 @@ struct store_holder {
 
 struct model : store_holder, two_nodes {
   /// `durable`: node a keeps private messages in a store (as with
-  /// `--amqp-url`), which may go down and answer fetches late.
-  explicit model(bool durable)
+  /// `--amqp-url`), which may go down and answer fetches late. `moving`:
+  /// node b joins and leaves the cluster, and the user, whom b owns while
+  /// it is a member, moves with it (b does not fail then).
+  explicit model(bool durable, bool moving = false)
     : two_nodes({}, small_windows(), [this, durable](caf::actor_system& sys) {
         if (durable)
           store = sys.spawn(fake_store);
         return core_services{store, nullptr};
-      }) {
+      }),
+      moving(moving) {
     set_live({"a"}); // the user's owner is on a; b only has tabs
+    if (moving)
+      for (int i = 0; owner_of(user, {"a", "b"}) != "b"; ++i)
+        user = "bob-" + std::to_string(i);
   }
 
   ~model() {
@@ -73,7 +80,10 @@ struct model : store_holder, two_nodes {
   std::ostringstream trace;
   node_fixture::client sender;
   std::vector<tab> tabs;
+  bool moving;
+  std::string user = "bob";
   int sent = 0;
+  int moves = 0;
   bool b_failed = false;
   bool store_failed = false;
   /// Messages a socket failed or refused (or held when its node failed).
@@ -99,13 +109,13 @@ struct model : store_holder, two_nodes {
     bool on_b = !b_failed && chance(0.5);
     auto link = std::make_shared<recording_link>();
     link->hold_writes = true;
-    tabs.push_back({connect(on_b ? b : a, "bob", link), true, on_b});
+    tabs.push_back({connect(on_b ? b : a, user, link), true, on_b});
     trace << "open " << tabs.size() - 1 << (on_b ? " on b; " : " on a; ");
   }
 
   void send_one() {
     ++sent;
-    frame(sender, json{{"type", "send"}, {"to", "bob"}, {"data", sent}, {"id", sent}});
+    frame(sender, json{{"type", "send"}, {"to", user}, {"data", sent}, {"id", sent}});
     trace << "send " << sent << "; ";
   }
 
@@ -199,6 +209,24 @@ struct model : store_holder, two_nodes {
     sched.run();
   }
 
+  /// Node b joins the cluster (and owns the user) or leaves it (and the
+  /// user goes back to a): a planned move, which has 3 s to finish (a move
+  /// waits up to 1 s for a drain in flight). A membership change back
+  /// while a move is still under way can make the two owners hand the user
+  /// to each other at once; both time out and keep their state, and the
+  /// late adopts then copy it: the "fenced two-phase adopt" the notes of
+  /// issue 7 leave open, not modelled here.
+  void move() {
+    ++moves;
+    bool joins = view->live.count("b") == 0;
+    trace << (joins ? "b joins; " : "b leaves; ");
+    set_live(joins ? std::set<std::string>{"a", "b"} : std::set<std::string>{"a"});
+    for (int i = 0; i < 3; ++i) {
+      sched.advance_time(std::chrono::seconds{1});
+      sched.run();
+    }
+  }
+
   /// The store goes down or comes back, or its fetch answers lag (and
   /// come).
   void trouble_the_store() {
@@ -249,7 +277,9 @@ struct model : store_holder, two_nodes {
         disconnect_one();
         break;
       case 3:
-        if (!b_failed && chance(0.1))
+        if (moving && chance(0.5))
+          move();
+        else if (!moving && !b_failed && chance(0.1))
           fail_b();
         else if (store && chance(0.5))
           trouble_the_store();
@@ -281,7 +311,7 @@ struct model : store_holder, two_nodes {
       fail_all(t);
       disconnect(t);
     }
-    auto last = connect(a, "bob");
+    auto last = connect(a, user);
     for (int i = 0; i < 20; ++i) {
       sched.trigger_timeouts(); // drain retries
       sched.run();
@@ -347,9 +377,11 @@ struct model : store_holder, two_nodes {
       fresh.erase(std::remove_if(fresh.begin(), fresh.end(),
                                  [&](int n) { return bounced.count(n) > 0; }),
                   fresh.end());
-    if (!store_failed && !std::is_sorted(fresh.begin(), fresh.end()))
+    // During a move, order is not kept at all (docs/cluster.md: "privates
+    // from one sender may be reordered").
+    if (!store_failed && !moving && !std::is_sorted(fresh.begin(), fresh.end()))
       broken.push_back("the last tab got what was left out of order");
-    if (store && (!store_state().ready["bob"].empty() || !store_state().unacked.empty()))
+    if (store && (!store_state().ready[user].empty() || !store_state().unacked.empty()))
       broken.push_back("the store still holds messages");
     if (metrics::global().inbox_bytes.load() != bytes_before)
       broken.push_back("the inbox memory was not given back");
@@ -383,31 +415,32 @@ namespace {
 /// Runs the histories of MODEL_SEED=N (one) or seeds 1 to MODEL_RUNS=N
 /// (6000 by default, a few seconds: seed 5037 found the last defect) and
 /// checks that they did something.
-void run_histories(bool durable) {
+void run_histories(bool durable, bool moving = false) {
   unsigned first = 1, last = 6000;
   if (auto* one = std::getenv("MODEL_SEED"))
     first = last = static_cast<unsigned>(std::stoul(one));
   else if (auto* runs = std::getenv("MODEL_RUNS"))
     last = static_cast<unsigned>(std::stoul(runs));
   int sent = 0;
-  unsigned b_failed = 0, store_failed = 0;
+  unsigned b_failed = 0, store_failed = 0, moves = 0;
   for (unsigned seed = first; seed <= last; ++seed) {
-    model m{durable};
+    model m{durable, moving};
     if (!m.run(seed))
       CAF_FAIL("seed " << seed << " broke a promise (history above)");
     sent += m.sent;
     b_failed += m.b_failed;
     store_failed += m.store_failed;
+    moves += static_cast<unsigned>(m.moves);
   }
   // The histories did send, and node b (and the store) failed in some.
   CAF_CHECK_GREATER(sent, static_cast<int>(last - first + 1) * 5);
   if (last - first >= 100) {
-    CAF_CHECK_GREATER(b_failed, 10u);
+    CAF_CHECK_GREATER(moving ? moves : b_failed, 10u);
     if (durable)
       CAF_CHECK_GREATER(store_failed, 10u);
   }
   CAF_MESSAGE(sent << " messages; node b failed in " << b_failed << ", the store in "
-                   << store_failed << " histories");
+                   << store_failed << " histories; " << moves << " moves");
 }
 
 } // namespace
@@ -418,4 +451,8 @@ CAF_TEST(every acknowledged private message reaches a tab once whatever the inte
 
 CAF_TEST(every stored private message reaches a tab once whatever the interleaving) {
   run_histories(true);
+}
+
+CAF_TEST(every acknowledged private message reaches a tab once while the user moves) {
+  run_histories(false, true);
 }

@@ -443,6 +443,19 @@ caf::behavior closing_node_and_owner(caf::event_based_actor* self,
   };
 }
 
+/// Plays a directory (or a new owner) that takes every snapshot it is
+/// handed, recording the frames, and answers with `successor` (itself if
+/// none).
+caf::behavior adopting(caf::event_based_actor* self,
+                       std::shared_ptr<std::vector<std::string>> adopted, caf::actor successor) {
+  return {
+    [self, adopted, successor](adopt_atom, const std::string&, user_snapshot& snap) {
+      adopted->insert(adopted->end(), snap.inbox.begin(), snap.inbox.end());
+      return successor ? successor : caf::actor_cast<caf::actor>(self);
+    },
+  };
+}
+
 /// A user actor of its own, "bob" (no directory, no store), for tests that
 /// play its nodes and its new owner themselves.
 struct lone_user_fixture : node_fixture {
@@ -453,8 +466,10 @@ struct lone_user_fixture : node_fixture {
     auto setup = std::make_shared<const user_setup>(
       user_setup{duration{std::chrono::minutes{1}}, inbox_limit, caf::actor{}, core.node_watch,
                  drain_window{}, std::move(budget)});
-    return sys.spawn(user, "bob", caf::actor{}, setup);
+    return sys.spawn(user, "bob", directory, setup);
   }
+  /// The directory of bob's node (none unless a test sets one).
+  caf::actor directory;
   /// Hands bob the state a predecessor sends in a move, and lets it settle.
   void adopt(const caf::actor& bob, user_snapshot snap) {
     self->send(bob, adopt_atom::value, std::string{"bob"}, std::move(snap));
@@ -684,6 +699,33 @@ CAF_TEST(a node that detached before answering and then ended settles its frames
   CAF_CHECK(next->at(1).find("M2") != std::string::npos);
   stop({bob, other});
   CAF_CHECK_EQUAL(watched(), 0u); // and none is watched for good
+}
+
+// Before, a message that bounced off a closing tab after the user had moved
+// on twice was lost: it went to the first successor, which had ended
+// (logged "kept during its move are lost").
+CAF_TEST(frames kept after a move reach the user when the successor has ended) {
+  auto via_directory = std::make_shared<std::vector<std::string>>();
+  directory = sys.spawn(adopting, via_directory, caf::actor{});
+  auto to_successor = std::make_shared<std::vector<std::string>>();
+  auto successor = sys.spawn(adopting, to_successor, caf::actor{});
+  auto t1 = std::make_shared<std::vector<std::string>>();
+  auto n1 = sys.spawn(answering_node, t1);
+  auto bob = spawn_bob();
+  self->send(bob, attach_atom::value, n1);
+  sched.run();
+  caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
+  sched.run();
+  caf::anon_send(bob, handoff_atom::value, successor); // b joins: bob moves
+  sched.run();
+  self->send_exit(successor, caf::exit_reason::user_shutdown); // moved on, and ended
+  sched.run();
+  self->send(n1, caf::ok_atom::value, std::uint64_t{0}, false); // the tab did not write L1
+  sched.run();
+  CAF_CHECK(to_successor->empty());
+  CAF_REQUIRE_EQUAL(via_directory->size(), 1u);
+  CAF_CHECK(via_directory->front().find("L1") != std::string::npos);
+  stop({bob, n1, directory});
 }
 
 // Before, a node that ended took the whole batch in flight back: its frames
