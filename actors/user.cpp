@@ -62,8 +62,6 @@ constexpr auto drain_retry = std::chrono::seconds{1};
 /// sender's connection answers `unavailable` after 10 s, and a message
 /// stored after that would arrive although its sender was told to retry.
 constexpr auto store_wait = std::chrono::seconds{5};
-/// A message to store has waited `store_wait` behind live frames.
-using overdue_atom = caf::atom_constant<caf::atom("overdue")>;
 /// How long a move waits for the memory batch in flight. Then it goes
 /// without the frames on their way (a stopping node waits at most 5 s).
 constexpr auto batch_wait = std::chrono::seconds{1};
@@ -324,16 +322,33 @@ void request_write(self_ptr self, const caf::actor& node, const std::string& tex
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
   auto& st = self->state;
-  if (stored.pending())
-    self->delayed_send(self, store_wait, overdue_atom::value,
-                       st.live->first + st.live->frames.size());
+  if (stored.pending()) // `(retry_atom)` stores it if it still waits then
+    self->delayed_send(self, store_wait, retry_atom::value);
   // One to keep holds memory already: it counts against the budget now,
   // so that every message waiting here is checked against the others.
   bool counted = !stored.pending();
   if (counted)
     count_inbox(st, static_cast<std::int64_t>(text.size()));
-  st.live->frames.push_back({std::move(text), {}, false, std::move(stored), counted});
+  st.live->frames.push_back(
+    {std::move(text), {}, false, std::move(stored), counted, self->clock().now()});
   ++st.busy;
+}
+
+/// Stores the messages that have waited `store_wait` behind live frames
+/// (a reader that is behind): the frames ahead take long, and one of them
+/// that no socket wrote will come after them, rather than their senders
+/// being told to retry. (Checked on `(retry_atom)`: a handler of its own
+/// would cost every user actor its match case.)
+void store_overdue(self_ptr self) {
+  auto& st = self->state;
+  if (!st.live)
+    return;
+  auto due = self->clock().now() - store_wait;
+  for (auto& f : st.live->frames)
+    if (f.stored.pending() && f.since <= due) {
+      store_new(self, f.text, std::move(f.stored));
+      f.written = true; // handed on: nothing is left to do in its turn
+    }
 }
 
 /// Sends one private frame to every node in `nodes`, each answering once a
@@ -347,7 +362,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
     st.live->first = st.live_next;
   }
   auto seq = st.live->first + st.live->frames.size();
-  user_state::live_frame f{text, {}, false, {}, false};
+  user_state::live_frame f{text, {}, false, {}, false, {}};
   for (auto& node : nodes)
     f.waiting.push_back(node.address());
   st.live->frames.push_back(std::move(f));
@@ -799,19 +814,6 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       deliver_to(self, st.nodes, text);
       return static_cast<std::uint64_t>(st.nodes.size());
     },
-    [self](overdue_atom, std::uint64_t seq) {
-      // Not diverted while moving: `seq` names a frame of ours.
-      auto& st = self->state;
-      if (!st.live || seq < st.live->first)
-        return; // stored in its turn already
-      auto& f = st.live->frames[seq - st.live->first];
-      if (!f.stored.pending())
-        return;
-      // The frames ahead take long: one of them that no socket wrote will
-      // come after this message, rather than its sender being told to retry.
-      store_new(self, f.text, std::move(f.stored));
-      f.written = true; // handed on: nothing is left to do in its turn
-    },
     [self](fetch_atom) {
       if (self->state.move.divert(self))
         return;
@@ -842,6 +844,7 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
     },
     [self](retry_atom) {
       auto& st = self->state;
+      store_overdue(self);
       if (auto b = st.memory_batch; b && b->then_move) // a move waits for it
         return stop_waiting(self, b);
       if (st.draining && st.drain_paused && st.move.state == phase::serving)

@@ -120,6 +120,8 @@ struct user_state {
     caf::response_promise stored; ///< pending for a newer message to store
     /// A newer message to keep, counted in `inbox_bytes` while it waits.
     bool counted = false;
+    /// When a newer message began to wait here (see `store_wait`).
+    caf::actor_clock::time_point since;
   };
   struct live_frames {
     std::uint64_t first = 0; ///< the number of `frames.front()`
