@@ -95,9 +95,23 @@ void add_node(self_ptr self, const caf::actor& node) {
   st.nodes.push_back(node);
 }
 
-bool has_node(const user_state& st, const caf::actor_addr& node) {
-  return std::any_of(st.nodes.begin(), st.nodes.end(),
+bool lists(const std::vector<caf::actor>& nodes, const caf::actor_addr& node) {
+  return std::any_of(nodes.begin(), nodes.end(),
                      [&](const caf::actor& n) { return n.address() == node; });
+}
+
+bool has_node(const user_state& st, const caf::actor_addr& node) {
+  return lists(st.nodes, node);
+}
+
+/// Takes `node` off `waiting` on its answer; false if it was not on it (it
+/// ended before it answered).
+bool take_answer(std::vector<caf::actor_addr>& waiting, const caf::actor_addr& node) {
+  auto it = std::find(waiting.begin(), waiting.end(), node);
+  if (it == waiting.end())
+    return false;
+  waiting.erase(it);
+  return true;
 }
 
 /// Whether frames on their way still wait for `node`'s answer: a live
@@ -108,8 +122,7 @@ bool awaits(const user_state& st, const caf::actor_addr& node) {
       if (!f.written && std::find(f.waiting.begin(), f.waiting.end(), node) != f.waiting.end())
         return true;
   for (auto* b : {st.batch.get(), st.memory_batch.get()})
-    if (b && std::any_of(b->nodes.begin(), b->nodes.end(),
-                         [&](const caf::actor& n) { return n.address() == node; }))
+    if (b && lists(b->nodes, node))
       return true;
   return false;
 }
@@ -285,10 +298,8 @@ void settle_live(self_ptr self, std::uint64_t seq, const caf::actor_addr& node, 
   if (!st.live || seq < st.live->first)
     return; // settled already: another node wrote it
   auto& f = st.live->frames[seq - st.live->first];
-  auto it = std::find(f.waiting.begin(), f.waiting.end(), node);
-  if (it == f.waiting.end())
+  if (!take_answer(f.waiting, node))
     return; // the node ended before it answered
-  f.waiting.erase(it);
   f.written = f.written || written;
   release_live(self);
   if (!has_node(st, node))
@@ -306,16 +317,23 @@ void abandon_live_on(self_ptr self, const caf::actor_addr& node) {
   release_live(self);
 }
 
-/// Asks `node` (a registry) to write `text` to the user's sockets there;
-/// `answered(written)` once one did or none could (false if the node
-/// ended first). No timeout: see `write_timeout`.
+/// Asks each of `nodes` (registries) to write `text` to the user's sockets
+/// there, and lists them in `waiting`; `answered(node, written)` once a
+/// socket there wrote it or none could (false if the node ended first).
+/// No timeout: see `write_timeout`.
 template <class F>
-void request_write(self_ptr self, const caf::actor& node, const std::string& text, F answered) {
-  count_if_remote(self, node, kind::user);
-  self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
-                confirm_atom::value)
-    .then([answered](std::uint64_t written) mutable { answered(written > 0); },
-          [answered](caf::error&) mutable { answered(false); });
+void request_writes(self_ptr self, const std::vector<caf::actor>& nodes, const std::string& text,
+                    std::vector<caf::actor_addr>& waiting, F answered) {
+  for (auto& node : nodes) {
+    waiting.push_back(node.address());
+    count_if_remote(self, node, kind::user);
+    self->request(node, write_timeout, deliver_atom::value, self->state.user, text,
+                  confirm_atom::value)
+      .then([answered, n = node.address()](std::uint64_t written) mutable {
+              answered(n, written > 0);
+            },
+            [answered, n = node.address()](caf::error&) mutable { answered(n, false); });
+  }
 }
 
 /// Puts a newer message that is to be kept (or, with `stored`, stored and
@@ -363,14 +381,12 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   }
   auto seq = st.live->first + st.live->frames.size();
   user_state::live_frame f{text, {}, false, {}, false, {}};
-  for (auto& node : nodes)
-    f.waiting.push_back(node.address());
+  request_writes(self, nodes, text, f.waiting,
+                 [self, seq](const caf::actor_addr& n, bool written) {
+                   settle_live(self, seq, n, written);
+                 });
   st.live->frames.push_back(std::move(f));
   ++st.busy;
-  for (auto& node : nodes)
-    request_write(self, node, text, [self, seq, n = node.address()](bool written) {
-      settle_live(self, seq, n, written);
-    });
 }
 
 /// Stops draining until the next attach (or retries soon while the user
@@ -430,12 +446,9 @@ void answer_frame(self_ptr self, const batch_ptr& b, std::size_t i, const caf::a
                   bool written) {
   if (slot_of(self->state, b) != b || b->outcome[i] != user_state::drain_batch::pending)
     return; // settled already: the batch ended, or another node wrote it
-  auto& waiting = b->waiting[i];
-  auto it = std::find(waiting.begin(), waiting.end(), node);
-  if (it == waiting.end())
+  if (!take_answer(b->waiting[i], node))
     return; // the node ended before it answered
-  waiting.erase(it);
-  if (written || waiting.empty())
+  if (written || b->waiting[i].empty())
     settle_frame(self, b, i, written);
 }
 
@@ -457,12 +470,10 @@ void pump(self_ptr self, const batch_ptr& b) {
       settle_frame(self, b, i, false);
       return;
     }
-    for (auto& node : b->nodes)
-      b->waiting[i].push_back(node.address());
-    for (auto& node : b->nodes)
-      request_write(self, node, b->texts[i], [self, b, i, n = node.address()](bool written) {
-        answer_frame(self, b, i, n, written);
-      });
+    request_writes(self, b->nodes, b->texts[i], b->waiting[i],
+                   [self, b, i](const caf::actor_addr& n, bool written) {
+                     answer_frame(self, b, i, n, written);
+                   });
   }
 }
 
