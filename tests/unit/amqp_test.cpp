@@ -26,11 +26,6 @@ json send_to(const std::string& to, json data, int id = 0) {
   return j;
 }
 
-/// Constructed before node_fixture, which spawns the store into it.
-struct store_holder {
-  caf::actor store;
-};
-
 struct durable_fixture : store_holder, node_fixture {
   durable_fixture()
     : node_fixture({}, [this](caf::actor_system& s) {

@@ -84,4 +84,10 @@ inline caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
   };
 }
 
+/// A fixture's store, constructed before the node fixture that spawns the
+/// store into it (derive from this first).
+struct store_holder {
+  caf::actor store;
+};
+
 } // namespace rc::test

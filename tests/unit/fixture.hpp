@@ -146,6 +146,17 @@ struct node_fixture : test_coordinator_fixture<test_config> {
     caf::anon_send(c.conn, ws_closed_atom::value);
     sched.run();
   }
+
+  /// How many (registry, user) pairs the node watch holds. (The count is
+  /// the first number in `self`'s mailbox: send what answers with numbers
+  /// with `anon_send` in tests that call this.)
+  std::uint64_t watched() {
+    self->send(core.node_watch, caf::get_atom::value);
+    sched.run();
+    std::uint64_t n = 0;
+    self->receive([&](std::uint64_t x) { n = x; });
+    return n;
+  }
 };
 
 // -- two simulated nodes ----------------------------------------------------------

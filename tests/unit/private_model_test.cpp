@@ -41,11 +41,6 @@ settings small_windows(bool tight) {
   return s;
 }
 
-/// Constructed before two_nodes, which spawns the store into it.
-struct store_holder {
-  caf::actor store;
-};
-
 struct model : store_holder, two_nodes {
   /// `durable`: node a keeps private messages in a store (as with
   /// `--amqp-url`), which may go down and answer fetches late. `moving`:
@@ -329,10 +324,7 @@ struct model : store_holder, two_nodes {
   }
 
   static std::vector<int> privates(const recording_link& link) {
-    std::vector<int> out;
-    for (auto& j : link.of_type("private"))
-      out.push_back(j["data"].get<int>());
-    return out;
+    return link.private_data().get<std::vector<int>>();
   }
 
   /// Runs one history; false (with the history printed) if a promise broke.

@@ -105,22 +105,15 @@ CAF_TEST(a user who leaves every connection gets later messages in the inbox) {
 }
 
 CAF_TEST(the node watch forgets a registry once its users have no connection there) {
-  auto count_watched = [this] {
-    self->send(core.node_watch, caf::get_atom::value);
-    sched.run();
-    std::uint64_t n = 0;
-    self->receive([&](std::uint64_t x) { n = x; });
-    return n;
-  };
   auto a = connect("alice");
   auto a2 = connect("alice");
   auto b = connect("bob");
-  CAF_CHECK_EQUAL(count_watched(), 2u); // one registry, held by two users
+  CAF_CHECK_EQUAL(watched(), 2u); // one registry, held by two users
   close(a);
-  CAF_CHECK_EQUAL(count_watched(), 2u); // alice still has a connection here
+  CAF_CHECK_EQUAL(watched(), 2u); // alice still has a connection here
   close(a2);
   close(b);
-  CAF_CHECK_EQUAL(count_watched(), 0u);
+  CAF_CHECK_EQUAL(watched(), 0u);
 }
 
 CAF_TEST(a private message refused by a closing socket waits for the next connection) {
@@ -456,6 +449,14 @@ caf::behavior adopting(caf::event_based_actor* self,
   };
 }
 
+/// A private message from alice to the user actor, as the router hands it on.
+envelope private_from_alice(const char* data) {
+  envelope env;
+  env.from = "alice";
+  env.data = data;
+  return env;
+}
+
 /// A user actor of its own, "bob" (no directory, no store), for tests that
 /// play its nodes and its new owner themselves.
 struct lone_user_fixture : node_fixture {
@@ -475,13 +476,14 @@ struct lone_user_fixture : node_fixture {
     self->send(bob, adopt_atom::value, std::string{"bob"}, std::move(snap));
     sched.run();
   }
-  /// How many (registry, user) pairs the node watch holds.
-  std::uint64_t watched() {
-    self->send(core.node_watch, caf::get_atom::value);
+  /// A node whose sockets write everything, attached to `bob`: its next
+  /// connection; `texts` gets what it writes.
+  caf::actor attach_writing(const caf::actor& bob,
+                            std::shared_ptr<std::vector<std::string>> texts) {
+    auto node = sys.spawn(played_node, std::move(texts), node_mode::writes);
+    self->send(bob, attach_atom::value, node);
     sched.run();
-    std::uint64_t n = 0;
-    self->receive([&](std::uint64_t x) { n = x; });
-    return n;
+    return node;
   }
   void stop(std::initializer_list<caf::actor> actors) {
     for (auto& a : actors)
@@ -501,10 +503,7 @@ CAF_TEST(a private message that bounces off a closing tab during a move reaches 
   self->send(bob, attach_atom::value, other);
   sched.run();
   // The message goes out to the tab; the move starts before the tab refuses it.
-  envelope env;
-  env.from = "alice";
-  env.data = R"("in between")";
-  self->send(bob, caf::publish_atom::value, env);
+  self->send(bob, caf::publish_atom::value, private_from_alice(R"("in between")"));
   self->send(bob, handoff_atom::value, other);
   sched.run();
   CAF_REQUIRE_EQUAL(adopted->size(), 1u);
@@ -543,20 +542,14 @@ CAF_TEST(live frames a registry had not confirmed when it ended wait for the nex
   auto bob = spawn_bob();
   self->send(bob, attach_atom::value, node);
   sched.run();
-  for (auto data : {R"("L1")", R"("L2")"}) {
-    envelope env;
-    env.from = "alice";
-    env.data = data;
-    self->send(bob, caf::publish_atom::value, env);
-  }
+  for (auto data : {R"("L1")", R"("L2")"})
+    self->send(bob, caf::publish_atom::value, private_from_alice(data));
   sched.run();
   CAF_REQUIRE_EQUAL(texts->size(), 2u); // on their way, unconfirmed
   self->send_exit(node, caf::exit_reason::kill); // its node failed
   sched.run();
   auto next = std::make_shared<std::vector<std::string>>();
-  auto other = sys.spawn(played_node, next, node_mode::writes);
-  self->send(bob, attach_atom::value, other);
-  sched.run();
+  auto other = attach_writing(bob, next);
   CAF_REQUIRE_EQUAL(next->size(), 2u);
   CAF_CHECK(next->at(0).find("L1") != std::string::npos);
   CAF_CHECK(next->at(1).find("L2") != std::string::npos);
@@ -624,19 +617,6 @@ CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(user_answer_tests, lone_user_fixture)
 
-namespace {
-
-/// (Sent with `anon_send`: an answer to `self` would be taken for the
-/// node watch's count in `watched()`.)
-envelope private_from_alice(const char* data) {
-  envelope env;
-  env.from = "alice";
-  env.data = data;
-  return env;
-}
-
-} // namespace
-
 // Before, live frames were numbered from 0 again once none was on its way:
 // n2's late answer for L1 then settled L2, which no socket had written, and
 // L2 was lost. (A number past the end crashed the node.)
@@ -663,9 +643,7 @@ CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
   self->send(n2, caf::ok_atom::value, std::uint64_t{1}, false); // but not L2
   sched.run();
   auto next = std::make_shared<std::vector<std::string>>();
-  auto other = sys.spawn(played_node, next, node_mode::writes);
-  self->send(bob, attach_atom::value, other);
-  sched.run();
+  auto other = attach_writing(bob, next);
   CAF_REQUIRE_EQUAL(next->size(), 1u);
   CAF_CHECK(next->at(0).find("L2") != std::string::npos);
   CAF_CHECK_EQUAL(watched(), 1u); // `other`: n1 and n2 answered all, so no longer
@@ -691,9 +669,7 @@ CAF_TEST(a node that detached before answering and then ended settles its frames
   caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("M2")"));
   sched.run();
   auto next = std::make_shared<std::vector<std::string>>();
-  auto other = sys.spawn(played_node, next, node_mode::writes);
-  self->send(bob, attach_atom::value, other);
-  sched.run();
+  auto other = attach_writing(bob, next);
   CAF_REQUIRE_EQUAL(next->size(), 2u);
   CAF_CHECK(next->at(0).find("L1") != std::string::npos); // n1 may have written it
   CAF_CHECK(next->at(1).find("M2") != std::string::npos);
@@ -754,9 +730,7 @@ CAF_TEST(a node that ends during a drain leaves the frames to the other nodes) {
   self->send(bob, detach_atom::value, n2);
   sched.run();
   auto next = std::make_shared<std::vector<std::string>>();
-  auto other = sys.spawn(played_node, next, node_mode::writes);
-  self->send(bob, attach_atom::value, other);
-  sched.run();
+  auto other = attach_writing(bob, next);
   CAF_CHECK(next->empty());
   stop({bob, n2, other});
 }
