@@ -87,8 +87,8 @@ struct envelope {
   /// The sending connection, if the message came from a WebSocket.
   caf::actor_addr sender;
   /// Private messages: the id the publisher gave (AMQP `message_id`), so
-  /// that a redelivered copy keeps it; empty = the user
-  /// actor assigns one. (`= {}` lets brace-initialisations omit it without
+  /// that a redelivered copy keeps it; empty = the user actor assigns one.
+  /// (`= {}` lets brace-initialisations omit it without
   /// -Wmissing-field-initializers.)
   std::string id = {};
 };

@@ -201,12 +201,15 @@ struct user_state {
 /// closing tab refuses during the move follows to the successor), not the
 /// crash of the owner node.
 ///
-/// With a durable `setup->store` (actors/inbox_store.hpp) instead: every private
-/// frame carries an `id`; a message for a user with no connection is
-/// answered only once the store has confirmed it (`unavailable` when it
-/// cannot); on attach, stored frames are written to the user's nodes in
-/// order, in batches, a `window` at a time, each removed from the store only after one node wrote
-/// it to a socket, and messages arriving meanwhile are stored behind them.
+/// Every private frame carries an `id`, the same on every copy.
+///
+/// With a durable `setup->store` (actors/inbox_store.hpp) instead: a
+/// message for a user with no connection is answered only once the store
+/// has confirmed it (`unavailable` when it cannot; one waiting behind live
+/// frames is stored after `store_wait` at the latest); on attach, stored
+/// frames are written to the user's nodes in order, in batches, a `window`
+/// at a time, each removed from the store only after one node wrote it to
+/// a socket, and messages arriving meanwhile are stored behind them.
 /// A frame not written (the connection closed) goes back to the store for
 /// the next connection. If the store is unreachable while draining, newer
 /// messages are refused (`unavailable`) rather than overtake stored ones.

@@ -90,9 +90,10 @@ struct membership_state {
 /// that did not resolve yet) is tried again. Host names are looked up and
 /// ports probed without blocking (name_lookup, connect_probe) before CAF,
 /// whose connect blocks its only thread, is asked: a seed whose name does
-/// not resolve, or whose address does not answer, delays no other. It declares a node down when its
-/// membership actor goes down: at once for a killed process, after the CAF
-/// connection timeout (`failure-timeout`) for a frozen one.
+/// not resolve, or whose address does not answer, delays no other. It
+/// declares a node down when its membership actor goes down: at once for a
+/// killed process, after the CAF connection timeout (`failure-timeout`) for
+/// a frozen one.
 ///
 /// On every change it tells the local room and user directories which
 /// directory owns what (rendezvous placement over the live members), so
