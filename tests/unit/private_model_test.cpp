@@ -45,7 +45,8 @@ struct model : store_holder, two_nodes {
   /// `durable`: node a keeps private messages in a store (as with
   /// `--amqp-url`), which may go down and answer fetches late. `moving`:
   /// node b joins and leaves the cluster, and the user, whom b owns while
-  /// it is a member, moves with it (b does not fail then).
+  /// it is a member, moves with it (b does not fail then). `tight`: small
+  /// inboxes (`small_windows`), so that sends are refused.
   explicit model(bool durable, bool moving = false, bool tight = false)
     : two_nodes({}, small_windows(tight), [this, durable](caf::actor_system& sys) {
         if (durable)
