@@ -19,6 +19,11 @@ namespace {
 using self_ptr = caf::stateful_actor<connection_state>*;
 
 constexpr auto request_timeout = std::chrono::seconds{10};
+/// A `send` waits longer than the user actor may take to answer it (up to
+/// 5 s behind a slow reader's frames, then up to 10 s for the store:
+/// actors/user.cpp), so that the answer the sender gets is the user's:
+/// stored or not, never `unavailable` for a message that is then stored.
+constexpr auto send_timeout = std::chrono::seconds{20};
 /// The relay answers a leave only after the member's publishes it still
 /// waits for (their answers come within 15 s, `unavailable` at worst).
 constexpr auto leave_timeout = std::chrono::seconds{20};
@@ -113,7 +118,7 @@ void handle(self_ptr self, request& req) {
     }
     case request::kind::send: {
       envelope env{st.who.user, std::move(req.data), false, self->address()};
-      self->request(st.ctx->router, request_timeout, route_atom::value, user_atom::value, req.to,
+      self->request(st.ctx->router, send_timeout, route_atom::value, user_atom::value, req.to,
                     std::move(env))
         .then(ack_if_asked(self, req.id), on_failure(self, req.id, "send"));
       return;

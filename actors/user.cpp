@@ -59,8 +59,9 @@ constexpr std::uint32_t fetch_batch = 100;
 constexpr auto drain_retry = std::chrono::seconds{1};
 /// How long a message to store waits behind live frames whose writes are
 /// not answered (a reader that is behind) before it is stored anyway: its
-/// sender's connection answers `unavailable` after 10 s, and a message
-/// stored after that would arrive although its sender was told to retry.
+/// sender's connection waits 20 s for the answer (the wait, then up to
+/// `store_timeout`), and a message stored after that would arrive although
+/// its sender was told to retry.
 constexpr auto store_wait = std::chrono::seconds{5};
 /// How long a move waits for the memory batch in flight. Then it goes
 /// without the frames on their way (a stopping node waits at most 5 s).

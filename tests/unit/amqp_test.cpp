@@ -45,10 +45,26 @@ struct durable_fixture : store_holder, node_fixture {
 
   std::size_t ready(const std::string& user) { return store_state().ready[user].size(); }
 
-  /// Answers the fetches held so far, and runs until idle.
-  void release_fetches() {
+  /// Answers the fetches and confirms the stores held so far, and runs
+  /// until idle.
+  void release_held() {
     caf::anon_send(store, release_atom::value);
     sched.run();
+  }
+
+  /// Alice, and the link of frank's tab: its reader is behind with "slow"
+  /// on its way, then the tab closes. What a newer message to frank meets.
+  std::pair<client, std::shared_ptr<recording_link>> slow_reader_gone() {
+    auto a = connect("alice");
+    auto link = std::make_shared<recording_link>();
+    link->hold_writes = true;
+    auto f = connect("frank", {}, link);
+    frame(a, send_to("frank", "slow"));
+    CAF_REQUIRE_EQUAL(link->held.size(), 1u); // its reader is behind
+    link->hold_writes = false;
+    link->closing = true;
+    close(f);
+    return {a, link};
   }
 };
 
@@ -181,15 +197,7 @@ CAF_TEST(a message stored for a user whose last tab closed comes behind live one
 // reader took: after 10 s its sender was told `unavailable`, and the
 // message was stored and delivered later all the same.
 CAF_TEST(a message to store waits behind slow live frames at most 5 s) {
-  auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
-  auto f = connect("frank", {}, link);
-  frame(a, send_to("frank", "slow"));
-  CAF_REQUIRE_EQUAL(link->held.size(), 1u); // its reader is behind
-  link->hold_writes = false;
-  link->closing = true;
-  close(f);
+  auto [a, link] = slow_reader_gone();
   frame(a, send_to("frank", "newer", 2));
   for (int i = 0; i < 6; ++i) {
     sched.advance_time(std::chrono::seconds{1});
@@ -204,6 +212,28 @@ CAF_TEST(a message to store waits behind slow live frames at most 5 s) {
   auto again = connect("frank");
   CAF_CHECK_EQUAL(data_of(again.link->frames), (std::vector<std::string>{"newer", "slow"}));
   CAF_CHECK_EQUAL(ready("frank"), 0u);
+}
+
+// A message that waited 5 s behind a slow reader's frame, then a broker
+// slow to confirm: the sender's `send` waits for the user's answer (at most
+// 5 + 10 s) instead of answering `unavailable` itself after 10 s for a
+// message that is then stored and delivered.
+CAF_TEST(a sender hears whether its message was stored even when that takes over 10 s) {
+  auto [a, link] = slow_reader_gone();
+  store_state().hold_stores = true;
+  frame(a, send_to("frank", "newer", 2));
+  for (int i = 0; i < 11; ++i) { // stored at 5 s, confirmed at 11 s
+    sched.advance_time(std::chrono::seconds{1});
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(ready("frank"), 1u);
+  release_held();
+  CAF_CHECK(a.link->of_type("error").empty());
+  auto acks = a.link->of_type("ack");
+  CAF_REQUIRE_EQUAL(acks.size(), 1u);
+  CAF_CHECK_EQUAL(acks[0]["id"], 2);
+  link->settle_oldest(false);
+  sched.run();
 }
 
 // Probe (a rolling restart under traffic, 2 of 50 rounds): a message that
@@ -329,7 +359,7 @@ CAF_TEST(a message stored after the last fetch of a drain is drained too and in 
   frame(a, send_to("fay", 1));
   store_state().hold_fetches = true;
   auto f = connect("fay"); // its drain's first fetch (message 1) is held
-  release_fetches();       // 1 is written; the second fetch (empty) is held
+  release_held();       // 1 is written; the second fetch (empty) is held
   auto first = f.link->pop();
   CAF_CHECK_EQUAL(first["data"], 1);
   CAF_REQUIRE_EQUAL(store_state().held.size(), 1u);
@@ -338,7 +368,7 @@ CAF_TEST(a message stored after the last fetch of a drain is drained too and in 
   auto ack = a.link->pop();
   CAF_CHECK_EQUAL(ack["type"], "ack");
   store_state().hold_fetches = false;
-  release_fetches(); // empty, but 2 was stored after it was asked for
+  release_held(); // empty, but 2 was stored after it was asked for
   CAF_REQUIRE_EQUAL(f.link->frames.size(), 1u);
   auto second = f.link->pop();
   CAF_CHECK_EQUAL(second["data"], 2);

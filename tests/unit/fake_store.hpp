@@ -32,6 +32,10 @@ struct fake_store_state {
   /// `release_fetches`: like the broker's store, whose answers lag.
   bool hold_fetches = false;
   std::vector<std::pair<caf::response_promise, stored_frames>> held;
+  /// Stores are kept at once but confirmed only on `release`: like a
+  /// broker whose confirms lag.
+  bool hold_stores = false;
+  std::vector<caf::response_promise> held_stores;
   static inline const char* name = "fake_store";
 };
 
@@ -39,18 +43,25 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 
 inline caf::behavior fake_store(caf::stateful_actor<fake_store_state>* self) {
   return {
-    [self](release_atom) { // answers the held fetches (from within the actor)
+    [self](release_atom) { // answers what it holds (from within the actor)
       auto held = std::move(self->state.held);
       self->state.held.clear();
       for (auto& [rp, frames] : held)
         rp.deliver(std::move(frames));
+      auto stores = std::move(self->state.held_stores);
+      self->state.held_stores.clear();
+      for (auto& rp : stores)
+        rp.deliver(caf::ok_atom::value);
     },
     [self](store_atom, const std::string& user, std::string& text) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       if (st.down)
         return make_error(error_code::unavailable);
       st.ready[user].push_back({++st.next_tag, std::move(text)});
-      return caf::ok_atom::value;
+      if (!st.hold_stores)
+        return caf::ok_atom::value;
+      st.held_stores.push_back(self->make_response_promise());
+      return caf::delegated<caf::ok_atom>{};
     },
     [self](fetch_atom, const std::string& user, std::uint32_t max) -> caf::result<stored_frames> {
       auto& st = self->state;
