@@ -8,6 +8,7 @@
 
 #include "actors/hardening.hpp"
 #include "actors/locator.hpp"
+#include "actors/move_state.hpp"
 #include "cluster/placement.hpp"
 
 namespace rc {
@@ -39,6 +40,20 @@ caf::actor owner_directory(self_ptr self, const std::string& name) {
   return st.peers[owner];
 }
 
+/// Whether an actor spawned now for `name` stands in for one that may be
+/// on its way here: `name` was another node's before the view changed,
+/// less than `move_timeout` ago (a move takes at most that long).
+bool stands_in(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (st.before_change.empty() || std::chrono::steady_clock::now() - st.changed_at > move_timeout)
+    return false;
+  return owner_of(name, st.before_change) != st.self_name;
+}
+
+/// How soon a directory looks at its view again when an actor it holds may
+/// belong elsewhere after a move (views converge within moments).
+constexpr auto look_again = std::chrono::milliseconds{500};
+
 /// Whether `name` belonged to a node that left the view within the
 /// takeover window.
 bool taken_over(self_ptr self, const std::string& name) {
@@ -47,6 +62,24 @@ bool taken_over(self_ptr self, const std::string& name) {
     return false;
   auto before = owner_of(name, t.before);
   return std::find(t.gone.begin(), t.gone.end(), before) != t.gone.end();
+}
+
+/// Whether the adopt of `name` being handled crossed this directory's own
+/// move of `name`: it comes from the node ours moves to (only a move sends
+/// an adopt to another node's directory), and this directory is the one
+/// of the two that refuses, the lower address (see `crossed_move_error`).
+/// The other holds our adopt until its own move is refused. Told by the
+/// sender's node rather than by a field of the snapshot, so that nodes of
+/// the previous build still read the snapshots of this one.
+bool refuses_crossed(self_ptr self, const std::string& name, const char* kind_name) {
+  auto& moving = self->state.moving;
+  auto it = moving.find(name);
+  auto sender = self->current_sender();
+  if (it == moving.end() || !sender || sender->node() != it->second.to.node()
+      || !(caf::actor_cast<caf::actor>(self) < it->second.to))
+    return false;
+  spdlog::info("{}: '{}' moves here as ours moves there: refused, ours takes it", kind_name, name);
+  return true;
 }
 
 } // namespace
@@ -81,6 +114,8 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       }
       auto target = it->second.actor;
       rp.delegate(target, std::move(to_actor));
+      if (how == mode::here && owner_directory(self, name)) // merged into ours
+        self->delayed_send(self, look_again, view_atom::value);
       return;
     }
     if (how != mode::here) {
@@ -95,14 +130,14 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       return;
     }
     auto& e = st.entries[name];
-    e.actor = cfg.spawn(self, name);
+    e.actor = cfg.spawn(self, name, stands_in(self, name));
     self->monitor(e.actor);
     auto target = e.actor;
     rp.delegate(target, std::move(to_actor));
     if (how == mode::here && owner_directory(self, name)) {
       // Our view says someone else owns it: views converge within moments,
       // so look again shortly rather than bouncing the actor right back.
-      self->delayed_send(self, std::chrono::milliseconds{500}, view_atom::value);
+      self->delayed_send(self, look_again, view_atom::value);
     }
   };
   // Hands what was held during a stop or move to whatever serves `name` now.
@@ -130,8 +165,13 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
     auto it = self->state.entries.find(name);
     auto actor = it->second.actor;
     it->second.stopping = true;
+    if (to)
+      self->state.moving[name] = {actor, to};
     // `gone`: the entry goes (stopped or moved); otherwise the actor stays.
     auto finish = [self, release, name, actor](bool gone) {
+      if (auto m = self->state.moving.find(name);
+          m != self->state.moving.end() && m->second.actor == actor)
+        self->state.moving.erase(m);
       auto it = self->state.entries.find(name);
       if (it == self->state.entries.end() || it->second.actor != actor)
         return;
@@ -149,7 +189,15 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
     // once: a move that timed out may still be taken late, see
     // move_timeout); if the actor died instead, the down handler has
     // already cleaned up.
-    auto failed = [finish](caf::error&) { finish(false); };
+    auto failed = [self, finish](caf::error& err) {
+      finish(false);
+      // A refused crossing is final (unlike a timeout), so the actor, which
+      // now holds both states or soon will, goes where the view says
+      // shortly. Not at once: the other actor may still be waiting to send
+      // its adopt here, and would refuse ours again meanwhile.
+      if (is_crossed_move(err))
+        self->delayed_send(self, look_again, view_atom::value);
+    };
     if (!to)
       self->request(actor, caf::infinite, stop_atom::value)
         .then([finish](bool stopped) { finish(stopped); }, failed);
@@ -168,6 +216,19 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
             finish(true);
           },
           failed);
+  };
+  // An actor's state moving here (`msg`, the adopt) goes to whatever serves
+  // `name` here, unless (`may_cross`) it crossed our own move of `name`.
+  auto adopt = [self, route, kind_name = cfg.kind](const std::string& name, caf::message msg,
+                                                   bool may_cross) {
+    // Before the promise, which takes the sender from the message.
+    bool refused = may_cross && refuses_crossed(self, name, kind_name);
+    auto rp = self->make_response_promise();
+    if (refused)
+      rp.deliver(crossed_move_error());
+    else
+      (*route)(name, msg, msg, rp, mode::here);
+    return rp;
   };
   auto spawn_on_publish = cfg.spawn_on_publish;
   return {
@@ -200,17 +261,13 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
                 spawn_on_publish ? mode::spawn : mode::existing_only);
       return rp;
     },
-    [self, route](adopt_atom, const std::string& name, room_snapshot& snap) {
-      auto rp = self->make_response_promise();
-      auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
-      (*route)(name, msg, msg, rp, mode::here);
-      return rp;
+    [adopt](adopt_atom, const std::string& name, room_snapshot& snap) {
+      return adopt(name, caf::make_message(adopt_atom::value, name, std::move(snap)), true);
     },
-    [self, route](adopt_atom, const std::string& name, user_snapshot& snap) {
-      auto rp = self->make_response_promise();
-      auto msg = caf::make_message(adopt_atom::value, name, std::move(snap));
-      (*route)(name, msg, msg, rp, mode::here);
-      return rp;
+    [adopt](adopt_atom, const std::string& name, user_snapshot& snap) {
+      // Late frames never cross: their sender has moved and waits for no one.
+      bool may_cross = !snap.late;
+      return adopt(name, caf::make_message(adopt_atom::value, name, std::move(snap)), may_cross);
     },
     [self, pause](caf::idle_atom, const std::string& name) {
       auto it = self->state.entries.find(name);
@@ -228,6 +285,15 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
         before.push_back(node);
         if (peers.count(node) == 0)
           gone.push_back(node);
+      }
+      // (A node's first view changes nothing here: a node that joins holds
+      // requests until then, and the others' handoffs come soon after.)
+      bool changed = before.size() != peers.size()
+                     || !std::all_of(before.begin(), before.end(),
+                                     [&](auto& node) { return peers.count(node) > 0; });
+      if (changed && st.has_view) {
+        st.before_change = before;
+        st.changed_at = std::chrono::steady_clock::now();
       }
       if (!gone.empty() && window.count() > 0)
         st.taken_over = {std::move(before), std::move(gone),

@@ -17,8 +17,12 @@ namespace rc {
 struct directory_config {
   /// Spawns the actor for `name`; the actor sends `(idle_atom, name)` to
   /// `directory` when it has nothing left to do and answers `stop_atom`
-  /// with `true` (and quits) or `false` (it got busy again).
-  std::function<caf::actor(caf::local_actor* directory, const std::string& name)> spawn;
+  /// with `true` (and quits) or `false` (it got busy again). `stand_in`:
+  /// the name was another node's until a view change moments ago (its
+  /// actor may be on its way here: nodes hear of a change at different
+  /// moments, and a request can come before the handoff).
+  std::function<caf::actor(caf::local_actor* directory, const std::string& name, bool stand_in)>
+    spawn;
   /// Whether a publish for an absent name creates its actor (users: yes, to
   /// keep an inbox; rooms: no, an absent room has no members to reach).
   /// Rooms: except for names a failed node owned, for `takeover_window`
@@ -54,6 +58,14 @@ struct directory_state {
   std::vector<std::function<void()>> before_view;
   /// Actors handed to another node that still forward for a moment.
   std::vector<caf::actor> departed;
+  /// The actors moving now and the directory each moves to, by name: an
+  /// adopt from that directory's node for the same name crossed the move (see
+  /// `crossed_move_error`). Apart from `entries`, which hold every actor.
+  struct move {
+    caf::actor actor;
+    caf::actor to;
+  };
+  std::unordered_map<std::string, move> moving;
   /// After nodes left the view: the members before, the ones that left, and
   /// until when publishes for their names create the actor here.
   struct takeover {
@@ -62,6 +74,10 @@ struct directory_state {
     std::chrono::steady_clock::time_point until;
   };
   takeover taken_over;
+  /// The members before the last change of the view, and when it came
+  /// (see `directory_config::spawn`'s `stand_in`).
+  std::vector<std::string> before_change;
+  std::chrono::steady_clock::time_point changed_at;
   ~directory_state(); // stops every actor it spawned, departed ones too
   static inline const char* name = "directory";
 };
@@ -86,6 +102,9 @@ struct directory_state {
 /// moved; requests that arrive while it stops or moves wait, then go to it
 /// (if it stayed), to a fresh actor, or to the new owner. With
 /// `wait_for_view`, requests that arrive before the first view wait for it.
+/// Two moves of one name that cross (each node hands it to the other, as
+/// when membership flips back during a move) do not wait for each other:
+/// one directory refuses the other's adopt (`crossed_move_error`).
 caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_config cfg);
 
 } // namespace rc

@@ -201,6 +201,23 @@ inline std::string error_text(const caf::error& err) {
   return {};
 }
 
+/// A directory's answer to an adopt that crossed a move of its own: its
+/// actor of that name is moving to the sender's node just as the sender's
+/// actor moves here, and each directory holds the other's adopt until its
+/// own move ends. Of the two, the directory with the lower address refuses
+/// at once; the other actor stays, takes the refused one's state with the
+/// adopt it held, and its directory moves it where the view says shortly
+/// after (actors/directory.cpp, `look_again`).
+inline constexpr const char* crossed_move_text = "the move crossed one the other way";
+
+inline caf::error crossed_move_error() {
+  return make_error(error_code::unavailable, crossed_move_text);
+}
+
+inline bool is_crossed_move(const caf::error& err) {
+  return err.category() == error_category && error_text(err) == crossed_move_text;
+}
+
 /// For logs: ours by name and message ("unavailable: no broker"), others as
 /// CAF prints them (ours would print as "error(7, 'roomcast')").
 inline std::string log_text(const caf::error& err) {

@@ -409,6 +409,21 @@ std::string encode_error(std::string_view id, error_code code, std::string_view 
   return out;
 }
 
+std::string renumber_message(std::string_view frame, std::uint64_t seq) {
+  // The first `,"seq":` is the field: in the quoted room and sender before
+  // it, a quote is always escaped.
+  constexpr std::string_view key = R"(,"seq":)";
+  auto at = frame.find(key);
+  if (at == std::string_view::npos)
+    return std::string{frame};
+  auto digits = at + key.size();
+  auto end = frame.find_first_not_of("0123456789", digits);
+  std::string out{frame.substr(0, digits)};
+  out += std::to_string(seq);
+  out += frame.substr(end);
+  return out;
+}
+
 std::string encode_message(std::string_view room, std::string_view from, std::uint64_t seq,
                            std::string_view data) {
   std::string out;

@@ -51,6 +51,8 @@ std::string encode_pong(std::string_view id);
 std::string encode_error(std::string_view id, error_code code, std::string_view message);
 std::string encode_message(std::string_view room, std::string_view from, std::uint64_t seq,
                            std::string_view data);
+/// A frame made by `encode_message` with `seq` instead of its own.
+std::string renumber_message(std::string_view frame, std::uint64_t seq);
 /// `id` (an addition, set when private messages are stored durably) names
 /// the message so that a client can drop a redelivered copy.
 std::string encode_private(std::string_view from, std::string_view data,

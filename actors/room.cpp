@@ -88,6 +88,19 @@ void keep_for_catch_up(self_ptr self, const std::string& text) {
   log.frames.push_back(text);
 }
 
+/// Sends the `message` frame `text` of `seq` to every relay: encoded once,
+/// one message (shared, copy-on-write) per node.
+void send_to_relays(self_ptr self, std::uint64_t seq, std::string text,
+                    const caf::actor_addr& sender, bool echo) {
+  auto msg = caf::make_message(fanout_atom::value, seq, std::move(text), sender, echo);
+  for (auto& [_, e] : self->state.relays) {
+    if (e.replaying)
+      continue; // gets this one from the log, after the older ones
+    count_if_remote(self, e.relay, kind::room);
+    self->send(e.relay, msg);
+  }
+}
+
 /// room_context for the room's logic, valid during one callback.
 class context : public room_context {
 public:
@@ -178,14 +191,7 @@ public:
     if (st.events)
       self->send(st.events, caf::publish_atom::value, st.room, from, text);
     keep_for_catch_up(self, text);
-    // Encoded once; one message (shared, copy-on-write) per node.
-    auto msg = caf::make_message(fanout_atom::value, seq, std::move(text), sender, echo);
-    for (auto& [_, e] : st.relays) {
-      if (e.replaying)
-        continue; // gets this one from the log, after the older ones
-      count_if_remote(self, e.relay, kind::room);
-      self->send(e.relay, msg);
-    }
+    send_to_relays(self, seq, std::move(text), sender, echo);
     return seq;
   }
 
@@ -393,6 +399,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
   st.kinds = std::move(setup.kinds);
   st.locator = std::move(setup.locator);
   st.events = std::move(setup.events);
+  if (setup.stand_in)
+    st.stand_in_until = std::chrono::steady_clock::now() + move_timeout;
   st.plain = !st.kinds || !st.kinds->matches(st.room);
   st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
   // Any new room may be a failover: its first messages are kept for the
@@ -618,13 +626,35 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      bool fresh = st.seq == 0 && st.relays.empty();
+      // Fresh (spawned for this adopt), or a stand-in: started here by
+      // requests that came just before the room (a node that saw the view
+      // change first sent them here), with nothing published yet, or (a
+      // plain room) only messages it still keeps in its log: a service's
+      // publish may create it (see `takeover_window`). Then it takes over
+      // the incarnation, seq and logic state, so that the room's members see
+      // no new epoch, and publishes again what it kept, numbered after the
+      // room's. Its own few members get a `joined` of the room they are in
+      // now (having had what it kept), and are introduced to its logic
+      // again. Any other room merges (a healed split, below).
+      bool logged = st.plain && st.seq > 0 && st.catch_up.active
+                    && st.catch_up.frames.size() == st.seq;
+      bool stand_in = std::chrono::steady_clock::now() < st.stand_in_until;
+      bool fresh = (st.seq == 0 && st.relays.empty()) || (stand_in && (st.seq == 0 || logged));
+      st.stand_in_until = {};
+      std::vector<std::uint64_t> newcomers;
+      std::vector<std::string> kept;
       if (fresh) {
-        // A fresh room taking over: same incarnation, seq and logic state
-        // (its relays come back to the epoch they know: nothing to replay).
+        kept = std::move(st.catch_up.frames);
         st.epoch = std::move(snap.epoch);
         st.seq = snap.seq;
         st.catch_up = {};
+        for (auto& [_, e] : st.relays) {
+          count_if_remote(self, e.relay, kind::control);
+          self->send(e.relay, restart_atom::value, st.epoch, st.seq + kept.size());
+        }
+        if (!st.plain)
+          for (auto& [id, _] : st.members)
+            newcomers.push_back(id);
       }
       std::vector<std::uint64_t> merged;
       for (auto& rm : snap.relays) {
@@ -633,9 +663,17 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
           if (e.members.count(m.conn) == 0)
             merged.push_back(add_member(self, rm.relay, m.conn, std::move(m.user)).id);
       }
+      for (auto& text : kept) { // its own relays have them: they skip them
+        auto seq = ++st.seq;
+        send_to_relays(self, seq, renumber_message(text, seq), {}, false);
+      }
       if (fresh && !st.plain) {
         context ctx{self};
         guarded(self, [&] { st.logic->restore(ctx, snap.logic_state); });
+        if (!newcomers.empty()) { // after their relays' `joined`
+          st.unintroduced.insert(newcomers.begin(), newcomers.end());
+          self->send(self, introduce_atom::value, std::move(newcomers));
+        }
       } else if (!st.plain) {
         // Merged into a room whose logic never met them (a healed split):
         // introduced when their relay switches over to this room (release),

@@ -57,6 +57,9 @@ struct room_state {
   duration timer_interval{0};
   std::uint64_t timer_generation = 0;
   bool restarting = false;
+  /// Until when this room stands in for one on its way (room_setup::
+  /// stand_in: a move takes at most `move_timeout`), or the first adopt.
+  std::chrono::steady_clock::time_point stand_in_until;
   caf::actor directory;
   duration idle_timeout{};
   /// Bumped on every membership change so a stale idle timer is ignored.
@@ -98,7 +101,12 @@ struct room_state {
 /// - `(stop_atom)` -> `true` and quits if no relay is attached, else `false`.
 /// - `(handoff_atom, directory)` -> `ok_atom` once the room lives on in the
 ///   target directory's node with the same epoch and seq (see relay.hpp).
-/// - `(adopt_atom, room_snapshot)` -> this room: takes over a moved room.
+/// - `(adopt_atom, room_snapshot)` -> this room: takes over a moved room,
+///   with its epoch, seq and logic state, if it has no members yet or is a
+///   stand-in (`room_setup::stand_in`) with nothing published yet or (plain)
+///   all of it still logged, which is published again after the moved
+///   room's messages (members who joined here first get a `joined` of it);
+///   else merges its members (a healed split).
 ///
 /// The room runs the logic registered for its name (room_logic.hpp); an
 /// exception from the logic restarts the room (fresh logic, new epoch).
@@ -115,6 +123,9 @@ struct room_setup {
   std::shared_ptr<caf::actor> locator;
   /// Gets every room message (the AMQP events publisher); null = none.
   caf::actor events;
+  /// Started for requests that came before the room's handoff may have:
+  /// an adopt takes over (see `adopt_atom` above) instead of merging.
+  bool stand_in = false;
 };
 
 caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,

@@ -28,8 +28,10 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   // Rooms are spawned later, on demand, when the locator exists.
   room_setup setup{idle, std::move(kinds), std::make_shared<caf::actor>(), services.room_events};
   core.rooms = sys.spawn(directory, directory_config{
-    [setup](caf::local_actor* dir, const std::string& name) {
-      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), setup);
+    [setup](caf::local_actor* dir, const std::string& name, bool stand_in) {
+      auto mine = setup;
+      mine.stand_in = stand_in;
+      return dir->spawn(room, name, caf::actor_cast<caf::actor>(dir), std::move(mine));
     },
     false, "rooms", room_catch_up_window, clustered});
   core.node_watch = sys.spawn(node_watch);
@@ -37,7 +39,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     idle, cfg.limits.inbox_limit, store, core.node_watch, drain_window::for_limits(cfg.limits),
     std::make_shared<inbox_budget>(cfg.limits.inbox_memory)});
   core.users = sys.spawn(directory, directory_config{
-    [users](caf::local_actor* dir, const std::string& name) {
+    [users](caf::local_actor* dir, const std::string& name, bool) {
       return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), users);
     },
     true, "users", std::chrono::milliseconds{0}, clustered});
@@ -47,7 +49,7 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
   auto locator = core.locator;
   *setup.locator = locator;
   core.relays = sys.spawn(directory, directory_config{
-    [idle, locator](caf::local_actor* dir, const std::string& name) {
+    [idle, locator](caf::local_actor* dir, const std::string& name, bool) {
       return dir->spawn(relay, name, caf::actor_cast<caf::actor>(dir), locator, idle);
     },
     false, "relays"});

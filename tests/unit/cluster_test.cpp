@@ -32,6 +32,21 @@ std::string name_owned_by_b() {
   }
 }
 
+/// x, on b, in `room` (b owns it) with one message; then b leaves, and
+/// only a has heard so far: what a request on a meets before b's handoff.
+/// Returns x and the room's epoch.
+std::pair<node_fixture::client, json> member_as_b_leaves(two_nodes& f, const std::string& room) {
+  f.set_live({"a", "b"});
+  auto x = f.connect(f.b, "x");
+  f.frame(x, {{"type", "join"}, {"room", room}}); // the room lives on b
+  auto epoch = x.link->pop()["epoch"];
+  f.frame(x, {{"type", "publish"}, {"room", room}, {"data", 1}});
+  f.view->live = {"a"};
+  f.tell_view("a", {"a"});
+  f.sched.run();
+  return {x, epoch};
+}
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(cluster_tests, two_nodes)
@@ -248,6 +263,136 @@ CAF_TEST(a user moving while a slow reader is behind goes after a second with wh
   sched.run();
 }
 
+CAF_TEST(two moves of a user that cross end at once with one owner and no copies) {
+  auto name = name_owned_by("b", "user-");
+  auto x = connect(a, name_owned_by("a", "x-"));
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 1}, {"id", 1}});
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 2}, {"id", 2}});
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  auto on_a = connect(a, name, link); // 1 and 2 on their way to it
+  CAF_REQUIRE_EQUAL(link->held.size(), 2u);
+  set_live({"a", "b"}); // b joins: the user's move to b waits for 1 and 2
+  auto on_b = connect(b, name); // b owns the user now and starts one afresh
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 3}, {"id", 3}});
+  // b leaves before the move is done: b hands its user to a as a hands
+  // its own to b, and neither waits for the other.
+  set_live({"a"});
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 4}, {"id", 4}});
+  while (!link->held.empty()) {
+    link->settle_oldest(true);
+    sched.run();
+  }
+  link->hold_writes = false; // it writes what comes next at once
+  sched.advance_time(std::chrono::seconds{1});
+  sched.run();
+  // Within a second (not move_timeout): one owner, on a, every send
+  // acknowledged, and each tab got each message once.
+  CAF_CHECK_EQUAL(count(a.users), 2u); // x and the user
+  CAF_CHECK_EQUAL(count(b.users), 0u);
+  CAF_CHECK_EQUAL(x.link->of_type("ack").size(), 4u);
+  CAF_CHECK_EQUAL(x.link->of_type("error").size(), 0u);
+  CAF_CHECK_EQUAL(link->private_data(), json::array({1, 2, 4}));
+  CAF_CHECK_EQUAL(on_b.link->private_data(), json::array({3, 4}));
+  frame(x, {{"type", "send"}, {"to", name}, {"data", 5}, {"id", 5}});
+  CAF_CHECK_EQUAL(link->private_data(), json::array({1, 2, 4, 5}));
+  CAF_CHECK_EQUAL(on_b.link->private_data(), json::array({3, 4, 5}));
+}
+
+CAF_TEST(two moves of a room that cross end at once with one room of both members) {
+  auto room = name_owned_by_b();
+  auto x = connect(a, "x");
+  frame(x, {{"type", "join"}, {"room", room}}); // the room starts on a
+  // b joins, and only b has heard so far: y's join starts the room afresh
+  // on b.
+  view->live = {"a", "b"};
+  tell_view("b", {"a", "b"});
+  sched.run();
+  auto y = connect(b, "y");
+  frame(y, {{"type", "join"}, {"room", room}});
+  CAF_REQUIRE_EQUAL(count(a.rooms), 1u);
+  CAF_REQUIRE_EQUAL(count(b.rooms), 1u);
+  // Then a hears that b joined as b leaves: each hands its room to the other.
+  view->live = {"a"};
+  tell_view("a", {"a", "b"});
+  tell_view("b", {"a"});
+  sched.run();
+  set_live({"a"}); // the views agree again
+  sched.advance_time(std::chrono::seconds{1});
+  sched.run();
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  CAF_CHECK_EQUAL(count(b.rooms), 0u);
+  x.link->frames.clear();
+  y.link->frames.clear();
+  frame(x, {{"type", "publish"}, {"room", room}, {"data", "from x"}, {"id", 1}});
+  frame(y, {{"type", "publish"}, {"room", room}, {"data", "from y"}, {"id", 2}});
+  // Each gets the other's message once (not its own) and its ack.
+  for (auto [c, other] : {std::pair{&x, "from y"}, std::pair{&y, "from x"}}) {
+    auto msgs = c->link->of_type("message");
+    CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+    CAF_CHECK_EQUAL(msgs[0]["data"], other);
+    CAF_CHECK_EQUAL(c->link->of_type("ack").size(), 1u);
+    CAF_CHECK_EQUAL(c->link->of_type("error").size(), 0u);
+  }
+}
+
+CAF_TEST(a join that reaches the new owner before the room does keeps the epoch) {
+  auto room = name_owned_by_b();
+  auto [x, epoch] = member_as_b_leaves(*this, room);
+  // y's join on a (which has no relay for the room yet) starts the room
+  // there before b's handoff comes.
+  auto y = connect(a, "y");
+  frame(y, {{"type", "join"}, {"room", room}});
+  tell_view("b", {"a"});
+  sched.run();
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  CAF_CHECK_EQUAL(count(b.rooms), 0u);
+  CAF_CHECK(x.link->of_type("joined").empty()); // no new epoch for the room's members
+  // y gets the young room's joined, then the room's own.
+  auto joined = y.link->of_type("joined");
+  CAF_REQUIRE_EQUAL(joined.size(), 2u);
+  CAF_CHECK_EQUAL(joined[1]["epoch"], epoch);
+  CAF_CHECK_EQUAL(joined[1]["seq"], 1);
+  frame(y, {{"type", "publish"}, {"room", room}, {"data", 2}});
+  auto msgs = x.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 2);
+}
+
+CAF_TEST(a publish of a service that reaches the new owner before the room does reaches the members) {
+  auto room = name_owned_by_b();
+  auto [x, epoch] = member_as_b_leaves(*this, room);
+  // y's join and a service's publish on a come before b's handoff, and
+  // start the room there (takeover_window).
+  auto y = connect(a, "y");
+  frame(y, {{"type", "join"}, {"room", room}});
+  self->send(a.rooms, caf::publish_atom::value, room, envelope{"api", "2", false, {}});
+  sched.run();
+  self->receive([](std::uint64_t seq) { CAF_CHECK_EQUAL(seq, 1u); }); // accepted
+  tell_view("b", {"a"});
+  sched.run();
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  CAF_CHECK_EQUAL(count(b.rooms), 0u);
+  // x, in the moved room, gets it next in its epoch; y had it, and is told
+  // the room it is in now.
+  CAF_CHECK(x.link->of_type("joined").empty());
+  auto msgs = x.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["data"], 2);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 2);
+  CAF_CHECK_EQUAL(y.link->of_type("message").size(), 1u);
+  auto joined = y.link->of_type("joined");
+  CAF_REQUIRE_EQUAL(joined.size(), 2u);
+  CAF_CHECK_EQUAL(joined[1]["epoch"], epoch);
+  CAF_CHECK_EQUAL(joined[1]["seq"], 2);
+  x.link->frames.clear();
+  y.link->frames.clear();
+  frame(x, {{"type", "publish"}, {"room", room}, {"data", 3}});
+  auto next = y.link->of_type("message");
+  CAF_REQUIRE_EQUAL(next.size(), 1u);
+  CAF_CHECK_EQUAL(next[0]["seq"], 3);
+}
+
 CAF_TEST(a user forgets a node whose registry ended and keeps its privates) {
   set_live({"a", "b"});
   auto name = name_owned_by("a", "user-");
@@ -307,7 +452,7 @@ CAF_TEST_FIXTURE_SCOPE(directory_view_tests, test_coordinator_fixture<test_confi
 CAF_TEST(a clustered directory holds requests until its first view) {
   auto spawned = std::make_shared<int>(0);
   auto dir = sys.spawn(directory, directory_config{
-    [spawned](caf::local_actor* d, const std::string&) {
+    [spawned](caf::local_actor* d, const std::string&, bool) {
       ++*spawned;
       return d->spawn([]() -> caf::behavior {
         return {[](caf::publish_atom, envelope&) { return std::uint64_t{7}; }};

@@ -215,17 +215,24 @@ struct two_nodes : test_coordinator_fixture<test_config> {
 
   /// What the membership does on a change: new placement, then new views.
   void set_live(std::set<std::string> live) {
-    view->live = std::move(live);
+    view->live = live;
+    for (auto& [name, _] : view->nodes)
+      tell_view(name, live);
+    sched.run();
+  }
+
+  /// Sends `node`'s directories the view `live` without running them (the
+  /// placement the locators use is `view->live`, set apart): views that
+  /// disagree for a moment, as they can across the network.
+  void tell_view(const std::string& node, const std::set<std::string>& live) {
     std::map<std::string, caf::actor> rooms, users;
-    for (auto& n : view->live) {
+    for (auto& n : live) {
       rooms.emplace(n, view->nodes.at(n)->rooms);
       users.emplace(n, view->nodes.at(n)->users);
     }
-    for (auto& [name, core] : view->nodes) {
-      caf::anon_send(core->rooms, view_atom::value, rooms, name);
-      caf::anon_send(core->users, view_atom::value, users, name);
-    }
-    sched.run();
+    auto* core = view->nodes.at(node);
+    caf::anon_send(core->rooms, view_atom::value, rooms, node);
+    caf::anon_send(core->users, view_atom::value, users, node);
   }
 
   /// Node b fails with its rooms: its room directory (and so every room on

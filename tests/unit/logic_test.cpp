@@ -223,4 +223,47 @@ CAF_TEST(after a failover the logic meets each member once and after its fresh j
   CAF_CHECK_EQUAL(others[1], 1u);
 }
 
+CAF_TEST(a member that joined the new owner before the room came meets the moved logic) {
+  auto room = name_owned_by("b", "t:");
+  set_live({"a", "b"});
+  auto x = connect(b, "x");
+  frame(x, {{"type", "join"}, {"room", room}, {"id", 1}});
+  auto epoch = x.link->of_type("joined").at(0)["epoch"];
+  for (int i = 0; i < 3; ++i)
+    publish(x, room, i, 10 + i);
+  // b leaves: a hears it first, and y's join on a starts the room there
+  // before b's handoff comes.
+  view->live = {"a"};
+  tell_view("a", {"a"});
+  sched.run();
+  auto y = joined("y", room);
+  x.link->frames.clear();
+  tell_view("b", {"a"});
+  sched.run();
+  CAF_CHECK_EQUAL(count(a.rooms), 1u);
+  CAF_CHECK_EQUAL(count(b.rooms), 0u);
+  CAF_CHECK(x.link->of_type("joined").empty()); // the room's members see no new epoch
+  // y: the young room's joined and greeting, then the room's own.
+  std::vector<json> seen;
+  for (auto& f : y.link->frames) {
+    auto j = json::parse(f);
+    if (j["type"] == "joined" || j["type"] == "welcome-room")
+      seen.push_back(j);
+  }
+  CAF_REQUIRE_EQUAL(seen.size(), 4u);
+  CAF_CHECK_EQUAL(seen[0]["type"], "joined");
+  CAF_CHECK_EQUAL(seen[1]["count"], 0);
+  CAF_CHECK_EQUAL(seen[2]["type"], "joined");
+  CAF_CHECK_EQUAL(seen[2]["epoch"], epoch);
+  CAF_CHECK_EQUAL(seen[2]["seq"], 3);
+  CAF_CHECK_EQUAL(seen[3]["type"], "welcome-room");
+  CAF_CHECK_EQUAL(seen[3]["count"], 3); // the moved state
+  x.link->frames.clear();
+  publish(y, room, "four", 20);
+  auto msgs = x.link->of_type("message");
+  CAF_REQUIRE_EQUAL(msgs.size(), 1u);
+  CAF_CHECK_EQUAL(msgs[0]["seq"], 4);
+  CAF_CHECK_EQUAL(msgs[0]["data"], "FOUR");
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

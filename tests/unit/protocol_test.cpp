@@ -179,3 +179,12 @@ CAF_TEST(valid_utf8 accepts what a JSON string can hold and nothing else) {
                  "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "a\xE4\xB8", "\xC3\x28"})
     CAF_CHECK(!valid_utf8(s));
 }
+
+CAF_TEST(a renumbered message differs only in its seq) {
+  // A sender whose name holds what the field looks like, and data too.
+  auto frame = encode_message("r", R"(a,"seq":9)", 41, R"({"seq":7,"s":",\"seq\":8"})");
+  auto again = json::parse(renumber_message(frame, 1234));
+  auto want = json::parse(frame);
+  want["seq"] = 1234;
+  CAF_CHECK_EQUAL(again, want);
+}

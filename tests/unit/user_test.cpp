@@ -476,6 +476,15 @@ struct lone_user_fixture : node_fixture {
     self->send(bob, adopt_atom::value, std::string{"bob"}, std::move(snap));
     sched.run();
   }
+  /// A node that answers for its writes only when a test tells it to,
+  /// attached to `bob`; `texts` gets what it is asked to write.
+  caf::actor attach_answering(const caf::actor& bob,
+                              std::shared_ptr<std::vector<std::string>> texts) {
+    auto node = sys.spawn(answering_node, std::move(texts));
+    self->send(bob, attach_atom::value, node);
+    sched.run();
+    return node;
+  }
   /// A node whose sockets write everything, attached to `bob`: its next
   /// connection; `texts` gets what it writes.
   caf::actor attach_writing(const caf::actor& bob,
@@ -623,12 +632,9 @@ CAF_TEST_FIXTURE_SCOPE(user_answer_tests, lone_user_fixture)
 CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
   auto t1 = std::make_shared<std::vector<std::string>>();
   auto t2 = std::make_shared<std::vector<std::string>>();
-  auto n1 = sys.spawn(answering_node, t1);
-  auto n2 = sys.spawn(answering_node, t2);
   auto bob = spawn_bob();
-  self->send(bob, attach_atom::value, n1);
-  self->send(bob, attach_atom::value, n2);
-  sched.run();
+  auto n1 = attach_answering(bob, t1);
+  auto n2 = attach_answering(bob, t2);
   caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
   sched.run();
   self->send(n1, caf::ok_atom::value, std::uint64_t{0}, true); // n1 wrote L1
@@ -655,10 +661,8 @@ CAF_TEST(a late answer for a settled live frame does not settle a newer one) {
 // good, and so did every message after it.
 CAF_TEST(a node that detached before answering and then ended settles its frames) {
   auto t1 = std::make_shared<std::vector<std::string>>();
-  auto n1 = sys.spawn(answering_node, t1);
   auto bob = spawn_bob();
-  self->send(bob, attach_atom::value, n1);
-  sched.run();
+  auto n1 = attach_answering(bob, t1);
   caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
   sched.run();
   CAF_REQUIRE_EQUAL(t1->size(), 1u);
@@ -686,10 +690,8 @@ CAF_TEST(frames kept after a move reach the user when the successor has ended) {
   auto to_successor = std::make_shared<std::vector<std::string>>();
   auto successor = sys.spawn(adopting, to_successor, caf::actor{});
   auto t1 = std::make_shared<std::vector<std::string>>();
-  auto n1 = sys.spawn(answering_node, t1);
   auto bob = spawn_bob();
-  self->send(bob, attach_atom::value, n1);
-  sched.run();
+  auto n1 = attach_answering(bob, t1);
   caf::anon_send(bob, caf::publish_atom::value, private_from_alice(R"("L1")"));
   sched.run();
   caf::anon_send(bob, handoff_atom::value, successor); // b joins: bob moves
