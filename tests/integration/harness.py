@@ -33,32 +33,15 @@ import websockets
 import websockets.exceptions
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from loopback_ports import free_port, free_ports  # noqa: E402  (re-exported to the tests)
+
 ROOMCASTD = None  # set by main() or resolve_binary()
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0   # seconds for the process to log its port and answer /healthz
 RECV_TIMEOUT = 5.0     # default per-frame receive timeout
 LISTEN_RE = re.compile(r"node (\S+) listening on 127\.0\.0\.1:(\d+)")
-
-
-def free_ports(n):
-    """`n` different loopback TCP ports that were free a moment ago (the OS
-    picks them). All are held until all are picked: one at a time, the OS
-    may hand out the same port twice (a cluster test then started two nodes
-    on one port)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port():
-    """A loopback TCP port that was free a moment ago."""
-    return free_ports(1)[0]
 
 
 # -- the binary ----------------------------------------------------------------
