@@ -12,12 +12,13 @@
 #include "actors/hardening.hpp"
 #include "actors/room.hpp"
 #include "cluster/placement.hpp"
+#include "cluster/wire_version.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
 
 std::string make_incarnation() {
-  return make_epoch();
+  return make_epoch() + std::string{wire_version_tag} + std::to_string(wire_version());
 }
 
 namespace {
@@ -103,10 +104,45 @@ void view_changed(self_ptr self) {
 /// (the node has joined only once the members it was told of answered).
 void say_hello(self_ptr self, const caf::actor& peer, const host_port& target = {});
 
+/// What a node answers a hello from a node of another wire version with
+/// (the text of its error): "wire version <N>".
+std::string wire_refusal() {
+  return fmt::format("wire version {}", wire_version());
+}
+
+bool is_wire_refusal(const caf::error& err) {
+  return error_text(err).rfind("wire version ", 0) == 0;
+}
+
+/// Before this node joined, a cluster of another wire version ends it: it
+/// cannot be a member there (after, it refuses the other node instead).
+/// Returns whether it ended.
+bool cannot_join(self_ptr self, const std::string& what) {
+  auto& st = self->state;
+  if (st.cfg.joined->load() || !st.cfg.fatal)
+    return false;
+  st.cfg.fatal(what + "; nodes of two builds whose messages differ cannot form one cluster: "
+                      "stop every node, then start the new build (docs/deploy.md)");
+  return true;
+}
+
+/// Whether `info` is a node of another build, whose messages this one cannot
+/// read nor it ours (cluster/wire_version.hpp); logged once.
+bool foreign(self_ptr self, const node_info& info) {
+  auto theirs = wire_version_of(info.incarnation);
+  if (theirs == wire_version())
+    return false;
+  if (self->state.foreign.insert(info.incarnation).second)
+    spdlog::error("cluster: node {} ({}:{}) speaks wire version {}, this build {}; it is not a "
+                  "member here", info.name, info.host, info.port, theirs, wire_version());
+  return true;
+}
+
 /// Adds or refreshes a member; returns true when the view changed.
 bool merge(self_ptr self, const node_info& info) {
   auto& st = self->state;
-  if (!info.membership || info.name == st.cfg.self.name || st.departed.count(info.incarnation))
+  if (!info.membership || info.name == st.cfg.self.name || st.departed.count(info.incarnation)
+      || foreign(self, info))
     return false;
   auto it = st.members.find(info.name);
   if (it != st.members.end()) {
@@ -157,9 +193,15 @@ bool name_taken(self_ptr self, const node_info& info) {
 void merge_all(self_ptr self, const std::vector<node_info>& infos) {
   if (infos.empty())
     return;
-  for (auto& info : infos)
+  for (auto& info : infos) {
     if (name_taken(self, info) && !self->state.cfg.joined->load())
       return; // stopping: join nothing
+    if (auto theirs = wire_version_of(info.incarnation); theirs != wire_version()
+        && cannot_join(self, fmt::format("node {} ({}:{}) of this cluster speaks wire version "
+                                         "{}, this build {}", info.name, info.host, info.port,
+                                         theirs, wire_version())))
+      return;
+  }
   auto& st = self->state;
   std::vector<const node_info*> unknown;
   for (auto it = infos.begin() + 1; it != infos.end(); ++it) {
@@ -193,7 +235,18 @@ void say_hello(self_ptr self, const caf::actor& peer, const host_port& target) {
         merge_all(self, infos);
         connect_ended(self, target);
       },
-      [self, target](caf::error&) {
+      [self, target](caf::error& err) {
+        if (is_wire_refusal(err)) {
+          auto what = fmt::format("{} speaks {}, this build wire version {}",
+                                  target.first.empty() ? std::string{"a node of this cluster"}
+                                                       : target.first + ":"
+                                                           + std::to_string(target.second),
+                                  error_text(err), wire_version());
+          if (cannot_join(self, what))
+            return;
+          if (self->state.foreign.insert(what).second)
+            spdlog::error("cluster: {}; it refused this node", what);
+        }
         // It went away; its DOWN (if it was a member) updates the view.
         connect_ended(self, target);
       });
@@ -357,7 +410,9 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
     [self](lookup_atom, const std::string& host, std::uint16_t port) {
       poll_connect(self, std::make_pair(host, port));
     },
-    [self](hello_atom, node_info& peer) {
+    [self](hello_atom, node_info& peer) -> caf::result<std::vector<node_info>> {
+      if (foreign(self, peer))
+        return make_error(error_code::unavailable, wire_refusal());
       name_taken(self, peer); // the peer sees our name first in the answer, too
       if (merge(self, peer))
         view_changed(self);
@@ -426,6 +481,7 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
         auto& n = nodes[i];
         acc->doc["members"].push_back({{"name", n.name},
                                        {"incarnation", n.incarnation},
+                                       {"wire", wire_version_of(n.incarnation)},
                                        {"address", n.host + ":" + std::to_string(n.port)},
                                        {"state", i == 0 && st.leaving ? "leaving" : "up"}});
         auto finish = [acc, rp]() mutable {

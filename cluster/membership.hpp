@@ -76,6 +76,8 @@ struct membership_state {
   std::map<host_port, pending_connect> pending;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
+  /// Incarnations (and refusals) of another wire version, logged once.
+  std::set<std::string> foreign;
   std::string last_asked; ///< the member asked for its members last (one a second, in turn)
   std::chrono::steady_clock::time_point started;
   static inline const char* name = "membership";
@@ -114,7 +116,7 @@ void add_cluster_types(Config& cfg) {
   cfg.template add_message_type<node_info>("rc::node_info");
 }
 
-/// A random incarnation id.
+/// A random incarnation id, then this build's wire version ("k2v9x0a1qz/w1").
 std::string make_incarnation();
 
 } // namespace rc

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "cluster/wire_version.hpp"
 #include "config/loader.hpp"
 #include "node/exit_deadline.hpp"
 
@@ -30,7 +31,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
       std::fputs(loaded.message.c_str(), stdout);
       return 0;
     case load_result::action::version:
-      std::printf("%s 0.1.0\n", program);
+      std::printf("%s 0.1.0 (wire version %u)\n", program, wire_version());
       return 0;
     case load_result::action::fail:
       std::fprintf(stderr, "%s: error: %s\n", program, loaded.message.c_str());
@@ -48,7 +49,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  spdlog::info("{} 0.1.0 starting: {}", program, describe(cfg));
+  spdlog::info("{} 0.1.0 (wire version {}) starting: {}", program, wire_version(), describe(cfg));
   // Thread counts of 0 resolved once (they read the process's cgroup), so
   // the log below names what the node runs.
   cfg.threads = cfg.effective_threads();
