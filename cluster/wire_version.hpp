@@ -13,8 +13,10 @@
 namespace rc {
 
 /// This build's wire version (cluster/wire_version.cpp). Bump it whenever a
-/// message between nodes changes; tests/unit/wire_test.cpp holds the bytes of
-/// each inter-node type and fails until it is bumped.
+/// message between nodes changes: the layout of a type that crosses nodes
+/// (tests/unit/wire_test.cpp holds their bytes and fails until it is
+/// bumped), or the arguments of a message a node sends another node's
+/// actors (adopt, handoff, fan-out, ...), which no test can tell.
 std::uint32_t wire_version();
 
 /// A node carries its wire version in its incarnation id (`node_info`,
