@@ -106,12 +106,23 @@ void say_hello(self_ptr self, const caf::actor& peer, const host_port& target = 
 
 /// What a node answers a hello from a node of another wire version with
 /// (the text of its error): "wire version <N>".
+constexpr std::string_view wire_refusal_prefix = "wire version ";
+
 std::string wire_refusal() {
-  return fmt::format("wire version {}", wire_version());
+  return fmt::format("{}{}", wire_refusal_prefix, wire_version());
 }
 
 bool is_wire_refusal(const caf::error& err) {
-  return error_text(err).rfind("wire version ", 0) == 0;
+  return error_text(err).rfind(wire_refusal_prefix, 0) == 0;
+}
+
+/// How `info`'s wire version differs from this build's, or "" if it does not.
+std::string other_wire(const node_info& info) {
+  auto theirs = wire_version_of(info.incarnation);
+  if (theirs == wire_version())
+    return {};
+  return fmt::format("node {} ({}:{}) speaks wire version {}, this build {}", info.name,
+                     info.host, info.port, theirs, wire_version());
 }
 
 /// Before this node joined, a cluster of another wire version ends it: it
@@ -129,12 +140,11 @@ bool cannot_join(self_ptr self, const std::string& what) {
 /// Whether `info` is a node of another build, whose messages this one cannot
 /// read nor it ours (cluster/wire_version.hpp); logged once.
 bool foreign(self_ptr self, const node_info& info) {
-  auto theirs = wire_version_of(info.incarnation);
-  if (theirs == wire_version())
+  auto what = other_wire(info);
+  if (what.empty())
     return false;
   if (self->state.foreign.insert(info.incarnation).second)
-    spdlog::error("cluster: node {} ({}:{}) speaks wire version {}, this build {}; it is not a "
-                  "member here", info.name, info.host, info.port, theirs, wire_version());
+    spdlog::error("cluster: {}; it is not a member here", what);
   return true;
 }
 
@@ -196,10 +206,7 @@ void merge_all(self_ptr self, const std::vector<node_info>& infos) {
   for (auto& info : infos) {
     if (name_taken(self, info) && !self->state.cfg.joined->load())
       return; // stopping: join nothing
-    if (auto theirs = wire_version_of(info.incarnation); theirs != wire_version()
-        && cannot_join(self, fmt::format("node {} ({}:{}) of this cluster speaks wire version "
-                                         "{}, this build {}", info.name, info.host, info.port,
-                                         theirs, wire_version())))
+    if (auto what = other_wire(info); !what.empty() && cannot_join(self, what))
       return;
   }
   auto& st = self->state;
