@@ -535,6 +535,25 @@ class OneSeed(ClusterTestCase):
             os.kill(frozen.proc.pid, signal.SIGCONT)
 
 
+def seeded_node(test, name, port, seed, *extra):
+    """Node `name` on cluster port `port` with the one seed `seed` (a port),
+    failure timeout 2 s, not started yet; stopped when `test` ends."""
+    node = Server("--cluster-port", port, "--seeds", f"{harness.HOST}:{seed}",
+                  "--failure-timeout", "2s", *extra, node_name=name)
+    test.addCleanup(node.stop)
+    return node
+
+
+def assert_stops_with(test, node, text):
+    """Starts `node`, which must stop with exit code 1 and log `text`."""
+    try:
+        node.start()
+    except RuntimeError:
+        pass  # it may stop before its /healthz answered
+    test.assertEqual(node.proc.wait(timeout=15), 1, node.log())
+    test.assertIn(text, node.log())
+
+
 class DuplicateName(ClusterTestCase):
     nodes = 2
 
@@ -544,16 +563,8 @@ class DuplicateName(ClusterTestCase):
             return {m["name"]: m["incarnation"]
                     for m in node.http_json("GET", "/api/cluster")[1]["members"]}
         before = view(n1)
-        dup = Server("--cluster-port", free_port(), "--seeds",
-                     f"{harness.HOST}:{self.cluster.cluster_ports[0]}",
-                     "--failure-timeout", "2s", node_name="n2")
-        self.addCleanup(dup.stop)
-        try:
-            dup.start()
-        except RuntimeError:
-            pass  # it may stop before its /healthz answered
-        self.assertEqual(dup.proc.wait(timeout=15), 1)
-        self.assertIn("node name n2 is taken by the live node", dup.log())
+        dup = seeded_node(self, "n2", free_port(), self.cluster.cluster_ports[0])
+        assert_stops_with(self, dup, "node name n2 is taken by the live node")
         # The cluster kept the first n2 and never placed anything on the second.
         self.assertEqual(view(n1), before)
         self.assertEqual(view(n2), before)
@@ -579,23 +590,13 @@ class OtherBuild(unittest.TestCase):
     cluster goes on without it."""
 
     def node(self, name, port, seed, binary=None):
-        node = Server("--cluster-port", port, "--seeds", f"{harness.HOST}:{seed}",
-                      "--failure-timeout", "2s", node_name=name)
+        node = seeded_node(self, name, port, seed)
         if binary:
             node.args[0] = binary
-        self.addCleanup(node.stop)
         return node
 
     def members(self, node):
         return {m["name"]: m["wire"] for m in node.http_json("GET", "/api/cluster")[1]["members"]}
-
-    def assert_ends(self, node, text):
-        try:
-            node.start()
-        except RuntimeError:
-            pass  # it may stop before its /healthz answered
-        self.assertEqual(node.proc.wait(timeout=15), 1, node.log())
-        self.assertIn(text, node.log())
 
     def test_a_node_of_a_newer_build_stops_instead_of_joining(self):
         other = other_wire_binary()
@@ -605,7 +606,7 @@ class OtherBuild(unittest.TestCase):
         self.assertEqual(n1.wait_metric("roomcast_cluster_members", 2, timeout=10), 2, n1.log())
         self.assertEqual(self.members(n1), {"n1": 1, "n2": 1})
         self.assertIn("(wire version 1) starting", n1.log())
-        self.assert_ends(self.node("n3", p3, p1, binary=other),
+        assert_stops_with(self, self.node("n3", p3, p1, binary=other),
                          f"127.0.0.1:{p1} speaks wire version 1, this build wire version 2")
         n1.wait_log("node n3 (127.0.0.1:%d) speaks wire version 2, this build 1; it is not a "
                     "member here" % p3)
@@ -618,7 +619,7 @@ class OtherBuild(unittest.TestCase):
         n1 = self.node("n1", p1, p1, binary=other).start()
         self.assertEqual(n1.wait_metric("roomcast_cluster_members", 1, timeout=10), 1)
         self.assertEqual(self.members(n1), {"n1": 2})
-        self.assert_ends(self.node("n2", p2, p1),
+        assert_stops_with(self, self.node("n2", p2, p1),
                          f"127.0.0.1:{p1} speaks wire version 2, this build wire version 1")
         self.assertEqual(self.members(n1), {"n1": 2})
 
@@ -892,17 +893,12 @@ class LateName(unittest.TestCase):
         self.addCleanup(os.unlink, f.name)
         return f.name
 
-    def node(self, name, port, seed, *extra):
-        node = Server("--cluster-port", port, "--seeds", f"{harness.HOST}:{seed}",
-                      "--failure-timeout", "2s", *extra, node_name=name)
-        self.addCleanup(node.stop)
-        return node
 
     def test_members_whose_names_resolve_late_connect_once_they_do(self):
         p1, p2, p3 = harness.free_ports(3)
-        n1 = self.node("n1", p1, p1)
-        n2 = self.node("n2", p2, p1, "--cluster-advertise", self.NAMES[0])
-        n3 = self.node("n3", p3, p1, "--cluster-advertise", self.NAMES[1])
+        n1 = seeded_node(self, "n1", p1, p1)
+        n2 = seeded_node(self, "n2", p2, p1, "--cluster-advertise", self.NAMES[0])
+        n3 = seeded_node(self, "n3", p3, p1, "--cluster-advertise", self.NAMES[1])
         for node in (n2, n3):
             node.args = self.wrapper + node.args
         for node in (n1, n2, n3):
