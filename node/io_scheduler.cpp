@@ -150,9 +150,7 @@ void io_scheduler::run(unit& on, caf::resumable* job) {
 }
 
 void use_io_scheduler(caf::actor_system_config& cfg) {
-  // An actor yields its thread after this many messages, so the I/O waiting
-  // behind it waits for at most that many.
-  cfg.set("scheduler.max-throughput", std::size_t{16});
+  cfg.set("scheduler.max-throughput", io_throughput);
   cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {
     return new io_scheduler(sys);
   });

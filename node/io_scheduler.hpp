@@ -10,6 +10,7 @@
 #include <caf/scheduler/abstract_coordinator.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -86,6 +87,10 @@ private:
   std::atomic<std::size_t> next_{0};
   std::atomic<bool> stopping_{false};
 };
+
+/// Messages an actor handles before it yields its I/O thread: the sockets
+/// waiting behind a busy actor wait for at most this many.
+inline constexpr std::size_t io_throughput = 16;
 
 /// Makes `cfg`'s actor system schedule with `io_scheduler`.
 void use_io_scheduler(caf::actor_system_config& cfg);
