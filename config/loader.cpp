@@ -236,8 +236,7 @@ const std::vector<option>& options() {
          "at most 256",
          RC_FIELD(threads)),
     make("actor-threads", "global",
-         "CAF scheduler threads of their own; 0 = actors run on the I/O threads (fewest thread "
-         "wake-ups); give room logic that computes its own threads so it never holds up sockets; "
+         "CAF scheduler threads; 0 = the cores this process may use (its CPU affinity and cgroup quota); "
          "at most 256",
          RC_FIELD(actor_threads)),
     make("write-delay", "global",

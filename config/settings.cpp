@@ -42,7 +42,7 @@ std::string settings::validate() const {
     return "threads must be at most " + std::to_string(max_threads) + " (0 = the cores this process may use)";
   if (actor_threads > max_threads)
     return "actor-threads must be at most " + std::to_string(max_threads)
-           + " (0 = actors run on the I/O threads)";
+           + " (0 = the cores this process may use)";
   if (limits.max_queue_frames == 0)
     return "max-queue-frames must be at least 1";
   if (limits.max_queue_bytes < limits.max_frame_bytes)
@@ -207,6 +207,10 @@ std::string settings::effective_node_name() const {
 
 unsigned settings::effective_threads() const {
   return threads != 0 ? threads : usable_cores();
+}
+
+unsigned settings::effective_actor_threads() const {
+  return actor_threads != 0 ? actor_threads : usable_cores();
 }
 
 } // namespace rc

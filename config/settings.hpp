@@ -101,8 +101,7 @@ struct settings {
   std::uint32_t write_delay_min_lag_us = 300;
   /// Asio I/O threads; 0 = the cores this process may use (usable_cores()).
   std::uint32_t threads = 0;
-  /// CAF scheduler threads of their own; 0 = actors run on the I/O threads
-  /// (node/io_scheduler.hpp).
+  /// CAF scheduler threads; 0 = the cores this process may use (usable_cores()).
   std::uint32_t actor_threads = 0;
   /// The most of either kind of thread a node may be given.
   static constexpr std::uint32_t max_threads = 256;
@@ -148,9 +147,10 @@ struct settings {
   /// node_name, or the host name when it is empty.
   std::string effective_node_name() const;
 
-  /// `threads`, 0 resolved to the cores this process may use
-  /// (common/cpu_share.hpp).
+  /// `threads` and `actor_threads`, 0 resolved to the cores this process may
+  /// use (common/cpu_share.hpp).
   unsigned effective_threads() const;
+  unsigned effective_actor_threads() const;
 
   /// The compiled-in default of `web_root` (ROOMCAST_WEB_ROOT, or empty).
   static std::string default_web_root();

@@ -147,13 +147,6 @@ io_worker& io_pool::next() {
   return *workers_[next_++ % workers_.size()];
 }
 
-std::vector<boost::asio::io_context*> io_pool::contexts() {
-  std::vector<boost::asio::io_context*> out;
-  for (auto& w : workers_)
-    out.push_back(&w->context());
-  return out;
-}
-
 void io_pool::start() {
   if (running_)
     return;

@@ -98,8 +98,6 @@ public:
 
   io_worker& next();
   io_worker& first() { return *workers_.front(); }
-  /// Each run by one worker thread.
-  std::vector<boost::asio::io_context*> contexts();
 
   void start();
   /// Stops all I/O and joins the threads.

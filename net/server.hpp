@@ -23,10 +23,6 @@ public:
   std::uint16_t start();
   void stop_accepting();
   void stop();
-  /// The I/O threads' contexts (empty before start).
-  std::vector<boost::asio::io_context*> io_contexts() {
-    return pool_ ? pool_->contexts() : std::vector<boost::asio::io_context*>{};
-  }
 
   /// WebSocket connections reserved or open.
   std::uint64_t websockets() const { return ctx_->websockets; }

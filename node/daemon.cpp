@@ -50,9 +50,10 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::info("{} 0.1.0 (wire version {}) starting: {}", program, wire_version(), describe(cfg));
-  // The thread count of 0 resolved once (it reads the process's cgroup), so
+  // Thread counts of 0 resolved once (they read the process's cgroup), so
   // the log below names what the node runs.
   cfg.threads = cfg.effective_threads();
+  cfg.actor_threads = cfg.effective_actor_threads();
   auto owned = std::make_unique<node>(cfg);
   auto& n = *owned;
   if (setup)
@@ -62,8 +63,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
     // An IPv6 address in brackets, as in a URL: `[::]:8080`.
     auto host = cfg.bind.find(':') == std::string::npos ? cfg.bind : "[" + cfg.bind + "]";
     spdlog::info("node {} listening on {}:{}", cfg.effective_node_name(), host, port);
-    spdlog::info("I/O threads: {}, actor threads: {}{}", cfg.threads, cfg.actor_threads,
-                 cfg.actor_threads == 0 ? " (actors run on the I/O threads)" : "");
+    spdlog::info("I/O threads: {}, actor threads: {}", cfg.threads, cfg.actor_threads);
     std::error_code ec;
     if (!cfg.web_root.empty() && !std::filesystem::is_directory(cfg.web_root, ec))
       spdlog::warn("web-root '{}' is not a directory: static files answer 404", cfg.web_root);

@@ -20,7 +20,6 @@
 #include "common/metrics.hpp"
 #include "net/server.hpp"
 #include "node/hand_off_policy.hpp"
-#include "node/io_scheduler.hpp"
 #include "node/publish_api.hpp"
 
 namespace rc {
@@ -50,17 +49,11 @@ std::unique_ptr<caf::actor_system_config> make_caf_config(const settings& cfg) {
     caf_cfg->set("middleman.heartbeat-interval", caf::timespan{cfg.failure_timeout / 4});
     caf_cfg->set("middleman.connection-timeout", caf::timespan{cfg.failure_timeout});
   }
-  if (cfg.actor_threads == 0) {
-    // The default: no thread to wake between a socket and its actors.
-    caf_cfg->set("scheduler.max-threads", static_cast<size_t>(cfg.effective_threads()));
-    use_io_scheduler(*caf_cfg);
-  } else {
-    // Threads of their own, for room logic that computes: work sharing
-    // (measured in the feasibility study: ~2x the fan-out of the default
-    // work stealing on two cores) without waking a worker per hop.
-    caf_cfg->set("scheduler.max-threads", static_cast<size_t>(cfg.actor_threads));
-    use_hand_off_scheduler(*caf_cfg);
-  }
+  auto threads = cfg.effective_actor_threads();
+  caf_cfg->set("scheduler.max-threads", static_cast<size_t>(threads));
+  // Work sharing (measured in the feasibility study: ~2x the fan-out of the
+  // default work stealing on two cores) without waking a worker per hop.
+  use_hand_off_scheduler(*caf_cfg);
   add_wire_types(*caf_cfg);
   return caf_cfg;
 }
@@ -166,8 +159,6 @@ std::uint16_t node::start() {
   };
   server_ = std::make_unique<net::server>(cfg_, std::move(hooks));
   auto port = server_->start();
-  if (auto* sched = io_scheduler::of(*system_))
-    sched->attach(server_->io_contexts());
   started_ = true;
   return port;
 }
@@ -224,8 +215,6 @@ void node::shutdown() {
     if (auto left = server_->websockets(); left > 0)
       spdlog::warn("{}: closing {} connections without waiting",
                    hurry_ ? "asked to hurry" : "drain timeout", left);
-    if (auto* sched = io_scheduler::of(*system_))
-      sched->detach();
     server_->stop();
   }
   core_.stop();

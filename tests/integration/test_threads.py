@@ -1,11 +1,8 @@
-"""How many threads a node starts: `--threads 0` means the cores the process
-may use (its CPU affinity mask and its cgroup CPU quota), not every core of
-the host, so nodes given part of a host (taskset, a container's `cpus:`) do
-not start more threads than they may run. `--actor-threads 0` (the default)
-runs actors on those I/O threads: CAF starts no workers, only the one
-roomcast.actor thread that runs actors before the server starts and after it
-stops; `--actor-threads N` gives actors N workers of their own. Counted in
-/proc/PID/task, where the I/O threads are named roomcast.io and CAF's
+"""How many threads a node starts: `--threads 0` and `--actor-threads 0` mean
+the cores the process may use (its CPU affinity mask and its cgroup CPU
+quota), not every core of the host, so nodes given part of a host (taskset,
+a container's `cpus:`) do not start more threads than they may run. Counted
+in /proc/PID/task, where the I/O threads are named roomcast.io and CAF's
 workers caf.multiplexer, and in the node's start-up log."""
 
 import collections
@@ -114,8 +111,6 @@ class ThreadsTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(names["roomcast.io"], io, names)
         # CAF's workers; a node without --cluster-port has no network thread.
         self.assertEqual(names["caf.multiplexer"], actors, names)
-        # The fallback of actors on the I/O threads (node/io_scheduler.hpp).
-        self.assertEqual(names["roomcast.actor"], 1 if actors == 0 else 0, names)
 
     async def assertServes(self, server):
         ws = await server.connect()
@@ -130,19 +125,17 @@ class ThreadsTest(unittest.IsolatedAsyncioTestCase):
         if quota_cores() is not None:
             cores = min(cores, quota_cores())
         server = self.start()
-        self.assertThreads(server, cores, 0)
-        self.assertIn("actor threads: 0 (actors run on the I/O threads)", server.log())
+        self.assertThreads(server, cores, cores)
         await self.assertServes(server)
 
     @unittest.skipUnless(shutil.which("taskset"), "taskset (util-linux) not installed")
-    async def test_a_node_pinned_to_one_core_starts_one_io_thread(self):
+    async def test_a_node_pinned_to_one_core_starts_one_thread_of_each(self):
         server = self.start(prefix=["taskset", "-c", str(min(os.sched_getaffinity(0)))])
-        self.assertThreads(server, 1, 0)
+        self.assertThreads(server, 1, 1)
         await self.assertServes(server)
 
     @unittest.skipUnless(shutil.which("taskset"), "taskset (util-linux) not installed")
     async def test_explicit_counts_win_over_the_affinity_mask(self):
-        # --actor-threads 2: the hand-off scheduler's workers, as before.
         server = self.start("--threads", "3", "--actor-threads", "2",
                             prefix=["taskset", "-c", str(min(os.sched_getaffinity(0)))])
         self.assertThreads(server, 3, 2)
@@ -157,7 +150,7 @@ class ThreadsTest(unittest.IsolatedAsyncioTestCase):
             # The shell joins the cgroup, then becomes roomcastd (same PID).
             server = self.start(prefix=["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh"])
             try:
-                self.assertThreads(server, 1, 0)
+                self.assertThreads(server, 1, 1)
                 await self.assertServes(server)
             finally:
                 server.stop()  # the cgroup must be empty before it is removed
