@@ -295,6 +295,23 @@ class Server:
                 return value
             time.sleep(0.05)
 
+    def wait_ready(self, timeout=10.0, ready=True):
+        """Polls /readyz until it answers 200 (`ready`) or anything else (not
+        `ready`); returns its JSON body, or fails with the last answer and the
+        node's log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status, body = self.http_json("GET", "/readyz")
+            except OSError as e:
+                status, body = None, repr(e)
+            if (status == 200) == ready:
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz of {self.node} stayed {status} {body} for {timeout}s "
+                                     f"(waited for {'200' if ready else 'not 200'}):\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
     async def await_metric(self, name, expected, timeout=5.0, **labels):
         deadline = time.monotonic() + timeout
         value = None

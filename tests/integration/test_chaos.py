@@ -112,7 +112,8 @@ class Chaos:
             await self.restart(i)
             if how == "flap":  # stopped again as it joins: moves to it and back cross
                 node = self.cluster.nodes[i]
-                await loop.run_in_executor(None, self.ready, node)
+                if not await loop.run_in_executor(None, self.ready, node):
+                    self.events.append(f"{node.node} not ready within 10 s")  # stopped anyway
                 await asyncio.sleep(self.rng.uniform(0, 0.8))
                 self.events.append(f"again {node.node}")
                 if await loop.run_in_executor(None, node.terminate) != 0:
@@ -128,10 +129,12 @@ class Chaos:
 
     @staticmethod
     def ready(node, timeout=10):
-        """Waits until `node` has joined (its /readyz says 200)."""
-        deadline = time.monotonic() + timeout
-        while node.http("GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """Waits until `node` has joined (its /readyz says 200); whether it did."""
+        try:
+            node.wait_ready(timeout)
+            return True
+        except AssertionError:
+            return False
 
     async def settle(self):
         loop = asyncio.get_running_loop()

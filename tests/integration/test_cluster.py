@@ -754,9 +754,7 @@ def join_beside_a_dead_seed(test, dead_seed, wrapper=()):
     test.assertEqual(node.wait_metric("roomcast_cluster_members", 2, timeout=5), 2, node.log())
     test.assertEqual(seed.wait_metric("roomcast_cluster_members", 2, timeout=5), 2)
     # Ready once the dead seed has had the failure timeout to answer.
-    while node.http("GET", "/readyz")[0] != 200:
-        test.assertLess(time.monotonic() - t0, 8, node.log())
-        time.sleep(0.05)
+    node.wait_ready(timeout=8 - (time.monotonic() - t0))
     time.sleep(2.5)  # a few more tries of the dead seed (one a second)
     t1 = time.monotonic()
     test.assertEqual(node.stop(), 0, node.log())
@@ -776,10 +774,7 @@ class Readiness(unittest.TestCase):
             status, body = node.http_json("GET", "/readyz")
             self.assertEqual(status, 503)
             self.assertEqual(body["reason"], "joining the cluster")
-            deadline = time.monotonic() + 5
-            while node.http("GET", "/readyz")[0] != 200:
-                self.assertLess(time.monotonic(), deadline)
-                time.sleep(0.1)
+            node.wait_ready(timeout=5)
         finally:
             self.assertEqual(node.stop(), 0)
 
