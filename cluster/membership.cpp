@@ -104,10 +104,10 @@ void view_changed(self_ptr self) {
 /// (the node has joined only once the members it was told of answered).
 void say_hello(self_ptr self, const caf::actor& peer, const host_port& target = {});
 
-/// What a node answers a hello from a node of another wire version with
-/// (the text of its error): "wire version <N>".
 constexpr std::string_view wire_refusal_prefix = "wire version ";
 
+/// What a node answers a hello from a node of another wire version with
+/// (the text of its error): "wire version <N>".
 std::string wire_refusal() {
   return fmt::format("{}{}", wire_refusal_prefix, wire_version());
 }

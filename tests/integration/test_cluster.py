@@ -607,7 +607,7 @@ class OtherBuild(unittest.TestCase):
         self.assertEqual(self.members(n1), {"n1": 1, "n2": 1})
         self.assertIn("(wire version 1) starting", n1.log())
         assert_stops_with(self, self.node("n3", p3, p1, binary=other),
-                         f"127.0.0.1:{p1} speaks wire version 1, this build wire version 2")
+                          f"127.0.0.1:{p1} speaks wire version 1, this build wire version 2")
         n1.wait_log("node n3 (127.0.0.1:%d) speaks wire version 2, this build 1; it is not a "
                     "member here" % p3)
         self.assertEqual(self.members(n1), {"n1": 1, "n2": 1})
@@ -620,7 +620,7 @@ class OtherBuild(unittest.TestCase):
         self.assertEqual(n1.wait_metric("roomcast_cluster_members", 1, timeout=10), 1)
         self.assertEqual(self.members(n1), {"n1": 2})
         assert_stops_with(self, self.node("n2", p2, p1),
-                         f"127.0.0.1:{p1} speaks wire version 2, this build wire version 1")
+                          f"127.0.0.1:{p1} speaks wire version 2, this build wire version 1")
         self.assertEqual(self.members(n1), {"n1": 2})
 
 
@@ -887,7 +887,6 @@ class LateName(unittest.TestCase):
         f.close()
         self.addCleanup(os.unlink, f.name)
         return f.name
-
 
     def test_members_whose_names_resolve_late_connect_once_they_do(self):
         p1, p2, p3 = harness.free_ports(3)
