@@ -136,6 +136,43 @@ void handle(self_ptr self, request& req) {
   }
 }
 
+/// The handlers every connection actor shares (see actors/shared_behavior.hpp).
+caf::behavior connection_handlers() {
+  return {
+    [](ws_frame_atom, std::string& text) {
+      auto self = connection_actor::current();
+      auto& st = self->state;
+      metrics::global().frames_received++;
+      // Over the limit, the frame is not parsed: only its id is looked up,
+      // so a flood costs a scan per frame (it cost a whole parse).
+      if (!st.limiter.try_acquire(st.ctx->rate())) {
+        send_error(self, request_id(text), error_code::rate_limited, "too many requests, slow down");
+        // Past a burst of refusals the frame counts as done only later, and
+        // the session stops reading once a few such frames are outstanding.
+        if (auto hold = st.limiter.hold_after_refusal(st.ctx->rate()); hold > hold.zero())
+          self->delayed_send(self, hold, frame_done_atom::value);
+        else
+          st.link->frame_done();
+        return;
+      }
+      auto parsed = parse_request(text);
+      auto err = std::get_if<request_error>(&parsed);
+      if (err)
+        send_error(self, err->id, err->code, err->message);
+      else
+        handle(self, std::get<request>(parsed));
+      st.link->frame_done();
+    },
+    [](ws_closed_atom) { connection_actor::current()->quit(); },
+    [](frame_done_atom) { connection_actor::current()->state.link->frame_done(); },
+    [](expire_atom) {
+      connection_actor::current()->state.link->close(close_reason::auth_expired);
+    },
+    // Replies to the fire-and-forget registrations of `connection` (below).
+    [](caf::ok_atom) {},
+  };
+}
+
 } // namespace
 
 connection_state::~connection_state() {
@@ -145,8 +182,8 @@ connection_state::~connection_state() {
   caf::anon_send(ctx->everyone, caf::leave_atom::value, self_addr);
 }
 
-caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
-                         identity who, connection_context_ptr ctx) {
+caf::behavior connection(connection_actor* self, client_link_ptr link, identity who,
+                         connection_context_ptr ctx) {
   harden(self, "connection");
   auto& st = self->state;
   st.link = std::move(link);
@@ -171,36 +208,8 @@ caf::behavior connection(caf::stateful_actor<connection_state>* self, client_lin
     auto left = *st.who.expires - std::chrono::system_clock::now();
     self->delayed_send(self, std::max(left, decltype(left){0}), expire_atom::value);
   }
-  return {
-    [self](ws_frame_atom, std::string& text) {
-      auto& st = self->state;
-      metrics::global().frames_received++;
-      // Over the limit, the frame is not parsed: only its id is looked up,
-      // so a flood costs a scan per frame (it cost a whole parse).
-      if (!st.limiter.try_acquire(st.ctx->rate())) {
-        send_error(self, request_id(text), error_code::rate_limited, "too many requests, slow down");
-        // Past a burst of refusals the frame counts as done only later, and
-        // the session stops reading once a few such frames are outstanding.
-        if (auto hold = st.limiter.hold_after_refusal(st.ctx->rate()); hold > hold.zero())
-          self->delayed_send(self, hold, frame_done_atom::value);
-        else
-          st.link->frame_done();
-        return;
-      }
-      auto parsed = parse_request(text);
-      auto err = std::get_if<request_error>(&parsed);
-      if (err)
-        send_error(self, err->id, err->code, err->message);
-      else
-        handle(self, std::get<request>(parsed));
-      st.link->frame_done();
-    },
-    [self](ws_closed_atom) { self->quit(); },
-    [self](frame_done_atom) { self->state.link->frame_done(); },
-    [self](expire_atom) { self->state.link->close(close_reason::auth_expired); },
-    // Replies to the fire-and-forget registrations above.
-    [](caf::ok_atom) {},
-  };
+  static const caf::behavior handlers = connection_handlers();
+  return handlers;
 }
 
 } // namespace rc

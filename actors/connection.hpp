@@ -8,6 +8,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/rate_limiter.hpp"
+#include "actors/shared_behavior.hpp"
 #include "common/identity.hpp"
 #include "config/settings.hpp"
 
@@ -49,6 +50,10 @@ struct connection_state {
   static inline const char* name = "connection";
 };
 
+/// A connection actor: its instances share one behavior
+/// (actors/shared_behavior.hpp).
+using connection_actor = sharing_actor<connection_state>;
+
 /// Serves one WebSocket: parses and validates requests, answers with
 /// ack/error frames, enforces the per-connection limits, and is the member
 /// that rooms, the user actor and the broadcaster know. Spawned by the node
@@ -58,7 +63,7 @@ struct connection_state {
 /// Order: requests are answered in the order they arrive, except that acks
 /// of publish/send/broadcast may overtake each other across different
 /// targets. A join or leave completes before the next request is read.
-caf::behavior connection(caf::stateful_actor<connection_state>* self, client_link_ptr link,
-                         identity who, connection_context_ptr ctx);
+caf::behavior connection(connection_actor* self, client_link_ptr link, identity who,
+                         connection_context_ptr ctx);
 
 } // namespace rc

@@ -276,6 +276,156 @@ void do_publish(self_ptr self, publish_request pub) {
   self->send(st.room_actor, caf::publish_atom::value, std::move(pub.env), token);
 }
 
+/// The handlers every relay actor shares (see actors/shared_behavior.hpp).
+caf::behavior relay_handlers() {
+  return {
+    [](caf::join_atom, member_ref& m, std::string& id) {
+      auto self = relay_actor::current();
+      auto rp = self->make_response_promise();
+      do_join(self, std::move(m), std::move(id), rp);
+      return rp;
+    },
+    [](caf::leave_atom, const caf::actor& conn, std::string& id) -> caf::result<caf::ok_atom> {
+      auto self = relay_actor::current();
+      if (publishes_wait(self, conn.address())) {
+        auto rp = self->make_response_promise();
+        self->state.leaving.push_back({conn, std::move(id), rp});
+        return rp;
+      }
+      do_leave(self, conn, id);
+      return caf::ok_atom::value;
+    },
+    [](caf::publish_atom, publish_request& pub) {
+      auto self = relay_actor::current();
+      do_publish(self, std::move(pub));
+    },
+    [](published_atom, std::uint64_t token, std::uint64_t seq) {
+      auto self = relay_actor::current();
+      answer_publish(self, token, seq);
+    },
+    [](published_atom, std::uint64_t token, caf::error& err) {
+      auto self = relay_actor::current();
+      answer_publish(self, token, std::move(err));
+    },
+    [](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
+       bool echo) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      if (seq <= st.last_seq)
+        return; // seen already (a catch-up replay after a re-attach)
+      auto t0 = std::chrono::steady_clock::now();
+      st.last_seq = seq;
+      auto frame = make_frame(text);
+      std::uint64_t delivered = 0;
+      for (auto& [addr, m] : st.members) {
+        if (addr == sender && !echo)
+          continue;
+        m.link->deliver(frame);
+        ++delivered;
+      }
+      auto& mx = metrics::global();
+      mx.messages_delivered += delivered;
+      mx.fanout_latency.observe(seconds_since(t0));
+    },
+    [](deliver_atom, const std::string& text) {
+      auto self = relay_actor::current();
+      deliver_all(self, text);
+    },
+    [](deliver_atom, const std::string& text, std::uint64_t except_conn) {
+      auto self = relay_actor::current();
+      deliver_all(self, text, except_conn); // the member being introduced
+    },
+    [](deliver_atom, std::uint64_t conn, std::string& text) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      auto it = st.by_id.find(conn);
+      if (it != st.by_id.end())
+        st.members.at(it->second).link->deliver(make_frame(std::move(text)));
+    },
+    [](restart_atom, const std::string& epoch, std::uint64_t seq) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      st.epoch = epoch;
+      st.last_seq = seq;
+      announce_epoch(self);
+    },
+    [](moved_atom, caf::actor& successor) {
+      auto self = relay_actor::current();
+      // The room moves to another node: hold requests until the new room
+      // has everything the old one forwarded, so nothing is reordered.
+      auto& st = self->state;
+      auto old = st.room_actor;
+      if (old)
+        self->demonitor(old);
+      st.room_actor = std::move(successor);
+      self->monitor(st.room_actor);
+      st.state = phase::releasing;
+      if (old)
+        self->send(old, release_atom::value, caf::actor_cast<caf::actor>(self));
+    },
+    [](release_atom, const std::string& epoch, std::uint64_t seq) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      if (st.state != phase::releasing)
+        return;
+      st.state = phase::attached;
+      if (epoch != st.epoch) {
+        st.epoch = epoch;
+        st.last_seq = seq;
+        announce_epoch(self);
+      }
+      run_held(self);
+    },
+    [](retry_atom) {
+      auto self = relay_actor::current();
+      if (self->state.state == phase::detached)
+        attach(self);
+    },
+    [](caf::tick_atom) {
+      auto self = relay_actor::current();
+      // Answer requests that waited too long for a room with `unavailable`.
+      auto& st = self->state;
+      auto now = std::chrono::steady_clock::now();
+      auto expired = std::stable_partition(st.held.begin(), st.held.end(), [&](auto& h) {
+        return now - h.since < hold_limit;
+      });
+      std::for_each(expired, st.held.end(), [](auto& h) { h.expire(); });
+      st.held.erase(expired, st.held.end());
+      finish_leaves(self);
+      if (!st.held.empty())
+        self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    },
+    [](sweep_atom) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      st.sweep_armed = false;
+      auto now = std::chrono::steady_clock::now();
+      auto fresh = std::find_if(st.pending.begin(), st.pending.end(),
+                                [now](auto& p) { return now - p.since < publish_timeout; });
+      fail_oldest_pending(self, static_cast<std::size_t>(fresh - st.pending.begin()));
+      if (!st.pending.empty())
+        arm_sweep(self);
+    },
+    [](stop_atom) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      // Publishes of members that left still get their answers.
+      bool idle = st.members.empty() && st.held.empty() && st.pending.empty();
+      if (idle)
+        self->quit();
+      else if (st.members.empty())
+        arm_idle_timer(self); // ask again later
+      return idle;
+    },
+    [](caf::idle_atom, std::uint64_t generation) {
+      auto self = relay_actor::current();
+      auto& st = self->state;
+      if (generation == st.idle_generation && st.members.empty())
+        self->send(st.directory, caf::idle_atom::value, st.room);
+    },
+  };
+}
+
 } // namespace
 
 relay_state::~relay_state() {
@@ -291,8 +441,8 @@ relay_state::~relay_state() {
     m.link->close(close_reason::server_error);
 }
 
-caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
-                    caf::actor directory, caf::actor locator, duration idle_timeout) {
+caf::behavior relay(relay_actor* self, std::string room, caf::actor directory,
+                    caf::actor locator, duration idle_timeout) {
   harden(self, "relay");
   auto& st = self->state;
   st.room = std::move(room);
@@ -314,131 +464,8 @@ caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
     }
     remove_member(self, dm.source);
   });
-  return {
-    [self](caf::join_atom, member_ref& m, std::string& id) {
-      auto rp = self->make_response_promise();
-      do_join(self, std::move(m), std::move(id), rp);
-      return rp;
-    },
-    [self](caf::leave_atom, const caf::actor& conn, std::string& id) -> caf::result<caf::ok_atom> {
-      if (publishes_wait(self, conn.address())) {
-        auto rp = self->make_response_promise();
-        self->state.leaving.push_back({conn, std::move(id), rp});
-        return rp;
-      }
-      do_leave(self, conn, id);
-      return caf::ok_atom::value;
-    },
-    [self](caf::publish_atom, publish_request& pub) { do_publish(self, std::move(pub)); },
-    [self](published_atom, std::uint64_t token, std::uint64_t seq) {
-      answer_publish(self, token, seq);
-    },
-    [self](published_atom, std::uint64_t token, caf::error& err) {
-      answer_publish(self, token, std::move(err));
-    },
-    [self](fanout_atom, std::uint64_t seq, const std::string& text, const caf::actor_addr& sender,
-           bool echo) {
-      auto& st = self->state;
-      if (seq <= st.last_seq)
-        return; // seen already (a catch-up replay after a re-attach)
-      auto t0 = std::chrono::steady_clock::now();
-      st.last_seq = seq;
-      auto frame = make_frame(text);
-      std::uint64_t delivered = 0;
-      for (auto& [addr, m] : st.members) {
-        if (addr == sender && !echo)
-          continue;
-        m.link->deliver(frame);
-        ++delivered;
-      }
-      auto& mx = metrics::global();
-      mx.messages_delivered += delivered;
-      mx.fanout_latency.observe(seconds_since(t0));
-    },
-    [self](deliver_atom, const std::string& text) { deliver_all(self, text); },
-    [self](deliver_atom, const std::string& text, std::uint64_t except_conn) {
-      deliver_all(self, text, except_conn); // the member being introduced
-    },
-    [self](deliver_atom, std::uint64_t conn, std::string& text) {
-      auto& st = self->state;
-      auto it = st.by_id.find(conn);
-      if (it != st.by_id.end())
-        st.members.at(it->second).link->deliver(make_frame(std::move(text)));
-    },
-    [self](restart_atom, const std::string& epoch, std::uint64_t seq) {
-      auto& st = self->state;
-      st.epoch = epoch;
-      st.last_seq = seq;
-      announce_epoch(self);
-    },
-    [self](moved_atom, caf::actor& successor) {
-      // The room moves to another node: hold requests until the new room
-      // has everything the old one forwarded, so nothing is reordered.
-      auto& st = self->state;
-      auto old = st.room_actor;
-      if (old)
-        self->demonitor(old);
-      st.room_actor = std::move(successor);
-      self->monitor(st.room_actor);
-      st.state = phase::releasing;
-      if (old)
-        self->send(old, release_atom::value, caf::actor_cast<caf::actor>(self));
-    },
-    [self](release_atom, const std::string& epoch, std::uint64_t seq) {
-      auto& st = self->state;
-      if (st.state != phase::releasing)
-        return;
-      st.state = phase::attached;
-      if (epoch != st.epoch) {
-        st.epoch = epoch;
-        st.last_seq = seq;
-        announce_epoch(self);
-      }
-      run_held(self);
-    },
-    [self](retry_atom) {
-      if (self->state.state == phase::detached)
-        attach(self);
-    },
-    [self](caf::tick_atom) {
-      // Answer requests that waited too long for a room with `unavailable`.
-      auto& st = self->state;
-      auto now = std::chrono::steady_clock::now();
-      auto expired = std::stable_partition(st.held.begin(), st.held.end(), [&](auto& h) {
-        return now - h.since < hold_limit;
-      });
-      std::for_each(expired, st.held.end(), [](auto& h) { h.expire(); });
-      st.held.erase(expired, st.held.end());
-      finish_leaves(self);
-      if (!st.held.empty())
-        self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
-    },
-    [self](sweep_atom) {
-      auto& st = self->state;
-      st.sweep_armed = false;
-      auto now = std::chrono::steady_clock::now();
-      auto fresh = std::find_if(st.pending.begin(), st.pending.end(),
-                                [now](auto& p) { return now - p.since < publish_timeout; });
-      fail_oldest_pending(self, static_cast<std::size_t>(fresh - st.pending.begin()));
-      if (!st.pending.empty())
-        arm_sweep(self);
-    },
-    [self](stop_atom) {
-      auto& st = self->state;
-      // Publishes of members that left still get their answers.
-      bool idle = st.members.empty() && st.held.empty() && st.pending.empty();
-      if (idle)
-        self->quit();
-      else if (st.members.empty())
-        arm_idle_timer(self); // ask again later
-      return idle;
-    },
-    [self](caf::idle_atom, std::uint64_t generation) {
-      auto& st = self->state;
-      if (generation == st.idle_generation && st.members.empty())
-        self->send(st.directory, caf::idle_atom::value, st.room);
-    },
-  };
+  static const caf::behavior handlers = relay_handlers();
+  return handlers;
 }
 
 } // namespace rc

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/shared_behavior.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
@@ -73,6 +74,9 @@ struct relay_state {
   static inline const char* name = "relay";
 };
 
+/// A relay actor: its instances share one behavior (actors/shared_behavior.hpp).
+using relay_actor = sharing_actor<relay_state>;
+
 /// This node's part of one room: the room's local members and the sockets
 /// they write to. Every member of a room on this node joins, leaves and
 /// publishes through the node's relay for that room, and the room (which
@@ -105,7 +109,7 @@ struct relay_state {
 /// relay stops (the directory's `stop_atom`) only with no members and no
 /// publish waiting; if it fails instead, its state's destructor answers the
 /// waiting publishes `unavailable` and closes its members' links (1011).
-caf::behavior relay(caf::stateful_actor<relay_state>* self, std::string room,
-                    caf::actor directory, caf::actor locator, duration idle_timeout);
+caf::behavior relay(relay_actor* self, std::string room, caf::actor directory,
+                    caf::actor locator, duration idle_timeout);
 
 } // namespace rc

@@ -386,44 +386,11 @@ room_snapshot snapshot(self_ptr self) {
   return snap;
 }
 
-} // namespace
-
-caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, room_setup setup) {
-  harden(self, "room");
-  auto& st = self->state;
-  st.room = std::move(name);
-  st.epoch = make_epoch();
-  st.directory = std::move(directory);
-  st.idle_timeout = setup.idle_timeout;
-  st.kinds = std::move(setup.kinds);
-  st.locator = std::move(setup.locator);
-  st.events = std::move(setup.events);
-  if (setup.stand_in)
-    st.stand_in_until = std::chrono::steady_clock::now() + move_timeout;
-  st.plain = !st.kinds || !st.kinds->matches(st.room);
-  st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
-  // Any new room may be a failover: its first messages are kept for the
-  // old incarnation's members, whose relays re-attach one by one.
-  st.catch_up.active = true;
-  st.catch_up.until = std::chrono::steady_clock::now() + room_catch_up_window;
-  // Ends the log on time in a room that went quiet (it held up to 4 MiB).
-  self->delayed_send(self, room_catch_up_window, young_end_atom::value);
-  arm_idle_timer(self);
-  start_logic(self);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (!drop_relay(self, dm.source))
-      return;
-    if (st.move.state == phase::forwarding && st.relays_to_release > 0) {
-      --st.relays_to_release;
-      maybe_finish_move(self);
-    } else {
-      arm_idle_timer(self);
-    }
-  });
+/// The handlers every room actor shares (see actors/shared_behavior.hpp).
+caf::behavior room_handlers() {
   return {
-    [self](attach_atom, relay_members& rm) -> caf::result<std::uint64_t, std::string, caf::actor> {
+    [](attach_atom, relay_members& rm) -> caf::result<std::uint64_t, std::string, caf::actor> {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t, std::string, caf::actor>{};
       auto& e = entry_for(self, rm.relay);
@@ -451,12 +418,14 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       }
       return {reply_seq, st.epoch, caf::actor_cast<caf::actor>(self)};
     },
-    [self](young_end_atom) {
+    [](young_end_atom) {
+      auto self = room_actor::current();
       auto& log = self->state.catch_up;
       if (log.active && std::chrono::steady_clock::now() >= log.until)
         log = {};
     },
-    [self](replay_atom, const caf::actor& relay) {
+    [](replay_atom, const caf::actor& relay) {
+      auto self = room_actor::current();
       auto& st = self->state;
       auto it = st.relays.find(relay.address());
       if (it == st.relays.end() || !it->second.replaying)
@@ -475,8 +444,9 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         self->send(relay, fanout_atom::value, ++seq, text, caf::actor_addr{}, false);
       }
     },
-    [self](caf::join_atom, const caf::actor& relay,
-           member_info& m) -> caf::result<std::vector<std::string>> {
+    [](caf::join_atom, const caf::actor& relay,
+       member_info& m) -> caf::result<std::vector<std::string>> {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<std::vector<std::string>>{};
       auto& st = self->state;
@@ -497,7 +467,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       add_member(self, relay, m.conn, std::move(m.user));
       return to_text(d.to_joiner);
     },
-    [self](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) {
+    [](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return;
       auto& st = self->state;
@@ -511,7 +482,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       it->second.members.erase(m);
       remove_member(self, id);
     },
-    [self](detach_atom, const caf::actor& relay) {
+    [](detach_atom, const caf::actor& relay) {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return;
       if (!drop_relay(self, relay.address()))
@@ -519,7 +491,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       self->demonitor(relay);
       arm_idle_timer(self);
     },
-    [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
+    [](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto seq = take_publish(self, env);
@@ -527,7 +500,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         return std::move(seq.error());
       return *seq;
     },
-    [self](caf::publish_atom, envelope& env, std::uint64_t token) {
+    [](caf::publish_atom, envelope& env, std::uint64_t token) {
+      auto self = room_actor::current();
       // From a relay: answered with a message, not a response, so that the
       // relay keeps no CAF response handler for an answer a failed node
       // never sends.
@@ -542,8 +516,12 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       else
         self->send(relay, published_atom::value, token, std::move(seq.error()));
     },
-    [self](introduce_atom, const std::vector<std::uint64_t>& ids) { introduce(self, ids); },
-    [self](caf::tick_atom, std::uint64_t generation) {
+    [](introduce_atom, const std::vector<std::uint64_t>& ids) {
+      auto self = room_actor::current();
+      introduce(self, ids);
+    },
+    [](caf::tick_atom, std::uint64_t generation) {
+      auto self = room_actor::current();
       auto& st = self->state;
       if (generation != st.timer_generation || st.timer_interval.count() <= 0 || st.plain)
         return;
@@ -551,19 +529,22 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       if (guarded(self, [&] { st.logic->on_timer(ctx); }) && generation == st.timer_generation)
         self->delayed_send(self, st.timer_interval, caf::tick_atom::value, generation);
     },
-    [self](stop_atom) {
+    [](stop_atom) {
+      auto self = room_actor::current();
       auto& st = self->state;
       bool idle = st.relays.empty() && st.move.state == phase::serving;
       if (idle)
         self->quit();
       return idle;
     },
-    [self](caf::idle_atom, std::uint64_t generation) {
+    [](caf::idle_atom, std::uint64_t generation) {
+      auto self = room_actor::current();
       auto& st = self->state;
       if (generation == st.idle_generation && st.relays.empty() && st.move.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.room);
     },
-    [self](handoff_atom, const caf::actor& target) {
+    [](handoff_atom, const caf::actor& target) {
+      auto self = room_actor::current();
       auto& st = self->state;
       auto rp = self->make_response_promise();
       if (st.move.state != phase::serving) {
@@ -597,7 +578,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
           });
       return rp;
     },
-    [self](release_atom, const caf::actor& relay) {
+    [](release_atom, const caf::actor& relay) {
+      auto self = room_actor::current();
       auto& st = self->state;
       if (st.move.state == phase::forwarding) {
         // Everything this relay sent us is forwarded; let the successor
@@ -610,7 +592,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
         maybe_finish_move(self);
       }
     },
-    [self](release_atom, const caf::actor& relay, bool) {
+    [](release_atom, const caf::actor& relay, bool) {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return;
       auto& st = self->state;
@@ -622,7 +605,8 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
           merged.push_back(id);
       introduce(self, merged);
     },
-    [self](adopt_atom, const std::string&, room_snapshot& snap) -> caf::result<caf::actor> {
+    [](adopt_atom, const std::string&, room_snapshot& snap) -> caf::result<caf::actor> {
+      auto self = room_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
@@ -683,6 +667,46 @@ caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
       return caf::actor_cast<caf::actor>(self);
     },
   };
+}
+
+} // namespace
+
+caf::behavior room(room_actor* self, std::string name, caf::actor directory,
+                   room_setup setup) {
+  harden(self, "room");
+  auto& st = self->state;
+  st.room = std::move(name);
+  st.epoch = make_epoch();
+  st.directory = std::move(directory);
+  st.idle_timeout = setup.idle_timeout;
+  st.kinds = std::move(setup.kinds);
+  st.locator = std::move(setup.locator);
+  st.events = std::move(setup.events);
+  if (setup.stand_in)
+    st.stand_in_until = std::chrono::steady_clock::now() + move_timeout;
+  st.plain = !st.kinds || !st.kinds->matches(st.room);
+  st.logic = st.plain ? std::make_unique<room_logic>() : st.kinds->make(st.room);
+  // Any new room may be a failover: its first messages are kept for the
+  // old incarnation's members, whose relays re-attach one by one.
+  st.catch_up.active = true;
+  st.catch_up.until = std::chrono::steady_clock::now() + room_catch_up_window;
+  // Ends the log on time in a room that went quiet (it held up to 4 MiB).
+  self->delayed_send(self, room_catch_up_window, young_end_atom::value);
+  arm_idle_timer(self);
+  start_logic(self);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (!drop_relay(self, dm.source))
+      return;
+    if (st.move.state == phase::forwarding && st.relays_to_release > 0) {
+      --st.relays_to_release;
+      maybe_finish_move(self);
+    } else {
+      arm_idle_timer(self);
+    }
+  });
+  static const caf::behavior handlers = room_handlers();
+  return handlers;
 }
 
 } // namespace rc

@@ -14,6 +14,7 @@
 #include "actors/messages.hpp"
 #include "actors/move_state.hpp"
 #include "actors/room_logic.hpp"
+#include "actors/shared_behavior.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
@@ -86,6 +87,9 @@ struct room_state {
   static inline const char* name = "room";
 };
 
+/// A room actor: its instances share one behavior (actors/shared_behavior.hpp).
+using room_actor = sharing_actor<room_state>;
+
 /// One room, on its owner node: its `seq` and `epoch`, the relays of the
 /// nodes that have members (with those members), and the default logic that
 /// fans every publish out once per relay. Spawned by the room directory.
@@ -128,8 +132,8 @@ struct room_setup {
   bool stand_in = false;
 };
 
-caf::behavior room(caf::stateful_actor<room_state>* self, std::string name,
-                   caf::actor directory, room_setup setup);
+caf::behavior room(room_actor* self, std::string name, caf::actor directory,
+                   room_setup setup);
 
 /// A fresh epoch name: random, so a re-created room never repeats one.
 std::string make_epoch();

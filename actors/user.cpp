@@ -750,28 +750,11 @@ void stop_waiting(self_ptr self, const batch_ptr& b) {
   handoff();
 }
 
-} // namespace
-
-caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, user_setup_ptr setup) {
-  harden(self, "user");
-  auto& st = self->state;
-  st.setup = std::move(setup);
-  st.self_addr = self->address();
-  st.user = std::move(name);
-  st.directory = std::move(directory);
-  // The idle timer is armed only after the message that spawned the user
-  // (queued before this one): a user spawned for a connection is not idle,
-  // and a timer armed now would sit in CAF's clock for a whole idle timeout.
-  self->send(self, caf::idle_atom::value);
-  // From the node watch: a registry we deliver to has ended.
-  self->set_down_handler([self](caf::down_msg& dm) {
-    remove_node(self, dm.source);
-    abandon_batch_on(self, dm.source);
-    abandon_live_on(self, dm.source);
-  });
+/// The handlers every user actor shares (see actors/shared_behavior.hpp).
+caf::behavior user_handlers() {
   return {
-    [self](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
+    [](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
+      auto self = user_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
@@ -783,13 +766,15 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
-    [self](detach_atom, const caf::actor& node) {
+    [](detach_atom, const caf::actor& node) {
+      auto self = user_actor::current();
       if (self->state.move.divert(self))
         return;
       remove_node(self, node.address());
       unwatch_if_done(self, node.address());
     },
-    [self](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
+    [](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
+      auto self = user_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<std::uint64_t>{};
       auto& st = self->state;
@@ -826,7 +811,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       deliver_to(self, st.nodes, text);
       return static_cast<std::uint64_t>(st.nodes.size());
     },
-    [self](fetch_atom) {
+    [](fetch_atom) {
+      auto self = user_actor::current();
       if (self->state.move.divert(self))
         return;
       // What a predecessor stored or returned after our fetches, or the
@@ -841,20 +827,23 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       if (!st.draining)
         drain(self);
     },
-    [self](stop_atom) {
+    [](stop_atom) {
+      auto self = user_actor::current();
       auto& st = self->state;
       bool stop = idle(st) && st.move.state == phase::serving;
       if (stop)
         self->quit();
       return stop;
     },
-    [self](caf::idle_atom) { arm_idle_timer(self); },
-    [self](caf::idle_atom, std::uint64_t generation) {
+    [](caf::idle_atom) { arm_idle_timer(user_actor::current()); },
+    [](caf::idle_atom, std::uint64_t generation) {
+      auto self = user_actor::current();
       auto& st = self->state;
       if (generation == st.idle_generation && idle(st) && st.move.state == phase::serving)
         self->send(st.directory, caf::idle_atom::value, st.user);
     },
-    [self](retry_atom) {
+    [](retry_atom) {
+      auto self = user_actor::current();
       auto& st = self->state;
       store_overdue(self);
       if (auto b = st.memory_batch; b && b->then_move) // a move waits for it
@@ -863,7 +852,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
         drain(self);
       drain_memory(self);
     },
-    [self](handoff_atom, const caf::actor& target) {
+    [](handoff_atom, const caf::actor& target) {
+      auto self = user_actor::current();
       auto& st = self->state;
       auto rp = self->make_response_promise();
       if (st.move.state != phase::serving) {
@@ -881,7 +871,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       self->delayed_send(self, batch_wait, retry_atom::value);
       return rp;
     },
-    [self](caf::close_atom) {
+    [](caf::close_atom) {
+      auto self = user_actor::current();
       auto& st = self->state;
       if (st.move.state != phase::forwarding)
         return;
@@ -892,7 +883,8 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       else
         self->quit();
     },
-    [self](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
+    [](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
+      auto self = user_actor::current();
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
@@ -921,6 +913,30 @@ caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
       return caf::actor_cast<caf::actor>(self);
     },
   };
+}
+
+} // namespace
+
+caf::behavior user(user_actor* self, std::string name, caf::actor directory,
+                   user_setup_ptr setup) {
+  harden(self, "user");
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  st.self_addr = self->address();
+  st.user = std::move(name);
+  st.directory = std::move(directory);
+  // The idle timer is armed only after the message that spawned the user
+  // (queued before this one): a user spawned for a connection is not idle,
+  // and a timer armed now would sit in CAF's clock for a whole idle timeout.
+  self->send(self, caf::idle_atom::value);
+  // From the node watch: a registry we deliver to has ended.
+  self->set_down_handler([self](caf::down_msg& dm) {
+    remove_node(self, dm.source);
+    abandon_batch_on(self, dm.source);
+    abandon_live_on(self, dm.source);
+  });
+  static const caf::behavior handlers = user_handlers();
+  return handlers;
 }
 
 } // namespace rc

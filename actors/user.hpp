@@ -12,6 +12,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/move_state.hpp"
+#include "actors/shared_behavior.hpp"
 #include "config/settings.hpp"
 
 namespace rc {
@@ -168,6 +169,9 @@ struct user_state {
   static inline const char* name = "user";
 };
 
+/// A user actor: its instances share one behavior (actors/shared_behavior.hpp).
+using user_actor = sharing_actor<user_state>;
+
 /// One user, on the user's owner node: the nodes that have connections of
 /// the user, and an inbox for private messages while there are none.
 /// Spawned by the user directory with the node's `setup`.
@@ -213,7 +217,7 @@ struct user_state {
 /// A frame not written (the connection closed) goes back to the store for
 /// the next connection. If the store is unreachable while draining, newer
 /// messages are refused (`unavailable`) rather than overtake stored ones.
-caf::behavior user(caf::stateful_actor<user_state>* self, std::string name,
-                   caf::actor directory, user_setup_ptr setup);
+caf::behavior user(user_actor* self, std::string name, caf::actor directory,
+                   user_setup_ptr setup);
 
 } // namespace rc

@@ -4,7 +4,7 @@
 // the deterministic coordinator of the other suites cannot show what it
 // changes, which is when a job runs and on which thread.
 
-#include "node/hand_off_policy.hpp"
+#include "hand_off_fixture.hpp"
 
 #include <caf/test/unit_test.hpp>
 
@@ -22,16 +22,6 @@ namespace {
 
 using go_atom = caf::atom_constant<caf::atom("go")>;
 
-struct system_fixture {
-  static caf::actor_system_config& configure(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.max-threads", std::size_t{2});
-    rc::use_hand_off_scheduler(cfg);
-    return cfg;
-  }
-  caf::actor_system_config cfg;
-  caf::actor_system sys{configure(cfg)};
-};
-
 void spin(std::chrono::microseconds d) {
   auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until) {
@@ -40,7 +30,7 @@ void spin(std::chrono::microseconds d) {
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(scheduler_tests, system_fixture)
+CAF_TEST_FIXTURE_SCOPE(scheduler_tests, rc::test::hand_off_system)
 
 CAF_TEST(messages between actors all arrive on the hand off scheduler) {
   // A chain of actors passing a counter: every hop is made ready by another

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <caf/resumable.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <cstddef>
+#include <utility>
+
+namespace rc {
+
+/// A stateful actor whose instances share one behavior. CAF 0.17 builds a
+/// behavior for every actor, about 40 bytes a handler with its `self`
+/// capture. For the actors a node has per connection (connection, user) or
+/// per room (room, relay), that was 0.9 of an idle connection's 5.9 KiB
+/// (docs/benchmarks.md). The handlers of a shared behavior capture nothing
+/// and find the actor they run in with `current()`.
+///
+/// `current()` is set while the actor runs (`resume`), which is where CAF
+/// calls every handler: messages, responses, down and exit handlers, on
+/// every scheduler, its deterministic test coordinator included. Lambdas a
+/// handler makes (continuations, timers) may capture the `self` it got.
+template <class State>
+class sharing_actor : public caf::stateful_actor<State> {
+public:
+  using caf::stateful_actor<State>::stateful_actor;
+
+  /// The actor running on this thread; only valid inside its handlers.
+  static sharing_actor* current() { return current_; }
+
+  caf::resumable::resume_result resume(caf::execution_unit* ctx,
+                                       std::size_t max) override {
+    auto outer = std::exchange(current_, this);
+    auto result = caf::stateful_actor<State>::resume(ctx, max);
+    current_ = outer;
+    return result;
+  }
+
+private:
+  static inline thread_local sharing_actor* current_ = nullptr;
+};
+
+} // namespace rc
