@@ -16,7 +16,7 @@ namespace rc {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<connection_state>*;
+using self_ptr = connection_actor*;
 
 constexpr auto request_timeout = std::chrono::seconds{10};
 /// A `send` waits longer than the user actor may take to answer it (up to

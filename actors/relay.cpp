@@ -16,7 +16,7 @@ namespace rc {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<relay_state>*;
+using self_ptr = relay_actor*;
 using phase = relay_state::phase;
 using kind = metrics::cluster_kind;
 

@@ -39,7 +39,7 @@ room_state::~room_state() {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<room_state>*;
+using self_ptr = room_actor*;
 using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 

@@ -41,7 +41,7 @@ user_state::~user_state() {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<user_state>*;
+using self_ptr = user_actor*;
 using phase = move_state::phase;
 using kind = metrics::cluster_kind;
 
