@@ -9,7 +9,8 @@ namespace rc::net {
 /// Whether an I/O worker is behind enough for the write delay to pay. It
 /// watches how long the worker's write kicks wait before the worker runs
 /// them (its lag) and decides, once per window, whether their mean reached
-/// `min_lag`; once loaded, it stays so until the mean falls below half.
+/// `min_lag` (a closed gate waits for `min_kicks` kicks, however many windows
+/// they take); once loaded, it stays so until the mean falls below half.
 /// A worker that keeps up answers within microseconds: delaying its writes
 /// would only add latency. One that is behind already holds frames back for
 /// its lag; gathering them for the delay then saves the CPU they queue for
@@ -20,6 +21,10 @@ class load_gate {
 public:
   /// Shortest window: one fan-out burst alone does not make a worker late.
   static constexpr std::uint32_t min_window_ms = 100;
+  /// Fewest kicks that may open the gate: the few kicks of a mostly idle
+  /// worker wait for the host's scheduler to wake its thread (a millisecond
+  /// on a busy host), not for a backlog of the worker's.
+  static constexpr std::uint64_t min_kicks = 16;
 
   /// `min_lag` zero: always loaded. `delay_ms`: the write delay (a window
   /// is at least that long).
@@ -46,6 +51,8 @@ public:
     if (span >= window_ms_) {
       if (span >= 10 * window_ms_)
         loaded_ = false;
+      else if (!loaded_ && observations_ < min_kicks)
+        return false; // too few kicks to open the gate: the window goes on
       else if (observations_ > 0) {
         // Hysteresis: the delay itself makes a late worker catch up, which
         // must not close the gate at once (measured: three nodes flipped

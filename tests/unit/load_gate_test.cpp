@@ -52,6 +52,19 @@ CAF_TEST(the mean lag decides and not one late kick) {
   CAF_CHECK(!loaded);
 }
 
+CAF_TEST(a few late kicks of a mostly idle worker do not open the gate) {
+  load_gate gate{300us, 5};
+  // A node that only answered a few joins, its thread woken 1 ms late by a
+  // busy host: no backlog of its own.
+  for (std::uint64_t i = 0; i < load_gate::min_kicks - 1; ++i)
+    gate.observe(1ms);
+  CAF_CHECK(!gate.loaded(load_gate::min_window_ms));
+  // As many late kicks as it takes do.
+  for (std::uint64_t i = 0; i < load_gate::min_kicks; ++i)
+    gate.observe(1ms);
+  CAF_CHECK(gate.loaded(2 * load_gate::min_window_ms));
+}
+
 CAF_TEST(load ends with the first window that keeps up) {
   load_gate gate{300us, 5};
   CAF_CHECK(run_for(gate, 0, 300, 5, 1ms));
