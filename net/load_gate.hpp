@@ -40,7 +40,8 @@ public:
   }
 
   /// `now_ms`: a wrapping millisecond clock. Decides once `now_ms` is a full
-  /// window past the last decision. A window without kicks keeps the last
+  /// window past the last decision (a closed gate: and it has counted
+  /// `min_kicks` kicks since). A window without kicks keeps the last
   /// decision (a worker whose sockets all write or wait kicks nobody); one
   /// that ran ten windows long because nobody asked means the worker was
   /// mostly idle: not loaded, whatever its few kicks waited.
