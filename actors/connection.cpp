@@ -208,8 +208,7 @@ caf::behavior connection(connection_actor* self, client_link_ptr link, identity 
     auto left = *st.who.expires - std::chrono::system_clock::now();
     self->delayed_send(self, std::max(left, decltype(left){0}), expire_atom::value);
   }
-  static const caf::behavior handlers = connection_handlers();
-  return handlers;
+  return connection_actor::shared<connection_handlers>();
 }
 
 } // namespace rc

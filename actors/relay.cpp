@@ -464,8 +464,7 @@ caf::behavior relay(relay_actor* self, std::string room, caf::actor directory,
     }
     remove_member(self, dm.source);
   });
-  static const caf::behavior handlers = relay_handlers();
-  return handlers;
+  return relay_actor::shared<relay_handlers>();
 }
 
 } // namespace rc

@@ -705,8 +705,7 @@ caf::behavior room(room_actor* self, std::string name, caf::actor directory,
       arm_idle_timer(self);
     }
   });
-  static const caf::behavior handlers = room_handlers();
-  return handlers;
+  return room_actor::shared<room_handlers>();
 }
 
 } // namespace rc

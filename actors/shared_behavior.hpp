@@ -1,5 +1,6 @@
 #pragma once
 
+#include <caf/behavior.hpp>
 #include <caf/resumable.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -19,6 +20,10 @@ namespace rc {
 /// calls every handler: messages, responses, down and exit handlers, on
 /// every scheduler, its deterministic test coordinator included. Lambdas a
 /// handler makes (continuations, timers) may capture the `self` it got.
+///
+/// A spawn function returns `shared<make_handlers>()`: the behavior
+/// `make_handlers` builds once, on first use. Returning `make_handlers()`
+/// would work as well, and silently build one behavior per actor again.
 template <class State>
 class sharing_actor : public caf::stateful_actor<State> {
 public:
@@ -26,6 +31,14 @@ public:
 
   /// The actor running on this thread; only valid inside its handlers.
   static sharing_actor* current() { return current_; }
+
+  /// The behavior `Make` builds, built once for all actors that return it
+  /// (one per `Make`: a kind may have more than one).
+  template <caf::behavior (*Make)()>
+  static const caf::behavior& shared() {
+    static const caf::behavior handlers = Make();
+    return handlers;
+  }
 
   caf::resumable::resume_result resume(caf::execution_unit* ctx,
                                        std::size_t max) override {

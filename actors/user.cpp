@@ -935,8 +935,7 @@ caf::behavior user(user_actor* self, std::string name, caf::actor directory,
     abandon_batch_on(self, dm.source);
     abandon_live_on(self, dm.source);
   });
-  static const caf::behavior handlers = user_handlers();
-  return handlers;
+  return user_actor::shared<user_handlers>();
 }
 
 } // namespace rc
