@@ -626,6 +626,57 @@ class HAProxyTopology(unittest.IsolatedAsyncioTestCase):
     def tearDownClass(cls):
         cls.runner.down()
 
+    async def test_a_frozen_node_gets_no_new_clients_and_takes_them_again_once_thawed(self):
+        # A frozen node still accepts TCP connections (the kernel does), but
+        # never answers: HAProxy's health checks take it out of the rotation
+        # within seconds, and put it back once it answers again. (nginx
+        # cannot: docs/deploy.md.)
+        victim = "node2"
+        others = {n for n in NODES if n != victim}
+        self.runner.run("kill", victim, "--signal", "STOP")
+        members = []
+        try:
+            t0 = time.monotonic()
+            # `fall 2` with `inter 1s`: two checks, each timing out after 1 s.
+            await asyncio.sleep(3.5)
+            fresh = []
+            for i in range(12):
+                fresh += await open_members(self.runner, [f"ha-frozen{i}"])
+            members += fresh
+            self.assertEqual({m.session.node for m in fresh}, others)
+            self.assertLess(time.monotonic() - t0, 3.5 + 12 * 2.0, "connecting was slow")
+        finally:
+            self.runner.run("kill", victim, "--signal", "CONT")
+        try:
+            # Thawed, it answers its checks again (`rise 2`) and, having the
+            # fewest connections, gets the next new clients (leastconn).
+            await wait_until(f"{victim} back in the rotation",
+                             lambda: self.runner.get(f"/nodes/{victim}/healthz")[0] == 200, 15)
+            later = []
+            deadline = time.monotonic() + 20
+            while not any(m.session.node == victim for m in later):
+                self.assertLess(time.monotonic(), deadline,
+                                f"no new client on {victim}: "
+                                f"{collections.Counter(m.session.node for m in later)}")
+                later += await open_members(self.runner, [f"ha-thawed{len(later)}"])
+                await asyncio.sleep(0.2)
+            members += later
+            # And it serves them: a room across all three nodes loses nothing.
+            room = "after-thaw"
+            chatters = []
+            for i in range(30):
+                chatters += await open_members(self.runner, [f"ha-thaw-chat{i}"], room)
+                members.append(chatters[-1])
+                if {m.session.node for m in chatters} == set(NODES):
+                    break
+            publishers = {m.session.node: m for m in chatters}
+            self.assertEqual(set(publishers), set(NODES))
+            acked = await chat(chatters, list(publishers.values()), 5)
+            self.assertEqual(len(acked), 15)
+            self.assertEqual(room_problems(chatters, acked), [])
+        finally:
+            await stop_members(members)
+
     async def test_clients_spread_chat_without_loss_and_avoid_a_killed_node(self):
         room = "via-haproxy"
         members = []
