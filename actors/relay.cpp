@@ -316,9 +316,16 @@ caf::behavior relay_handlers() {
       auto t0 = std::chrono::steady_clock::now();
       st.last_seq = seq;
       auto frame = make_frame(text);
+      // The sender is looked up once: comparing actor addresses member by
+      // member (an out-of-line call that reads each member's actor) was 4%
+      // of a fan-out's CPU samples.
+      const member_ref* skip = nullptr;
+      if (!echo && sender) // none for a publish from outside (AMQP, HTTP)
+        if (auto it = st.members.find(sender); it != st.members.end())
+          skip = &it->second;
       std::uint64_t delivered = 0;
-      for (auto& [addr, m] : st.members) {
-        if (addr == sender && !echo)
+      for (auto& [_, m] : st.members) {
+        if (&m == skip)
           continue;
         m.link->deliver(frame);
         ++delivered;
