@@ -58,6 +58,33 @@ void attach(self_ptr self, const std::string& user) {
       retry);
 }
 
+/// Writes `frame` to `m`'s socket, reporting the outcome as write `key`.
+void deliver_confirmed(self_ptr self, const member_ref& m, std::uint64_t key,
+                       const frame_ptr& frame) {
+  m.link->deliver(frame, [me = caf::actor_cast<caf::actor>(self), key](bool written) {
+    caf::anon_send(me, written_atom::value, key, written);
+  });
+}
+
+/// Gives a new connection `m` of `user` the frames still waiting for a
+/// socket of the user here to write them, oldest first (keys grow). Also
+/// when it is the user's only connection here: the user's previous ones
+/// may all have gone while one of them still held such a frame.
+void hand_pending_writes(self_ptr self, const std::string& user, const member_ref& m) {
+  auto& writes = self->state.writes;
+  std::vector<std::uint64_t> keys;
+  for (auto& [key, w] : writes)
+    if (w.user == user)
+      keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  for (auto key : keys) {
+    auto& w = writes.at(key);
+    ++w.outstanding;
+    ++metrics::global().messages_delivered;
+    deliver_confirmed(self, m, key, w.frame);
+  }
+}
+
 } // namespace
 
 caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::actor locator) {
@@ -76,9 +103,10 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
     [self](caf::join_atom, member_ref& m) {
       auto user = m.user;
       auto& e = self->state.users[user];
-      e.connections.push_back(std::move(m));
+      e.connections.push_back(m);
       if (e.connections.size() == 1)
         metrics::global().users++;
+      hand_pending_writes(self, user, m);
       // Attaching again for a further connection is harmless for the user
       // and hands over what waits in its inbox: a message the user's other
       // (closing) connection here refused is not left waiting.
@@ -129,14 +157,11 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       auto key = ++st.next_write;
       auto& conns = it->second.connections;
       auto rp = self->make_response_promise();
-      st.writes.emplace(key, local_users_state::pending_write{rp, conns.size()});
       auto frame = make_frame(text);
-      auto me = caf::actor_cast<caf::actor>(self);
+      st.writes.emplace(key, local_users_state::pending_write{rp, conns.size(), user, frame});
       metrics::global().messages_delivered += conns.size();
       for (auto& m : conns)
-        m.link->deliver(frame, [me, key](bool written) {
-          caf::anon_send(me, written_atom::value, key, written);
-        });
+        deliver_confirmed(self, m, key, frame);
       return rp;
     },
     [self](written_atom, std::uint64_t key, bool written) {

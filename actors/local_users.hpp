@@ -21,10 +21,15 @@ struct local_users_state {
   std::unordered_map<std::string, entry> users;
   /// Owners whose DOWN arrived since the last re-attach scan.
   std::unordered_set<caf::actor_addr> gone_owners;
-  /// Confirmed deliveries waiting for their first successful write.
+  /// Confirmed deliveries waiting for their first successful write. A
+  /// connection of the user that joins meanwhile gets them too, oldest
+  /// first, so that one its other connection fails does not come to it
+  /// later from the inbox, after newer ones.
   struct pending_write {
     caf::response_promise rp;
     std::size_t outstanding = 0;
+    std::string user;
+    frame_ptr frame;
   };
   std::unordered_map<std::uint64_t, pending_write> writes;
   std::uint64_t next_write = 0;
@@ -45,7 +50,8 @@ struct local_users_state {
 /// - `(deliver_atom, user, frame text)` -> number of local connections written to.
 /// - `(deliver_atom, user, frame text, confirm_atom)` -> `1` once the frame
 ///   has been written to one of the user's sockets here, `0` when it was
-///   written to none (no connection, or each one closed first).
+///   written to none (no connection, or each one closed first). A
+///   connection of the user that joins before the answer gets the frame too.
 ///
 /// Guarantee: while a user has connections here, this node is attached to
 /// the user's current owner (re-attached when the owner changes or fails).

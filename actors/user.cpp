@@ -88,12 +88,14 @@ std::string next_id(self_ptr self) {
 }
 
 /// Starts delivering to `node` (a registry), watched for its end.
-void add_node(self_ptr self, const caf::actor& node) {
+/// Adds `node`; false if it was there already.
+bool add_node(self_ptr self, const caf::actor& node) {
   auto& st = self->state;
   if (std::find(st.nodes.begin(), st.nodes.end(), node) != st.nodes.end())
-    return;
+    return false;
   self->send(st.setup->watch, watch_atom::value, node, st.self_addr);
   st.nodes.push_back(node);
+  return true;
 }
 
 bool lists(const std::vector<caf::actor>& nodes, const caf::actor_addr& node) {
@@ -388,6 +390,30 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
                  });
   st.live->frames.push_back(std::move(f));
   ++st.busy;
+}
+
+/// Sends a node that has just attached the live frames no socket has
+/// written yet, oldest first and before any newer one: one that the user's
+/// other connections then fail would otherwise reach this node's
+/// connections later, from the inbox, after newer frames. Messages waiting
+/// behind the live frames to be kept or stored are not frames yet. A node
+/// that still has a frame (it detached and attached again before
+/// answering) hands it to its new connections itself (local_users).
+void replay_live_to(self_ptr self, const caf::actor& node) {
+  auto& st = self->state;
+  if (!st.live)
+    return;
+  auto& live = *st.live;
+  for (std::size_t i = 0; i < live.frames.size(); ++i) {
+    auto& f = live.frames[i];
+    if (f.written || f.counted || f.stored.pending()
+        || std::find(f.waiting.begin(), f.waiting.end(), node.address()) != f.waiting.end())
+      continue;
+    request_writes(self, {node}, f.text, f.waiting,
+                   [self, seq = live.first + i](const caf::actor_addr& n, bool written) {
+                     settle_live(self, seq, n, written);
+                   });
+  }
 }
 
 /// Stops draining until the next attach (or retries soon while the user
@@ -758,8 +784,10 @@ caf::behavior user_handlers() {
       if (self->state.move.divert(self))
         return caf::delegated<caf::actor>{};
       auto& st = self->state;
-      add_node(self, node);
+      bool added = add_node(self, node);
       drain_memory(self);
+      if (added)
+        replay_live_to(self, node);
       ++st.idle_generation;
       // A drain that waits for its retry goes on at once for a new connection.
       if (st.setup->store && (st.draining ? st.drain_paused : !st.stored_empty))

@@ -200,7 +200,10 @@ using user_actor = sharing_actor<user_state>;
 /// Guarantee: private messages reach every connection in the order they
 /// were accepted, inbox first. A live one counts as delivered once a socket
 /// wrote it, however long that takes; one that no socket wrote (or whose
-/// nodes all ended before saying) goes to the inbox like a waiting one.
+/// nodes all ended before saying) goes to the inbox like a waiting one. A
+/// node that attaches while live ones are on their way gets those no
+/// socket has written yet, before newer ones (and a node's registry hands
+/// its pending ones to a connection that joins there).
 /// The inbox is memory only: it survives a planned move (a message a
 /// closing tab refuses during the move follows to the successor), not the
 /// crash of the owner node.

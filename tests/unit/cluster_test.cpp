@@ -192,6 +192,30 @@ CAF_TEST(a user moves with its inbox and privates reach it on any node) {
     CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i + 1);
 }
 
+CAF_TEST(a tab that connects on another node while a live private message is on its way gets it first) {
+  auto x = connect(a, "x");
+  auto slow = std::make_shared<recording_link>();
+  slow->hold_writes = true;
+  auto tab1 = connect(a, "bob", slow);
+  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
+  CAF_REQUIRE_EQUAL(slow->held.size(), 1u);
+  auto tab2 = connect(b, "bob"); // node b attaches while 1 waits for tab1
+  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 2}});
+  // tab1 closes without writing 1 or 2: tab2 has them, in order.
+  slow->hold_writes = false;
+  slow->closing = true;
+  slow->settle_oldest(false);
+  slow->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(tab2.link->private_data(), nlohmann::json::parse("[1,2]"));
+  // Written on node b, neither is kept for a later connection.
+  for (auto* tab : {&tab1, &tab2})
+    caf::anon_send(tab->conn, ws_closed_atom::value);
+  sched.run();
+  auto tab3 = connect(a, "bob");
+  CAF_CHECK(tab3.link->of_type("private").empty());
+}
+
 CAF_TEST(a user moving while its inbox is written keeps what was not written and the order) {
   auto name = name_owned_by("b", "user-");
   auto x = connect(a, "x");

@@ -195,6 +195,29 @@ CAF_TEST(a live private message written by one tab is not kept again for another
   CAF_CHECK(b3.link->of_type("private").empty());
 }
 
+CAF_TEST(a tab that connects while a live private message is on its way gets it before newer ones) {
+  auto a = connect("alice");
+  auto slow = std::make_shared<recording_link>();
+  slow->hold_writes = true;
+  auto b1 = connect("bob", {}, slow);
+  frame(a, send_to("bob", 1));
+  CAF_REQUIRE_EQUAL(slow->held.size(), 1u);
+  auto b2 = connect("bob"); // on the same node, while 1 waits for b1
+  frame(a, send_to("bob", 2));
+  // b1 closes without writing 1 or 2: b2 has them, in order.
+  slow->hold_writes = false;
+  slow->closing = true;
+  slow->settle_oldest(false);
+  slow->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(b2.link->private_data(), json::parse("[1,2]"));
+  // Written by b2, neither is kept for a later connection.
+  close(b1);
+  close(b2);
+  auto b3 = connect("bob");
+  CAF_CHECK(b3.link->of_type("private").empty());
+}
+
 CAF_TEST(a live private message whose write takes long is not sent twice) {
   auto a = connect("alice");
   auto link = std::make_shared<recording_link>();
