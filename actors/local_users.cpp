@@ -66,10 +66,8 @@ void deliver_confirmed(self_ptr self, const member_ref& m, std::uint64_t key,
   });
 }
 
-/// Gives a new connection `m` of `user` the frames still waiting for a
-/// socket of the user here to write them, oldest first (keys grow). Also
-/// when it is the user's only connection here: the user's previous ones
-/// may all have gone while one of them still held such a frame.
+/// Gives a further connection `m` of `user` the frames still waiting for a
+/// socket of the user here to write them, oldest first (keys grow).
 void hand_pending_writes(self_ptr self, const std::string& user, const member_ref& m) {
   auto& writes = self->state.writes;
   std::vector<std::uint64_t> keys;
@@ -83,6 +81,22 @@ void hand_pending_writes(self_ptr self, const std::string& user, const member_re
     ++metrics::global().messages_delivered;
     deliver_confirmed(self, m, key, w.frame);
   }
+}
+
+/// A write of `user` was answered: not written, it goes back to the user
+/// and comes again behind the frames still pending, so those are not
+/// handed to a joining connection until none is left (see `returned`).
+void note_settled(self_ptr self, const std::string& user, bool written) {
+  auto& st = self->state;
+  auto it = st.users.find(user);
+  if (it == st.users.end())
+    return;
+  if (!written)
+    it->second.returned = true;
+  else if (it->second.returned
+           && std::none_of(st.writes.begin(), st.writes.end(),
+                           [&](const auto& w) { return w.second.user == user; }))
+    it->second.returned = false;
 }
 
 } // namespace
@@ -106,7 +120,8 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
       e.connections.push_back(m);
       if (e.connections.size() == 1)
         metrics::global().users++;
-      hand_pending_writes(self, user, m);
+      else if (!e.returned)
+        hand_pending_writes(self, user, m);
       // Attaching again for a further connection is harmless for the user
       // and hands over what waits in its inbox: a message the user's other
       // (closing) connection here refused is not left waiting.
@@ -171,7 +186,9 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
         return; // answered by an earlier write
       if (written || --it->second.outstanding == 0) {
         it->second.rp.deliver(std::uint64_t{written ? 1u : 0u});
+        auto user = std::move(it->second.user);
         writes.erase(it);
+        note_settled(self, user, written);
       }
     },
     [self](reattach_atom) {

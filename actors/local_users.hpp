@@ -17,6 +17,10 @@ struct local_users_state {
     std::vector<member_ref> connections;
     caf::actor owner; ///< the user actor this node is attached to
     bool attaching = false;
+    /// A write of the user here was not written since the user last had
+    /// none pending: it comes again, and the frames still pending must
+    /// not reach a joining connection before it.
+    bool returned = false;
   };
   std::unordered_map<std::string, entry> users;
   /// Owners whose DOWN arrived since the last re-attach scan.

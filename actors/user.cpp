@@ -339,6 +339,17 @@ void request_writes(self_ptr self, const std::vector<caf::actor>& nodes, const s
   }
 }
 
+/// Whether a message to keep or store waits behind the live frames: a
+/// newer one waits behind it too, rather than overtake it live (a node
+/// that attached meanwhile would get the newer one first).
+bool waits_behind_live(const user_state& st) {
+  return st.live
+         && std::any_of(st.live->frames.begin(), st.live->frames.end(),
+                        [](const user_state::live_frame& f) {
+                          return f.counted || f.stored.pending();
+                        });
+}
+
 /// Puts a newer message that is to be kept (or, with `stored`, stored and
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
@@ -396,9 +407,10 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
 /// written yet, oldest first and before any newer one: one that the user's
 /// other connections then fail would otherwise reach this node's
 /// connections later, from the inbox, after newer frames. Messages waiting
-/// behind the live frames to be kept or stored are not frames yet. A node
-/// that still has a frame (it detached and attached again before
-/// answering) hands it to its new connections itself (local_users).
+/// behind the live frames to be kept or stored are not frames yet. Nor are
+/// frames from one the node still has (it detached and attached again
+/// before answering): if its old connection fails that one, it comes back
+/// through the inbox, and newer ones must not be there before it.
 void replay_live_to(self_ptr self, const caf::actor& node) {
   auto& st = self->state;
   if (!st.live)
@@ -406,8 +418,9 @@ void replay_live_to(self_ptr self, const caf::actor& node) {
   auto& live = *st.live;
   for (std::size_t i = 0; i < live.frames.size(); ++i) {
     auto& f = live.frames[i];
-    if (f.written || f.counted || f.stored.pending()
-        || std::find(f.waiting.begin(), f.waiting.end(), node.address()) != f.waiting.end())
+    if (std::find(f.waiting.begin(), f.waiting.end(), node.address()) != f.waiting.end())
+      break;
+    if (f.written || f.counted || f.stored.pending())
       continue;
     request_writes(self, {node}, f.text, f.waiting,
                    [self, seq = live.first + i](const caf::actor_addr& n, bool written) {
@@ -810,7 +823,8 @@ caf::behavior user_handlers() {
                                  env.id.empty() ? next_id(self) : env.id);
       // A message to keep or store waits behind live frames whose writes are
       // not answered yet: one of them that no socket wrote is kept first.
-      if (st.setup->store && (st.nodes.empty() || st.draining || st.storing > 0)) {
+      if (st.setup->store
+          && (st.nodes.empty() || st.draining || st.storing > 0 || waits_behind_live(st))) {
         // Acknowledged once durable; behind any stored frames still draining.
         auto rp = self->make_response_promise();
         if (st.live)
@@ -821,7 +835,7 @@ caf::behavior user_handlers() {
       }
       // Behind the memory inbox while it is being written, so that no
       // newer message overtakes it.
-      if (st.nodes.empty() || st.memory_batch || !st.inbox.empty()) {
+      if (st.nodes.empty() || st.memory_batch || !st.inbox.empty() || waits_behind_live(st)) {
         // Live frames may come back to the inbox, and newer messages wait
         // behind them: both count.
         if (st.inbox.size() + (st.live ? st.live->frames.size() : 0) >= st.setup->inbox_limit)

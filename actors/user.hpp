@@ -203,7 +203,8 @@ using user_actor = sharing_actor<user_state>;
 /// nodes all ended before saying) goes to the inbox like a waiting one. A
 /// node that attaches while live ones are on their way gets those no
 /// socket has written yet, before newer ones (and a node's registry hands
-/// its pending ones to a connection that joins there).
+/// its pending ones to a connection that joins there), and a message to
+/// keep waits behind an older one to keep rather than go out live.
 /// The inbox is memory only: it survives a planned move (a message a
 /// closing tab refuses during the move follows to the successor), not the
 /// crash of the owner node.

@@ -216,6 +216,31 @@ CAF_TEST(a tab that connects on another node while a live private message is on 
   CAF_CHECK(tab3.link->of_type("private").empty());
 }
 
+CAF_TEST(a node that attaches again while its old tab holds a frame gets no newer one first) {
+  auto x = connect(a, "x");
+  auto old_tab = std::make_shared<recording_link>();
+  old_tab->hold_writes = true;
+  auto other = std::make_shared<recording_link>();
+  other->hold_writes = true;
+  auto tab0 = connect(a, "bob", old_tab);
+  auto tab1 = connect(b, "bob", other);
+  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
+  old_tab->closing = true;
+  caf::anon_send(tab0.conn, ws_closed_atom::value); // node a detaches; tab0 still holds 1
+  sched.run();
+  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 2}}); // to node b only
+  auto tab2 = connect(a, "bob"); // node a attaches again
+  // Neither old tab writes: 1 and 2 reach tab2 in order.
+  old_tab->settle_oldest(false);
+  sched.run();
+  other->hold_writes = false;
+  other->closing = true;
+  other->settle_oldest(false);
+  other->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(tab2.link->private_data(), nlohmann::json::parse("[1,2]"));
+}
+
 CAF_TEST(a user moving while its inbox is written keeps what was not written and the order) {
   auto name = name_owned_by("b", "user-");
   auto x = connect(a, "x");

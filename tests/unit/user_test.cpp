@@ -218,6 +218,43 @@ CAF_TEST(a tab that connects while a live private message is on its way gets it 
   CAF_CHECK(b3.link->of_type("private").empty());
 }
 
+CAF_TEST(a message sent while an older one waits behind live frames does not overtake it) {
+  auto a = connect("alice");
+  auto slow = std::make_shared<recording_link>();
+  slow->hold_writes = true;
+  auto b1 = connect("bob", {}, slow);
+  frame(a, send_to("bob", 1));
+  slow->hold_writes = false;
+  slow->closing = true;
+  close(b1); // gone before its session reports 1
+  frame(a, send_to("bob", 2)); // kept, behind 1
+  auto b2 = connect("bob");
+  frame(a, send_to("bob", 3)); // behind 2, not live to b2
+  slow->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(b2.link->private_data(), json::parse("[1,2,3]"));
+}
+
+CAF_TEST(a joining tab gets no live frame ahead of an older one its node returned) {
+  auto a = connect("alice");
+  auto slow = std::make_shared<recording_link>();
+  slow->hold_writes = true;
+  auto b1 = connect("bob", {}, slow);
+  frame(a, send_to("bob", 1));
+  frame(a, send_to("bob", 2));
+  CAF_REQUIRE_EQUAL(slow->held.size(), 2u);
+  // b1 begins to close: it fails 1 (which goes back to the inbox, and
+  // bounces off b1 again) while it still holds 2.
+  slow->hold_writes = false;
+  slow->closing = true;
+  slow->settle_oldest(false);
+  sched.run();
+  auto b2 = connect("bob"); // on the same node: 1 comes first, then 2
+  slow->settle_oldest(false);
+  sched.run();
+  CAF_CHECK_EQUAL(b2.link->private_data(), json::parse("[1,2]"));
+}
+
 CAF_TEST(a live private message whose write takes long is not sent twice) {
   auto a = connect("alice");
   auto link = std::make_shared<recording_link>();
