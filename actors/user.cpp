@@ -87,8 +87,8 @@ std::string next_id(self_ptr self) {
   return epoch_text(st.id_epoch) + "-" + std::to_string(++st.next_id);
 }
 
-/// Starts delivering to `node` (a registry), watched for its end.
-/// Adds `node`; false if it was there already.
+/// Starts delivering to `node` (a registry), watched for its end; false if
+/// it was delivered to already.
 bool add_node(self_ptr self, const caf::actor& node) {
   auto& st = self->state;
   if (std::find(st.nodes.begin(), st.nodes.end(), node) != st.nodes.end())

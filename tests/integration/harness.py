@@ -85,6 +85,25 @@ def clean_env(extra=None):
     return env
 
 
+def http_request(port, method, path, body=None, headers=None, timeout=5.0):
+    """One HTTP request to 127.0.0.1:`port` on a fresh connection; returns
+    (status, headers dict with lower-case names, body str). A dict or list
+    body is sent as JSON."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        hdrs = dict(headers or {})
+        if body is not None and "Content-Type" not in hdrs:
+            hdrs["Content-Type"] = "application/json"
+        conn.request(method, path, body=body, headers=hdrs)
+        res = conn.getresponse()
+        data = res.read().decode("utf-8", "replace")
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, data
+    finally:
+        conn.close()
+
+
 def run_roomcastd(args, env=None, timeout=10.0):
     """Runs roomcastd to completion (for option errors, --help); returns CompletedProcess."""
     return subprocess.run([resolve_binary()] + list(args), env=clean_env(env),
@@ -244,19 +263,7 @@ class Server:
 
     def http(self, method, path, body=None, headers=None, timeout=5.0):
         """One HTTP request on a fresh connection; returns (status, headers dict, body str)."""
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body)
-            hdrs = dict(headers or {})
-            if body is not None and "Content-Type" not in hdrs:
-                hdrs["Content-Type"] = "application/json"
-            conn.request(method, path, body=body, headers=hdrs)
-            res = conn.getresponse()
-            data = res.read().decode("utf-8", "replace")
-            return res.status, {k.lower(): v for k, v in res.getheaders()}, data
-        finally:
-            conn.close()
+        return http_request(self.port, method, path, body, headers, timeout)
 
     def http_json(self, method, path, body=None, headers=None, timeout=5.0):
         status, hdrs, data = self.http(method, path, body, headers, timeout)

@@ -10,7 +10,6 @@ nor builds again. Only the HTTP port is chosen, as the README allows
 machine."""
 
 import asyncio
-import http.client
 import os
 import re
 import signal
@@ -51,13 +50,8 @@ def build_dir_of(binary):
 
 
 def http_get(port, path):
-    conn = http.client.HTTPConnection(harness.HOST, port, timeout=5)
-    try:
-        conn.request("GET", path)
-        res = conn.getresponse()
-        return res.status, res.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
+    status, _, body = harness.http_request(port, "GET", path)
+    return status, body
 
 
 class ReadmeRunCommandTest(unittest.IsolatedAsyncioTestCase):

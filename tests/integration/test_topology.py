@@ -16,7 +16,6 @@ The NginxTopology tests run in the order of their numbers on one cluster.
 
 import asyncio
 import collections
-import http.client
 import json
 import os
 import re
@@ -120,13 +119,8 @@ class Runner:
 
     def get(self, path):
         """(status, body) of GET path through the load balancer."""
-        conn = http.client.HTTPConnection(harness.HOST, self.port, timeout=5)
-        try:
-            conn.request("GET", path)
-            res = conn.getresponse()
-            return res.status, res.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
+        status, _, body = harness.http_request(self.port, "GET", path)
+        return status, body
 
     def node_metric(self, node, name):
         status, body = self.get(f"/nodes/{node}/metrics")
