@@ -67,20 +67,14 @@ void deliver_confirmed(self_ptr self, const member_ref& m, std::uint64_t key,
 }
 
 /// Gives a further connection `m` of `user` the frames still waiting for a
-/// socket of the user here to write them, oldest first (keys grow).
+/// socket of the user here to write them, oldest first.
 void hand_pending_writes(self_ptr self, const std::string& user, const member_ref& m) {
-  auto& writes = self->state.writes;
-  std::vector<std::uint64_t> keys;
-  for (auto& [key, w] : writes)
-    if (w.user == user)
-      keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
-  for (auto key : keys) {
-    auto& w = writes.at(key);
-    ++w.outstanding;
-    ++metrics::global().messages_delivered;
-    deliver_confirmed(self, m, key, w.frame);
-  }
+  for (auto& [key, w] : self->state.writes)
+    if (w.user == user) {
+      ++w.outstanding;
+      ++metrics::global().messages_delivered;
+      deliver_confirmed(self, m, key, w.frame);
+    }
 }
 
 /// A write of `user` was answered: not written, it goes back to the user
@@ -117,11 +111,11 @@ caf::behavior local_users(caf::stateful_actor<local_users_state>* self, caf::act
     [self](caf::join_atom, member_ref& m) {
       auto user = m.user;
       auto& e = self->state.users[user];
-      e.connections.push_back(m);
+      e.connections.push_back(std::move(m));
       if (e.connections.size() == 1)
         metrics::global().users++;
       else if (!e.returned)
-        hand_pending_writes(self, user, m);
+        hand_pending_writes(self, user, e.connections.back());
       // Attaching again for a further connection is harmless for the user
       // and hands over what waits in its inbox: a message the user's other
       // (closing) connection here refused is not left waiting.

@@ -3,6 +3,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,7 +36,7 @@ struct local_users_state {
     std::string user;
     frame_ptr frame;
   };
-  std::unordered_map<std::uint64_t, pending_write> writes;
+  std::map<std::uint64_t, pending_write> writes; ///< by key: oldest first
   std::uint64_t next_write = 0;
   caf::actor locator;
   static inline const char* name = "local_users";

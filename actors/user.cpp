@@ -350,6 +350,15 @@ bool waits_behind_live(const user_state& st) {
                         });
 }
 
+/// Asks `nodes` to write live frame `f`, number `seq`; their answers settle it.
+void request_live_writes(self_ptr self, const std::vector<caf::actor>& nodes, std::uint64_t seq,
+                         user_state::live_frame& f) {
+  request_writes(self, nodes, f.text, f.waiting,
+                 [self, seq](const caf::actor_addr& n, bool written) {
+                   settle_live(self, seq, n, written);
+                 });
+}
+
 /// Puts a newer message that is to be kept (or, with `stored`, stored and
 /// then answered) behind the live frames still on their way.
 void after_live(self_ptr self, std::string text, caf::response_promise stored = {}) {
@@ -395,10 +404,7 @@ void deliver_to(self_ptr self, const std::vector<caf::actor>& nodes, const std::
   }
   auto seq = st.live->first + st.live->frames.size();
   user_state::live_frame f{text, {}, false, {}, false, {}};
-  request_writes(self, nodes, text, f.waiting,
-                 [self, seq](const caf::actor_addr& n, bool written) {
-                   settle_live(self, seq, n, written);
-                 });
+  request_live_writes(self, nodes, seq, f);
   st.live->frames.push_back(std::move(f));
   ++st.busy;
 }
@@ -422,10 +428,7 @@ void replay_live_to(self_ptr self, const caf::actor& node) {
       break;
     if (f.written || f.counted || f.stored.pending())
       continue;
-    request_writes(self, {node}, f.text, f.waiting,
-                   [self, seq = live.first + i](const caf::actor_addr& n, bool written) {
-                     settle_live(self, seq, n, written);
-                   });
+    request_live_writes(self, {node}, live.first + i, f);
   }
 }
 
