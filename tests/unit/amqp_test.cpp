@@ -56,8 +56,7 @@ struct durable_fixture : store_holder, node_fixture {
   /// on its way, then the tab closes. What a newer message to frank meets.
   std::pair<client, std::shared_ptr<recording_link>> slow_reader_gone() {
     auto a = connect("alice");
-    auto link = std::make_shared<recording_link>();
-    link->hold_writes = true;
+    auto link = holding_link();
     auto f = connect("frank", {}, link);
     frame(a, send_to("frank", "slow"));
     CAF_REQUIRE_EQUAL(link->held.size(), 1u); // its reader is behind
@@ -173,8 +172,7 @@ CAF_TEST(a message no closing connection took is stored and reaches the next one
 
 CAF_TEST(a message stored for a user whose last tab closed comes behind live ones the tab did not write) {
   auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto f = connect("frank", {}, link);
   frame(a, send_to("frank", "one"));
   frame(a, send_to("frank", "two"));
@@ -336,8 +334,7 @@ CAF_TEST(stored messages are written a window at a time) {
            {"data", {{"n", i}, {"pad", std::string(400 * 1000, 'x')}}}};
     st.ready["erin"].push_back({++st.next_tag, f.dump()});
   }
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   connect("erin", {}, link);
   CAF_CHECK_EQUAL(link->held.size(), 2u);
   for (int written = 1; written <= 10; ++written) {

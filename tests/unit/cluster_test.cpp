@@ -194,8 +194,7 @@ CAF_TEST(a user moves with its inbox and privates reach it on any node) {
 
 CAF_TEST(a tab that connects on another node while a live private message is on its way gets it first) {
   auto x = connect(a, "x");
-  auto slow = std::make_shared<recording_link>();
-  slow->hold_writes = true;
+  auto slow = holding_link();
   auto tab1 = connect(a, "bob", slow);
   frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
   CAF_REQUIRE_EQUAL(slow->held.size(), 1u);
@@ -218,10 +217,8 @@ CAF_TEST(a tab that connects on another node while a live private message is on 
 
 CAF_TEST(a node that attaches again while its old tab holds a frame gets no newer one first) {
   auto x = connect(a, "x");
-  auto old_tab = std::make_shared<recording_link>();
-  old_tab->hold_writes = true;
-  auto other = std::make_shared<recording_link>();
-  other->hold_writes = true;
+  auto old_tab = holding_link();
+  auto other = holding_link();
   auto tab0 = connect(a, "bob", old_tab);
   auto tab1 = connect(b, "bob", other);
   frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
@@ -246,8 +243,7 @@ CAF_TEST(a user moving while its inbox is written keeps what was not written and
   auto x = connect(a, "x");
   for (int i = 1; i <= 6; ++i)
     frame(x, {{"type", "send"}, {"to", name}, {"data", i}});
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto u = connect(a, name, link); // the inbox is on its way: 6 frames in flight
   CAF_REQUIRE_EQUAL(link->held.size(), 6u);
   set_live({"a", "b"}); // the move waits for those frames (at most a second)
@@ -287,8 +283,7 @@ CAF_TEST(a user moving while a slow reader is behind goes after a second with wh
     frame(x, {{"type", "send"}, {"to", name}, {"data", {{"i", i}, {"pad", pad}}}});
   CAF_REQUIRE_EQUAL(x.link->of_type("ack").size(), 0u); // sends carry no id: no acks
   CAF_REQUIRE_EQUAL(x.link->of_type("error").size(), 0u);
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto u = connect(a, name, link);
   auto in_flight = link->held.size();
   CAF_REQUIRE(in_flight > 10u && in_flight < 100u);
@@ -317,8 +312,7 @@ CAF_TEST(two moves of a user that cross end at once with one owner and no copies
   auto x = connect(a, name_owned_by("a", "x-"));
   frame(x, {{"type", "send"}, {"to", name}, {"data", 1}, {"id", 1}});
   frame(x, {{"type", "send"}, {"to", name}, {"data", 2}, {"id", 2}});
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto on_a = connect(a, name, link); // 1 and 2 on their way to it
   CAF_REQUIRE_EQUAL(link->held.size(), 2u);
   set_live({"a", "b"}); // b joins: the user's move to b waits for 1 and 2

@@ -96,6 +96,14 @@ public:
   std::vector<std::pair<std::string, written_fn>> held;
 };
 
+/// A recording link whose socket holds confirmed frames until the test
+/// settles them: a reader that is behind, or a tab about to close.
+inline std::shared_ptr<recording_link> holding_link() {
+  auto link = std::make_shared<recording_link>();
+  link->hold_writes = true;
+  return link;
+}
+
 struct test_config : caf::actor_system_config {
   test_config() { add_wire_types(*this); }
 };

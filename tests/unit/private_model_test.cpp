@@ -112,9 +112,7 @@ struct model : store_holder, two_nodes {
 
   void open_tab() {
     bool on_b = !b_failed && chance(0.5);
-    auto link = std::make_shared<recording_link>();
-    link->hold_writes = true;
-    tabs.push_back({connect(on_b ? b : a, user, link), true, on_b});
+    tabs.push_back({connect(on_b ? b : a, user, holding_link()), true, on_b});
     trace << "open " << tabs.size() - 1 << (on_b ? " on b; " : " on a; ");
   }
 

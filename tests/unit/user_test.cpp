@@ -37,12 +37,6 @@ struct small_queue_fixture : node_fixture {
     return s;
   }
   small_queue_fixture() : node_fixture(make()) {}
-
-  std::shared_ptr<recording_link> holding() {
-    auto link = std::make_shared<recording_link>();
-    link->hold_writes = true;
-    return link;
-  }
 };
 
 } // namespace
@@ -134,8 +128,7 @@ CAF_TEST(a private message refused by a closing socket waits for the next connec
 // queue were lost.
 CAF_TEST(live private messages a closing connection did not write wait for the next in order) {
   auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   for (int i = 1; i <= 4; ++i)
     frame(a, send_to("bob", i));
@@ -159,8 +152,7 @@ CAF_TEST(live private messages a closing connection did not write wait for the n
 
 CAF_TEST(a message for a user whose last tab closed waits behind live ones the tab did not write) {
   auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   frame(a, send_to("bob", 1));
   frame(a, send_to("bob", 2));
@@ -179,8 +171,7 @@ CAF_TEST(a message for a user whose last tab closed waits behind live ones the t
 
 CAF_TEST(a live private message written by one tab is not kept again for another that failed it) {
   auto a = connect("alice");
-  auto slow = std::make_shared<recording_link>();
-  slow->hold_writes = true;
+  auto slow = holding_link();
   auto b1 = connect("bob", {}, slow);
   auto b2 = connect("bob");
   frame(a, send_to("bob", "once"));
@@ -197,8 +188,7 @@ CAF_TEST(a live private message written by one tab is not kept again for another
 
 CAF_TEST(a tab that connects while a live private message is on its way gets it before newer ones) {
   auto a = connect("alice");
-  auto slow = std::make_shared<recording_link>();
-  slow->hold_writes = true;
+  auto slow = holding_link();
   auto b1 = connect("bob", {}, slow);
   frame(a, send_to("bob", 1));
   CAF_REQUIRE_EQUAL(slow->held.size(), 1u);
@@ -220,8 +210,7 @@ CAF_TEST(a tab that connects while a live private message is on its way gets it 
 
 CAF_TEST(a message sent while an older one waits behind live frames does not overtake it) {
   auto a = connect("alice");
-  auto slow = std::make_shared<recording_link>();
-  slow->hold_writes = true;
+  auto slow = holding_link();
   auto b1 = connect("bob", {}, slow);
   frame(a, send_to("bob", 1));
   slow->hold_writes = false;
@@ -237,8 +226,7 @@ CAF_TEST(a message sent while an older one waits behind live frames does not ove
 
 CAF_TEST(a joining tab gets no live frame ahead of an older one its node returned) {
   auto a = connect("alice");
-  auto slow = std::make_shared<recording_link>();
-  slow->hold_writes = true;
+  auto slow = holding_link();
   auto b1 = connect("bob", {}, slow);
   frame(a, send_to("bob", 1));
   frame(a, send_to("bob", 2));
@@ -257,8 +245,7 @@ CAF_TEST(a joining tab gets no live frame ahead of an older one its node returne
 
 CAF_TEST(a live private message whose write takes long is not sent twice) {
   auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   frame(a, send_to("bob", "slow"));
   CAF_REQUIRE_EQUAL(link->held.size(), 1u);
@@ -347,8 +334,7 @@ CAF_TEST(the inboxes of all users share the inbox memory of the node) {
 // each one fitted the budget, however many waited.
 CAF_TEST(messages waiting behind live frames count against the inbox memory) {
   auto a = connect("alice");
-  auto link = std::make_shared<recording_link>();
-  link->hold_writes = true;
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   std::string text(100, 'x');
   frame(a, send_to("bob", "live " + text));
@@ -385,7 +371,7 @@ CAF_TEST(the inbox is written a window at a time and in order) {
   auto a = connect("alice");
   for (int i = 1; i <= 10; ++i)
     frame(a, send_to("bob", i));
-  auto link = holding();
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   CAF_CHECK_EQUAL(link->held.size(), 2u); // the window: 2 frames
   frame(a, send_to("bob", 11)); // newer: behind the inbox, not around it
@@ -417,7 +403,7 @@ CAF_TEST(a slow write of the inbox is waited for and never sent twice) {
   auto a = connect("alice");
   for (int i = 1; i <= 4; ++i)
     frame(a, send_to("bob", i));
-  auto link = holding();
+  auto link = holding_link();
   connect("bob", {}, link);
   CAF_CHECK_EQUAL(link->held.size(), 2u);
   sched.trigger_timeouts(); // however long the writes take
@@ -441,7 +427,7 @@ CAF_TEST(large waiting messages are written one at a time) {
   std::string big(700, 'x'); // two would exceed the window's 1000 bytes
   for (int i = 1; i <= 3; ++i)
     frame(a, send_to("bob", {{"n", i}, {"pad", big}}));
-  auto link = holding();
+  auto link = holding_link();
   connect("bob", {}, link);
   for (int i = 1; i <= 3; ++i) {
     CAF_REQUIRE_EQUAL(link->held.size(), 1u);
@@ -456,7 +442,7 @@ CAF_TEST(inbox frames a closing connection did not write wait for the next in or
   auto a = connect("alice");
   for (int i = 1; i <= 6; ++i)
     frame(a, send_to("bob", i));
-  auto link = holding();
+  auto link = holding_link();
   auto b = connect("bob", {}, link);
   link->settle_oldest(true); // 1 written
   sched.run();
