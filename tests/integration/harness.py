@@ -320,13 +320,9 @@ class Server:
             time.sleep(0.05)
 
     async def await_metric(self, name, expected, timeout=5.0, **labels):
-        deadline = time.monotonic() + timeout
-        value = None
-        while True:
-            value = self.metric(name, **labels)
-            if value == expected or time.monotonic() > deadline:
-                return value
-            await asyncio.sleep(0.05)
+        """wait_metric for a coroutine: the event loop runs meanwhile (its
+        clients keep reading)."""
+        return await asyncio.to_thread(self.wait_metric, name, expected, timeout, **labels)
 
     # -- WebSocket clients --------------------------------------------------------------
 
