@@ -19,13 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-json send_to(const std::string& to, json data, int id = 0) {
-  json j{{"type", "send"}, {"to", to}, {"data", data}};
-  if (id != 0)
-    j["id"] = id;
-  return j;
-}
-
 struct durable_fixture : store_holder, node_fixture {
   durable_fixture()
     : node_fixture({}, [this](caf::actor_system& s) {

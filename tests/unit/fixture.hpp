@@ -96,6 +96,14 @@ public:
   std::vector<std::pair<std::string, written_fn>> held;
 };
 
+/// A client's `send` request (a private message to `to`); `id` 0: none.
+inline nlohmann::json send_to(const std::string& to, nlohmann::json data, int id = 0) {
+  nlohmann::json j{{"type", "send"}, {"to", to}, {"data", std::move(data)}};
+  if (id != 0)
+    j["id"] = id;
+  return j;
+}
+
 /// A recording link whose socket holds confirmed frames until the test
 /// settles them: a reader that is behind, or a tab about to close.
 inline std::shared_ptr<recording_link> holding_link() {

@@ -11,13 +11,6 @@ using nlohmann::json;
 
 namespace {
 
-json send_to(const std::string& to, json data, int id = 0) {
-  json j{{"type", "send"}, {"to", to}, {"data", data}};
-  if (id != 0)
-    j["id"] = id;
-  return j;
-}
-
 struct small_inbox_fixture : node_fixture {
   static settings make() {
     settings s;
