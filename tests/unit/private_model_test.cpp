@@ -418,14 +418,17 @@ struct model : store_holder, two_nodes {
 namespace {
 
 /// Runs the histories of MODEL_SEED=N (one) or seeds 1 to MODEL_RUNS=N
-/// (6000 by default, a few seconds: seed 5037 found the last defect) and
-/// checks that they did something.
+/// (6000 by default, a few seconds: seed 5037 found the last defect), from
+/// MODEL_FIRST=N instead of 1 if set (seeds not run before), and checks
+/// that they did something.
 void run_histories(bool durable, bool moving = false, bool tight = false) {
   unsigned first = 1, last = 6000;
   if (auto* one = std::getenv("MODEL_SEED"))
     first = last = static_cast<unsigned>(std::stoul(one));
   else if (auto* runs = std::getenv("MODEL_RUNS"))
     last = static_cast<unsigned>(std::stoul(runs));
+  if (auto* from = std::getenv("MODEL_FIRST"); from && !std::getenv("MODEL_SEED"))
+    first = static_cast<unsigned>(std::stoul(from));
   int sent = 0, refused = 0;
   unsigned b_failed = 0, store_failed = 0, moves = 0;
   for (unsigned seed = first; seed <= last; ++seed) {
