@@ -71,6 +71,7 @@ struct options {
   std::size_t read_buffer = 8192;
   std::vector<int> pids; ///< server processes to measure
   std::string metric;    ///< Prometheus counter to diff over the publishing phase
+  std::string writes_metric; ///< the servers' socket writes, for frames per write
   bool socketio = false; ///< Socket.IO peer: Engine.IO v4 packets around our frames
 };
 
@@ -83,7 +84,7 @@ struct options {
                "         [--rate R] [--interval S] [--hold S] [--threads N] "
                "[--payload-bytes N]\n"
                "         [--concurrency N] [--connect-timeout S] [--drain-timeout S]\n"
-               "         [--read-buffer BYTES] [--metric NAME] [--label TEXT]\n"
+               "         [--read-buffer BYTES] [--metric NAME] [--writes-metric NAME] [--label TEXT]\n"
                "         [--protocol roomcast|socketio]\n";
   std::exit(why.empty() ? 0 : 2);
 }
@@ -147,6 +148,8 @@ options parse_options(int argc, char** argv) {
       o.read_buffer = static_cast<std::size_t>(num());
     else if (key == "--metric")
       o.metric = value;
+    else if (key == "--writes-metric")
+      o.writes_metric = value;
     else if (key == "--protocol") {
       if (value != "roomcast" && value != "socketio")
         usage("--protocol is roomcast or socketio");
@@ -778,10 +781,13 @@ double scrape_metric(const target& t, const std::string& name) {
   }
 }
 
-double scrape_all(const run_state& rs) {
+/// Sum of metric `name` over every server (0 for none).
+double scrape_all(const run_state& rs, const std::string& name) {
+  if (name.empty())
+    return 0;
   double sum = 0;
   for (auto& t : rs.targets)
-    sum += scrape_metric(t, rs.opt.metric);
+    sum += scrape_metric(t, name);
   return sum;
 }
 
@@ -890,7 +896,8 @@ int main(int argc, char** argv) {
   // -- the scenario
   double cpu0 = cpu_seconds(opt.pids);
   double self_cpu0 = process_cpu_seconds(getpid());
-  double metric0 = opt.metric.empty() ? 0 : scrape_all(rs);
+  double metric0 = scrape_all(rs, opt.metric);
+  double writes0 = scrape_all(rs, opt.writes_metric);
   std::int64_t phase_start = now_ns();
   std::uint64_t expected = 0;
   auto acked_total = [&] {
@@ -955,7 +962,8 @@ int main(int argc, char** argv) {
   }
   double cpu1 = cpu_seconds(opt.pids);
   double self_cpu1 = process_cpu_seconds(getpid());
-  double metric1 = opt.metric.empty() ? 0 : scrape_all(rs);
+  double metric1 = scrape_all(rs, opt.metric);
+  double writes1 = scrape_all(rs, opt.writes_metric);
   std::int64_t phase_end = now_ns();
 
   // -- stop every thread, then read their counters
@@ -1025,6 +1033,13 @@ int main(int argc, char** argv) {
       out["metric_delta"] = metric1 - metric0;
       out["metric_per_publish"] =
           acks ? (metric1 - metric0) / static_cast<double>(acks) : 0.0;
+    }
+    if (!opt.writes_metric.empty()) {
+      // Frames the subscribers got per write the servers made (acks,
+      // pings and the publisher's echo are in the writes too: a floor).
+      out["socket_writes"] = writes1 - writes0;
+      out["frames_per_write"] =
+          writes1 > writes0 ? static_cast<double>(delivered) / (writes1 - writes0) : 0.0;
     }
   }
   out["errors"] = errors;

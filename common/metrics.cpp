@@ -83,6 +83,9 @@ std::string metrics::render() const {
   scalar(out, "roomcast_delayed_writes_total", "counter",
          "Socket writes held for the write delay's tick (only under load).",
          static_cast<long long>(delayed_writes.load()));
+  scalar(out, "roomcast_socket_writes_total", "counter",
+         "Writes to client sockets; each carries every frame queued for its socket meanwhile.",
+         static_cast<long long>(socket_writes.load()));
   connection_duration.render(out, "roomcast_connection_duration_seconds",
                              "Lifetime of closed WebSocket connections.");
   fanout_latency.render(out, "roomcast_fanout_latency_seconds",

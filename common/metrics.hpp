@@ -46,6 +46,10 @@ public:
   std::atomic<std::uint64_t> upgrades_refused{0};
   /// Socket writes held for a write-delay tick (the delay at work under load).
   std::atomic<std::uint64_t> delayed_writes{0};
+  /// Writes to client sockets (each takes every frame queued meanwhile):
+  /// with messages_delivered, how many frames share a system call. Each
+  /// I/O thread adds its count once per batch of flushes (io_worker).
+  std::atomic<std::uint64_t> socket_writes{0};
   histogram connection_duration;
   histogram fanout_latency;
 

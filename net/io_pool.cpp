@@ -55,6 +55,7 @@ void io_worker::arm_delay_timer() {
     for (auto& s : deferred_run_)
       s->flush_held();
     deferred_run_.clear();
+    report_writes();
     if (!deferred_.empty())
       arm_delay_timer();
   });
@@ -85,6 +86,14 @@ void io_worker::run_flushes() {
   for (auto& s : flushing_)
     s->flush(true);
   flushing_.clear();
+  report_writes();
+}
+
+void io_worker::report_writes() {
+  if (writes_unreported_ == 0)
+    return;
+  metrics::global().socket_writes.fetch_add(writes_unreported_, std::memory_order_relaxed);
+  writes_unreported_ = 0;
 }
 
 void io_worker::add(websocket_session* s) {
@@ -109,6 +118,7 @@ void io_worker::arm_ping_timer() {
     // on_ping_tick never removes a session, so indices stay valid.
     for (std::size_t i = 0; i < sessions_.size(); ++i)
       sessions_[i]->on_ping_tick();
+    report_writes(); // and those of writes outside a batch (a full socket's)
     arm_ping_timer();
   });
 }

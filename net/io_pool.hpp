@@ -54,6 +54,12 @@ public:
   /// Worker thread only: `s->flush_held()` at the delay tick `h` says.
   void defer_flush(std::shared_ptr<websocket_session> s, hold h);
 
+  /// Worker thread only: a session wrote to its socket. Counted here and
+  /// added to the metric once per batch of flushes (report_writes), not
+  /// once per write from every I/O thread into one shared counter.
+  void count_write() { ++writes_unreported_; }
+  void report_writes();
+
   /// Worker thread only: sessions pinged by the liveness timer.
   void add(websocket_session* s);
   void remove(websocket_session* s);
@@ -78,6 +84,7 @@ private:
   std::vector<std::shared_ptr<websocket_session>> flushing_; // worker thread only
 
   std::vector<websocket_session*> sessions_; // worker thread only
+  std::uint64_t writes_unreported_ = 0;      // worker thread only
 
   std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   std::uint32_t write_delay_ms_;

@@ -554,6 +554,7 @@ bool websocket_session::write_queued(bool may_wait) {
     for (auto it = first; it != last; ++it)
       asked += it->size();
     auto sent = socket_.send(buffer_span{&*first, &*first + (last - first)}, 0, ec);
+    worker_.count_write();
     if (ec)
       break;
     for (auto left = sent; left > 0;) {
@@ -570,6 +571,7 @@ bool websocket_session::write_queued(bool may_wait) {
     return complete_write({});
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
     return complete_write(ec);
+  worker_.count_write();
   asio::async_write(socket_, buffer_span{&*first, buffers_.data() + buffers_.size()},
                     beast::bind_front_handler(&websocket_session::on_written, shared_from_this()));
   return false;
@@ -745,6 +747,7 @@ bool websocket_session::send_now(const frame_ptr& f) {
   auto wire = f->wire();
   beast::error_code ec;
   auto n = socket_.send(asio::buffer(wire.data(), wire.size()), 0, ec);
+  worker_.count_write();
   if (ec || n == 0)
     return false; // would block, or a failure the queued write will report
   if (n < wire.size()) {

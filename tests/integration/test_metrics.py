@@ -44,6 +44,7 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
                 ("roomcast_messages_delivered_total", ()): 0,
                 ("roomcast_upgrades_refused_total", ()): 0,
                 ("roomcast_delayed_writes_total", ()): 0,
+                ("roomcast_socket_writes_total", ()): 0,
                 ("roomcast_connection_duration_seconds_count", ()): 0,
                 ("roomcast_fanout_latency_seconds_count", ()): 0,
                 ("roomcast_cluster_members", ()): 1}  # a single node: itself
@@ -128,8 +129,18 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
             })
             self.assertEqual(frames, 3 + 5 + 2 + 1 + 1 + 6)
             self.assertEqual(delivered, 26)
+            del expected[("roomcast_socket_writes_total", ())]  # below
             self.assertMetrics(expected)
             self.assertGreater(self.m("roomcast_fanout_latency_seconds_sum"), 0)
+            # Socket writes: at least one per socket (five welcomes), and no
+            # more than the frames the five clients were sent (one write may
+            # carry several; 43-44 of 46 in three runs). Each I/O thread
+            # adds its count after a batch of writes.
+            sent_to_clients = (5 + 3 + n + 1 + 4 + 2  # welcomes, joined, acks, the send's ack, errors, pongs
+                               + delivered)
+            writes = await s.await_metric("roomcast_socket_writes_total", sent_to_clients, timeout=1)
+            self.assertGreaterEqual(writes, 5)
+            self.assertLessEqual(writes, sent_to_clients)
         finally:
             for ws in clients:
                 await asyncio.wait_for(ws.close(), 5)
