@@ -53,8 +53,7 @@ struct durable_fixture : store_holder, node_fixture {
     auto f = connect("frank", {}, link);
     frame(a, send_to("frank", "slow"));
     CAF_REQUIRE_EQUAL(link->held.size(), 1u); // its reader is behind
-    link->hold_writes = false;
-    link->closing = true;
+    link->begin_closing();
     close(f);
     return {a, link};
   }
@@ -170,8 +169,7 @@ CAF_TEST(a message stored for a user whose last tab closed comes behind live one
   frame(a, send_to("frank", "one"));
   frame(a, send_to("frank", "two"));
   CAF_REQUIRE_EQUAL(link->held.size(), 2u);
-  link->hold_writes = false;
-  link->closing = true;
+  link->begin_closing();
   close(f); // gone before its session reports one and two
   frame(a, send_to("frank", "three", 3));
   CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 0u); // acked once stored, behind them

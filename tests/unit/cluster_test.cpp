@@ -177,14 +177,14 @@ CAF_TEST(a user moves with its inbox and privates reach it on any node) {
       break;
   }
   auto x = connect(a, "x");
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 1}});
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 2}});
+  frame(x, send_to(name, 1));
+  frame(x, send_to(name, 2));
   CAF_CHECK_EQUAL(count(a.users), 2u); // x and the offline user
   set_live({"a", "b"}); // the offline user's inbox moves to b (x may too)
   auto x_moves = owner_of("x", {"a", "b"}) == "b";
   CAF_CHECK_EQUAL(count(b.users), x_moves ? 2u : 1u);
   CAF_CHECK_EQUAL(count(a.users), x_moves ? 0u : 1u);
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 3}});
+  frame(x, send_to(name, 3));
   auto u = connect(a, name);
   auto got = u.link->of_type("private");
   CAF_REQUIRE_EQUAL(got.size(), 3u);
@@ -196,13 +196,12 @@ CAF_TEST(a tab that connects on another node while a live private message is on 
   auto x = connect(a, "x");
   auto slow = holding_link();
   auto tab1 = connect(a, "bob", slow);
-  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
+  frame(x, send_to("bob", 1));
   CAF_REQUIRE_EQUAL(slow->held.size(), 1u);
   auto tab2 = connect(b, "bob"); // node b attaches while 1 waits for tab1
-  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 2}});
+  frame(x, send_to("bob", 2));
   // tab1 closes without writing 1 or 2: tab2 has them, in order.
-  slow->hold_writes = false;
-  slow->closing = true;
+  slow->begin_closing();
   slow->settle_oldest(false);
   slow->settle_oldest(false);
   sched.run();
@@ -221,17 +220,16 @@ CAF_TEST(a node that attaches again while its old tab holds a frame gets no newe
   auto other = holding_link();
   auto tab0 = connect(a, "bob", old_tab);
   auto tab1 = connect(b, "bob", other);
-  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 1}});
+  frame(x, send_to("bob", 1));
   old_tab->closing = true;
   caf::anon_send(tab0.conn, ws_closed_atom::value); // node a detaches; tab0 still holds 1
   sched.run();
-  frame(x, {{"type", "send"}, {"to", "bob"}, {"data", 2}}); // to node b only
+  frame(x, send_to("bob", 2)); // to node b only
   auto tab2 = connect(a, "bob"); // node a attaches again
   // Neither old tab writes: 1 and 2 reach tab2 in order.
   old_tab->settle_oldest(false);
   sched.run();
-  other->hold_writes = false;
-  other->closing = true;
+  other->begin_closing();
   other->settle_oldest(false);
   other->settle_oldest(false);
   sched.run();
@@ -242,7 +240,7 @@ CAF_TEST(a user moving while its inbox is written keeps what was not written and
   auto name = name_owned_by("b", "user-");
   auto x = connect(a, "x");
   for (int i = 1; i <= 6; ++i)
-    frame(x, {{"type", "send"}, {"to", name}, {"data", i}});
+    frame(x, send_to(name, i));
   auto link = holding_link();
   auto u = connect(a, name, link); // the inbox is on its way: 6 frames in flight
   CAF_REQUIRE_EQUAL(link->held.size(), 6u);
@@ -258,7 +256,7 @@ CAF_TEST(a user moving while its inbox is written keeps what was not written and
     sched.run();
   }
   CAF_CHECK_EQUAL(count(b.users), owner_of("x", {"a", "b"}) == "b" ? 2u : 1u);
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 7}}); // refused by the closing tab too
+  frame(x, send_to(name, 7)); // refused by the closing tab too
   caf::anon_send(u.conn, ws_closed_atom::value); // the tab is gone
   sched.run();
   // The next connection gets 4-6 from the old owner, before 7.
@@ -280,7 +278,7 @@ CAF_TEST(a user moving while a slow reader is behind goes after a second with wh
   // quarter of the 4 MiB queue limit) lets about 50 of them go at once.
   std::string pad(20000, 'p');
   for (int i = 1; i <= 150; ++i)
-    frame(x, {{"type", "send"}, {"to", name}, {"data", {{"i", i}, {"pad", pad}}}});
+    frame(x, send_to(name, {{"i", i}, {"pad", pad}}));
   CAF_REQUIRE_EQUAL(x.link->of_type("ack").size(), 0u); // sends carry no id: no acks
   CAF_REQUIRE_EQUAL(x.link->of_type("error").size(), 0u);
   auto link = holding_link();
@@ -310,18 +308,18 @@ CAF_TEST(a user moving while a slow reader is behind goes after a second with wh
 CAF_TEST(two moves of a user that cross end at once with one owner and no copies) {
   auto name = name_owned_by("b", "user-");
   auto x = connect(a, name_owned_by("a", "x-"));
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 1}, {"id", 1}});
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 2}, {"id", 2}});
+  frame(x, send_to(name, 1, 1));
+  frame(x, send_to(name, 2, 2));
   auto link = holding_link();
   auto on_a = connect(a, name, link); // 1 and 2 on their way to it
   CAF_REQUIRE_EQUAL(link->held.size(), 2u);
   set_live({"a", "b"}); // b joins: the user's move to b waits for 1 and 2
   auto on_b = connect(b, name); // b owns the user now and starts one afresh
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 3}, {"id", 3}});
+  frame(x, send_to(name, 3, 3));
   // b leaves before the move is done: b hands its user to a as a hands
   // its own to b, and neither waits for the other.
   set_live({"a"});
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 4}, {"id", 4}});
+  frame(x, send_to(name, 4, 4));
   while (!link->held.empty()) {
     link->settle_oldest(true);
     sched.run();
@@ -337,7 +335,7 @@ CAF_TEST(two moves of a user that cross end at once with one owner and no copies
   CAF_CHECK_EQUAL(x.link->of_type("error").size(), 0u);
   CAF_CHECK_EQUAL(link->private_data(), json::array({1, 2, 4}));
   CAF_CHECK_EQUAL(on_b.link->private_data(), json::array({3, 4}));
-  frame(x, {{"type", "send"}, {"to", name}, {"data", 5}, {"id", 5}});
+  frame(x, send_to(name, 5, 5));
   CAF_CHECK_EQUAL(link->private_data(), json::array({1, 2, 4, 5}));
   CAF_CHECK_EQUAL(on_b.link->private_data(), json::array({3, 4, 5}));
 }

@@ -46,6 +46,12 @@ public:
       refused.emplace_back(frame->text());
     written(ok);
   }
+  /// The session begins to close: frames from now on are refused at once,
+  /// the held ones still wait for `settle_oldest`.
+  void begin_closing() {
+    hold_writes = false;
+    closing = true;
+  }
   /// The socket writes (records) the oldest held frame, or fails to.
   void settle_oldest(bool write) { settle_at(0, write); }
   /// The same for the held frame at `index` (a closing session reports its

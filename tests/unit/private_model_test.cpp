@@ -118,7 +118,7 @@ struct model : store_holder, two_nodes {
 
   void send_one() {
     ++sent;
-    frame(sender, json{{"type", "send"}, {"to", user}, {"data", sent}, {"id", sent}});
+    frame(sender, send_to(user, sent, sent));
     trace << "send " << sent << "; ";
   }
 
@@ -151,8 +151,7 @@ struct model : store_holder, two_nodes {
       return;
     auto i = working[pick(working.size())];
     auto& link = tabs[i].link();
-    link.hold_writes = false;
-    link.closing = true;
+    link.begin_closing();
     trace << "tab " << i << " closing; ";
     if (chance(0.5))
       fail_all(tabs[i]);
@@ -203,8 +202,7 @@ struct model : store_holder, two_nodes {
         for (auto& [text, _] : t.link().held)
           bounced.insert(data_of(text));
         t.link().held.clear();
-        t.link().hold_writes = false;
-        t.link().closing = true;
+        t.link().begin_closing();
         if (t.connected)
           caf::anon_send_exit(t.c.conn, caf::exit_reason::kill);
         t.connected = false;
@@ -310,8 +308,7 @@ struct model : store_holder, two_nodes {
       sched.run();
     }
     for (auto& t : tabs) {
-      t.link().hold_writes = false;
-      t.link().closing = true;
+      t.link().begin_closing();
       fail_all(t);
       disconnect(t);
     }

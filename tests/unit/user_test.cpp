@@ -130,8 +130,7 @@ CAF_TEST(live private messages a closing connection did not write wait for the n
   sched.run();
   // The session closes while writing 2 (refusing new frames from now on):
   // it reports the queued 3 and 4 first.
-  link->hold_writes = false;
-  link->closing = true;
+  link->begin_closing();
   link->settle_at(1, false);
   link->settle_at(1, false);
   sched.run();
@@ -150,8 +149,7 @@ CAF_TEST(a message for a user whose last tab closed waits behind live ones the t
   frame(a, send_to("bob", 1));
   frame(a, send_to("bob", 2));
   CAF_REQUIRE_EQUAL(link->held.size(), 2u);
-  link->hold_writes = false;
-  link->closing = true;
+  link->begin_closing();
   close(b); // gone before its session reports 1 and 2
   frame(a, send_to("bob", 3, 3));
   CAF_CHECK_EQUAL(a.link->of_type("ack").size(), 1u);
@@ -169,8 +167,7 @@ CAF_TEST(a live private message written by one tab is not kept again for another
   auto b2 = connect("bob");
   frame(a, send_to("bob", "once"));
   CAF_CHECK_EQUAL(b2.link->of_type("private").size(), 1u);
-  slow->hold_writes = false;
-  slow->closing = true;
+  slow->begin_closing();
   slow->settle_oldest(false); // b1 closes without writing it
   sched.run();
   close(b1);
@@ -188,8 +185,7 @@ CAF_TEST(a tab that connects while a live private message is on its way gets it 
   auto b2 = connect("bob"); // on the same node, while 1 waits for b1
   frame(a, send_to("bob", 2));
   // b1 closes without writing 1 or 2: b2 has them, in order.
-  slow->hold_writes = false;
-  slow->closing = true;
+  slow->begin_closing();
   slow->settle_oldest(false);
   slow->settle_oldest(false);
   sched.run();
@@ -206,8 +202,7 @@ CAF_TEST(a message sent while an older one waits behind live frames does not ove
   auto slow = holding_link();
   auto b1 = connect("bob", {}, slow);
   frame(a, send_to("bob", 1));
-  slow->hold_writes = false;
-  slow->closing = true;
+  slow->begin_closing();
   close(b1); // gone before its session reports 1
   frame(a, send_to("bob", 2)); // kept, behind 1
   auto b2 = connect("bob");
@@ -226,8 +221,7 @@ CAF_TEST(a joining tab gets no live frame ahead of an older one its node returne
   CAF_REQUIRE_EQUAL(slow->held.size(), 2u);
   // b1 begins to close: it fails 1 (which goes back to the inbox, and
   // bounces off b1 again) while it still holds 2.
-  slow->hold_writes = false;
-  slow->closing = true;
+  slow->begin_closing();
   slow->settle_oldest(false);
   sched.run();
   auto b2 = connect("bob"); // on the same node: 1 comes first, then 2
@@ -332,8 +326,7 @@ CAF_TEST(messages waiting behind live frames count against the inbox memory) {
   std::string text(100, 'x');
   frame(a, send_to("bob", "live " + text));
   CAF_REQUIRE_EQUAL(link->held.size(), 1u);
-  link->hold_writes = false;
-  link->closing = true;
+  link->begin_closing();
   close(b); // the live frame is still on its way
   for (int i = 1; i <= 3; ++i)
     frame(a, send_to("bob", "waits " + text, i));
