@@ -554,9 +554,9 @@ bool websocket_session::write_queued(bool may_wait) {
     for (auto it = first; it != last; ++it)
       asked += it->size();
     auto sent = socket_.send(buffer_span{&*first, &*first + (last - first)}, 0, ec);
-    worker_.count_write();
     if (ec)
-      break;
+      break; // a send that would block wrote nothing: not counted
+    worker_.count_write();
     for (auto left = sent; left > 0;) {
       auto n = std::min(left, first->size());
       *first += n;
@@ -747,9 +747,9 @@ bool websocket_session::send_now(const frame_ptr& f) {
   auto wire = f->wire();
   beast::error_code ec;
   auto n = socket_.send(asio::buffer(wire.data(), wire.size()), 0, ec);
-  worker_.count_write();
   if (ec || n == 0)
     return false; // would block, or a failure the queued write will report
+  worker_.count_write();
   if (n < wire.size()) {
     // Rare for a few bytes, but the rest must leave before any other frame.
     writing_ = true;
