@@ -39,6 +39,8 @@ core_actors spawn_core_actors(caf::actor_system& sys, const settings& cfg,
     idle, cfg.limits.inbox_limit, store, core.node_watch, drain_window::for_limits(cfg.limits),
     std::make_shared<inbox_budget>(cfg.limits.inbox_memory)});
   core.users = sys.spawn(directory, directory_config{
+    // A user needs no stand-in flag: whatever a move brings later (inbox,
+    // nodes) its adopt merges in front of what the new actor holds.
     [users](caf::local_actor* dir, const std::string& name, bool) {
       return dir->spawn(user, name, caf::actor_cast<caf::actor>(dir), users);
     },
