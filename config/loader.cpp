@@ -545,7 +545,12 @@ load_result load_settings(const std::vector<std::string>& args,
       return fail("unexpected argument '" + arg + "' (options start with --; see --help)");
     auto name = arg.substr(2);
     std::string value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
+    auto eq = name.find('=');
+    // Named before its value: `--bogus` alone is an unknown option, not
+    // one that lacks a value.
+    if (auto known = name.substr(0, eq); known != "config" && !find_option(known))
+      return fail("unknown option --" + known + " (see --help)");
+    if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
     } else if (i + 1 < args.size()) {
@@ -559,8 +564,6 @@ load_result load_settings(const std::vector<std::string>& args,
       config_file = value;
       continue;
     }
-    if (!find_option(name))
-      return fail("unknown option --" + name + " (see --help)");
     cli.emplace_back(name, value);
   }
   if (!config_file.empty())

@@ -129,6 +129,16 @@ CAF_TEST(unknown or invalid settings fail with a message naming them) {
   CAF_CHECK(r.message.find("write-delay-min-lag-us") != std::string::npos);
   r = load({"--http-port"});
   CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("--http-port needs a value") != std::string::npos);
+  // An unknown option is named as such, with a value or without one.
+  for (auto args : {std::vector<std::string>{"--bogus"}, {"--bogus", "1"}, {"--bogus=1"}}) {
+    r = load(args);
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("unknown option --bogus") != std::string::npos);
+  }
+  r = load({"--config"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("--config needs a value") != std::string::npos);
 }
 
 CAF_TEST(help lists every option with its default and variable) {
