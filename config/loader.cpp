@@ -546,17 +546,18 @@ load_result load_settings(const std::vector<std::string>& args,
     auto name = arg.substr(2);
     std::string value;
     auto eq = name.find('=');
-    // Named before its value: `--bogus` alone is an unknown option, not
-    // one that lacks a value.
-    if (auto known = name.substr(0, eq); known != "config" && !find_option(known))
-      return fail("unknown option --" + known + " (see --help)");
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (i + 1 < args.size()) {
+      name.resize(eq);
+    }
+    // Named before its value: `--bogus` alone is an unknown option, not
+    // one that lacks a value.
+    if (name != "config" && !find_option(name))
+      return fail("unknown option --" + name + " (see --help)");
+    if (eq == std::string::npos) {
+      if (i + 1 == args.size())
+        return fail("option --" + name + " needs a value");
       value = args[++i];
-    } else {
-      return fail("option --" + name + " needs a value");
     }
     if (name == "config") {
       if (value.empty())
