@@ -13,7 +13,7 @@ namespace rc {
 /// behavior for every actor, about 40 bytes a handler with its `self`
 /// capture. For the actors a node has per connection (connection, user) or
 /// per room (room, relay), that was 0.9 of an idle connection's 5.9 KiB
-/// (docs/benchmarks.md). The handlers of a shared behavior capture nothing
+/// (docs/benchmarks-history.md). The handlers of a shared behavior capture nothing
 /// and find the actor they run in with `current()`.
 ///
 /// `current()` is set while the actor runs (`resume`), which is where CAF
