@@ -62,6 +62,12 @@ void scalar(std::string& out, const char* name, const char* type, const char* he
 
 } // namespace
 
+std::string metrics::gauge(const char* name, const char* help, long long value) {
+  std::string out;
+  scalar(out, name, "gauge", help, value);
+  return out;
+}
+
 std::string metrics::render() const {
   std::string out;
   out.reserve(4096);

@@ -69,6 +69,8 @@ public:
   std::uint64_t errors(error_code c) const { return errors_[static_cast<size_t>(c)]; }
 
   std::string render() const;
+  /// One gauge in the text format, for metrics kept elsewhere.
+  static std::string gauge(const char* name, const char* help, long long value);
 
 private:
   std::array<std::atomic<std::uint64_t>, close_reason_count> closes_{};

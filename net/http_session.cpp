@@ -273,7 +273,10 @@ void http_session::route(request req) {
   if (path == "/metrics") {
     if (!get_or_head)
       return send(method_not_allowed("GET, HEAD"));
-    auto res = make_json(200, metrics::global().render());
+    auto text = metrics::global().render();
+    if (ctx_->hooks.node_metrics)
+      text += ctx_->hooks.node_metrics();
+    auto res = make_json(200, std::move(text));
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     return send(std::move(res));
   }

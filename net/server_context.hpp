@@ -24,6 +24,9 @@ struct server_hooks {
   std::function<void(std::function<void(unsigned, std::string)> reply)> cluster_info;
   /// Why the node is not ready (empty = ready), for `/readyz`.
   std::function<std::string()> not_ready_reason;
+  /// `GET /metrics`: what only the node can count, in the text format,
+  /// after the process-wide metrics.
+  std::function<std::string()> node_metrics;
 };
 
 /// State every session of one server shares. Immutable after start except

@@ -157,6 +157,14 @@ std::uint16_t node::start() {
               });
     });
   };
+  hooks.node_metrics = [this] {
+    // Every actor of the node counts, so one that outlives its purpose shows
+    // here (connections, users and rooms have gauges of their own).
+    return metrics::gauge("roomcast_actors",
+                          "CAF actors alive on this node: one per connection, user and room, "
+                          "a relay per room with members here, and the node's own.",
+                          static_cast<long long>(system_->registry().running()));
+  };
   server_ = std::make_unique<net::server>(cfg_, std::move(hooks));
   auto port = server_->start();
   started_ = true;

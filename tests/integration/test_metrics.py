@@ -51,6 +51,9 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
         zero.update({("roomcast_closes_total", (("reason", r),)): 0 for r in ALL_REASONS})
         zero.update({("roomcast_errors_total", (("code", c),)): 0 for c in ALL_CODES})
         self.assertMetrics(zero)
+        # The node's own actors (directories, router, broadcaster, ...).
+        own_actors = self.m("roomcast_actors")
+        self.assertGreater(own_actors, 0)
 
         room = "metrics-room"
         a = await s.connect("ma")
@@ -68,6 +71,8 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
                 await request(ws, {"type": "join", "room": room}, "joined")
                 frames += 1
             self.assertEqual(self.m("roomcast_rooms"), 1)
+            # An actor per connection (5) and user (4), the room and its relay.
+            self.assertEqual(self.m("roomcast_actors"), own_actors + 5 + 4 + 2)
 
             # 5 publishes from a to a room of 3, without echo: 2 deliveries each.
             n = 5
@@ -151,6 +156,8 @@ class MetricsTest(unittest.IsolatedAsyncioTestCase):
         await self.wait_for("roomcast_users", 0)
         await self.wait_for("roomcast_closes_total", 5, reason="client_closed")
         await self.wait_for("roomcast_rooms", 0)
+        # Users idle out like rooms; then only the node's own actors are left.
+        await self.wait_for("roomcast_actors", own_actors)
         expected["roomcast_connections", ()] = 0
         expected["roomcast_users", ()] = 0
         expected["roomcast_rooms", ()] = 0
