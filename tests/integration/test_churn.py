@@ -6,9 +6,12 @@ and close. Once the rooms and users have idled out (`--room-idle-timeout
 1s`), each node holds as many actors as after the first round
 (`roomcast_actors`), no connection, user, room or inbox byte, and its RSS has
 not grown with the number of rounds. Every private message kept for an
-offline user arrives in its next connection.
+offline user arrives in its next connection. Then again on three nodes, the
+third killed (`kill -9`) or stopped (SIGTERM) while clients come and go and
+started again: every node ends with the actors it had before.
 
-Bounded: ROUNDS rounds of CLIENTS clients, each connected for about a second.
+Bounded: ROUNDS rounds of CLIENTS clients, each connected until its requests
+are answered (at most 15 s).
 """
 
 import asyncio
@@ -37,15 +40,34 @@ def rss_kib(pid):
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+REQUESTS = {"j0", "j1", "j2", "p0", "p1", "l"}
+
+
+def answered(got):
+    return REQUESTS <= {f.get("id") for f in got if f.get("type") in ("joined", "ack", "left")}
+
+
+def kept_messages(got):
+    return [f["data"] for f in got if f.get("type") == "private" and isinstance(f.get("data"), dict)]
+
+
+def done(got, expect_private):
+    return answered(got) and (not expect_private or kept_messages(got))
+
+
 async def send(ws, obj):
     await ws.send(json.dumps(obj, separators=(",", ":")))
 
 
 class ChurnTest(unittest.IsolatedAsyncioTestCase):
+    nodes_in_cluster = 2
+
     def setUp(self):
-        self.cluster = Cluster(2, "--room-idle-timeout", "1s", "--rate-limit", "1000",
-                               "--rate-burst", "1000").start()
+        self.cluster = Cluster(self.nodes_in_cluster, "--room-idle-timeout", "1s",
+                               "--rate-limit", "1000", "--rate-burst", "1000").start()
         self.nodes = self.cluster.nodes
+        self.entry = self.nodes  # the nodes clients connect to
+        self.strict = True       # each client checks what it got
 
     def tearDown(self):
         self.cluster.stop()
@@ -54,13 +76,13 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
         return {name: node.metric(f"roomcast_{name}")
                 for name in ("actors", "connections", "users", "rooms", "inbox_bytes")}
 
-    async def wait_quiet(self, actors=None, timeout=20.0):
+    async def wait_quiet(self, actors=None, timeout=30.0):
         """Waits until no node has a connection, user, room or inbox byte
         (and, if given, each node has `actors[i]` actors); returns the
         gauges of each node."""
         deadline = time.monotonic() + timeout
         while True:
-            now = [self.gauges(n) for n in self.nodes]
+            now = [self.gauges(n) for n in self.cluster.nodes]
             quiet = all(g["connections"] == 0 and g["users"] == 0 and g["rooms"] == 0
                         and g["inbox_bytes"] == 0 for g in now)
             if quiet and (actors is None or [g["actors"] for g in now] == actors):
@@ -73,7 +95,7 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
     async def client(self, rnd, i, expect_private, keep_for_next):
         """One client of round `rnd`: its work, and what it received."""
         user = f"c{rnd}-{i}"
-        node = self.nodes[i % 2]
+        node = self.entry[i % len(self.entry)]
         ws = await node.connect(user=user)
         got = []
         try:
@@ -87,25 +109,33 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
                 await send(ws, {"type": "send", "to": f"c{rnd + 1}-{i}",
                                 "data": {"from": user, "round": rnd}})
             await send(ws, {"type": "leave", "room": rooms[0], "id": "l"})
-            deadline = time.monotonic() + 1.0
-            while (left := deadline - time.monotonic()) > 0:
+            # Until every request is answered and the kept message came (a
+            # bound for a loaded host, not a timing check), then a moment for
+            # anything that should not come.
+            deadline = time.monotonic() + (15.0 if self.strict else 3.0)
+            while not done(got, expect_private) and (left := deadline - time.monotonic()) > 0:
                 try:
                     got.append(json.loads(await asyncio.wait_for(ws.recv(), left)))
                 except asyncio.TimeoutError:
                     break
+            try:
+                while True:
+                    got.append(json.loads(await asyncio.wait_for(ws.recv(), 0.2)))
+            except asyncio.TimeoutError:
+                pass
         finally:
             await ws.close()
+        if not self.strict:
+            return
         errors = [f for f in got if f.get("type") == "error"]
         self.assertEqual(errors, [], f"{user} got errors")
-        kept = [f["data"] for f in got
-                if f.get("type") == "private" and isinstance(f.get("data"), dict)]
+        kept = kept_messages(got)
         if expect_private:
             self.assertEqual(kept, [{"from": f"c{rnd - 1}-{i}", "round": rnd - 1}],
                              f"{user}: the message kept for it while offline")
         else:
             self.assertEqual(kept, [])
-        acks = {f["id"] for f in got if f.get("type") in ("joined", "ack", "left")}
-        self.assertTrue({"j0", "j1", "j2", "p0", "p1", "l"} <= acks, f"{user} got {acks}")
+        self.assertTrue(answered(got), f"{user} got {got}")
 
     async def rounds(self, first, last):
         """Rounds `first` to `last`: each but the last sends every user of the
@@ -132,3 +162,46 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
 
 if __name__ == "__main__":
     harness.main()
+
+
+class ChurnAcrossACrashTest(ChurnTest):
+    """The same with a third node that is killed (`kill -9`) while clients
+    come and go, and started again: the survivors end with the actors they
+    had before (rooms and users that lived on the dead node were re-created
+    on them meanwhile), and so does the new incarnation."""
+
+    nodes_in_cluster = 3
+    how = "kill"
+
+    async def test_nodes_return_to_their_quiet_state_after_rounds_of_clients(self):
+        self.entry = [self.nodes[0], self.nodes[1]]
+        await self.rounds(0, 1)
+        actors = [g["actors"] for g in await self.wait_quiet()]
+        # Rounds while n3 dies and comes back: what a client gets then is
+        # not checked (a killed owner loses its memory inboxes, as documented).
+        self.strict = False
+        loop = asyncio.get_running_loop()
+
+        async def crash():
+            await asyncio.sleep(1.0)
+            node = self.cluster.nodes[2]
+            await loop.run_in_executor(None, node.kill if self.how == "kill" else node.terminate)
+            await asyncio.sleep(2.5)  # declared down (failure timeout 2 s)
+            self.cluster.nodes[2].stop()
+            self.cluster.nodes[2] = self.cluster._node(2)
+            await loop.run_in_executor(None, self.cluster.nodes[2].start)
+            await loop.run_in_executor(None, self.cluster.wait_members, 3)
+
+        await asyncio.gather(self.rounds(2, 5), crash())
+        self.strict = True
+        await self.rounds(6, 7)
+        last = await self.wait_quiet(actors)
+        print(f"\nchurn across a {self.how}: actors {actors}; gauges {last}")
+
+
+class ChurnAcrossAStopTest(ChurnAcrossACrashTest):
+    """The same with the third node stopped gracefully (SIGTERM) and started
+    again: its rooms and users move to the others and back, with what they
+    hold (docs/cluster.md), and no actor of a move is left behind."""
+
+    how = "stop"
