@@ -8,7 +8,8 @@ and close. Once the rooms and users have idled out (`--room-idle-timeout
 not grown with the number of rounds. Every private message kept for an
 offline user arrives in its next connection. Then again on three nodes, the
 third killed (`kill -9`) or stopped (SIGTERM) while clients come and go and
-started again: every node ends with the actors it had before.
+started again: every node ends with the actors it had before; and the crash
+once more with RabbitMQ storing the private messages.
 
 Bounded: ROUNDS rounds of CLIENTS clients, each connected until its requests
 are answered (at most 15 s).
@@ -20,6 +21,7 @@ import time
 import unittest
 
 import harness
+from broker import Broker
 from test_cluster import Cluster
 
 ROUNDS = 6
@@ -62,9 +64,11 @@ async def send(ws, obj):
 class ChurnTest(unittest.IsolatedAsyncioTestCase):
     nodes_in_cluster = 2
 
+    def node_args(self):
+        return ("--room-idle-timeout", "1s", "--rate-limit", "1000", "--rate-burst", "1000")
+
     def setUp(self):
-        self.cluster = Cluster(self.nodes_in_cluster, "--room-idle-timeout", "1s",
-                               "--rate-limit", "1000", "--rate-burst", "1000").start()
+        self.cluster = Cluster(self.nodes_in_cluster, *self.node_args()).start()
         self.nodes = self.cluster.nodes
         self.entry = self.nodes  # the nodes clients connect to
         self.strict = True       # each client checks what it got
@@ -160,9 +164,6 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
             self.assertLess(after - before, RSS_SLACK_KIB)
 
 
-if __name__ == "__main__":
-    harness.main()
-
 
 class ChurnAcrossACrashTest(ChurnTest):
     """The same with a third node that is killed (`kill -9`) while clients
@@ -205,3 +206,24 @@ class ChurnAcrossAStopTest(ChurnAcrossACrashTest):
     hold (docs/cluster.md), and no actor of a move is left behind."""
 
     how = "stop"
+
+
+class ChurnWithABrokerTest(ChurnAcrossACrashTest):
+    """The crash again with `--amqp-url` (a private rabbitmq-server): private
+    messages for offline users are stored in the broker, the bridge's actors
+    are the node's own, and a killed node loses nothing it stored."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.cleanup()
+
+    def node_args(self):
+        return super().node_args() + ("--amqp-url", self.broker.url)
+
+
+if __name__ == "__main__":
+    harness.main()
