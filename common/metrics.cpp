@@ -54,10 +54,10 @@ namespace {
 
 void scalar(std::string& out, const char* name, const char* type, const char* help,
             long long value) {
-  char line[256];
-  std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name,
-                type, name, value);
-  out += line;
+  // Appended, not formatted into a fixed buffer: a long help text is not cut.
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ");
+  out.append(name).append(" ").append(type).append("\n").append(name).append(" ");
+  out.append(std::to_string(value)).append("\n");
 }
 
 } // namespace
