@@ -385,6 +385,7 @@ bool websocket_session::reply(frame_ptr frame) {
 
 bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer) {
   bool kick = false;
+  bool overflowed_now = false;
   {
     std::unique_lock<std::mutex> guard{mutex_};
     if (closed_ || overflowed_) {
@@ -393,8 +394,11 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer
         written(false);
       return false;
     }
-    kick = push_limited_locked(outgoing{std::move(frame), std::move(written)}, answer);
+    kick = push_limited_locked(outgoing{std::move(frame), std::move(written)}, answer,
+                               overflowed_now);
   }
+  if (overflowed_now)
+    close(close_reason::slow_consumer);
   if (kick)
     worker_.schedule_flush(shared_from_this());
   return true;
@@ -410,7 +414,7 @@ void websocket_session::flush_held() {
   flush();
 }
 
-bool websocket_session::push_limited_locked(outgoing o, bool answer) {
+bool websocket_session::push_limited_locked(outgoing o, bool answer, bool& overflowed_now) {
   // The limits bound what waits behind other frames: one frame into an
   // empty queue always goes, so a message of the largest size a client may
   // send (whose envelope adds the room and the sender's name) still reaches
@@ -418,8 +422,13 @@ bool websocket_session::push_limited_locked(outgoing o, bool answer) {
   bool was_empty = queue_.empty();
   bool kick = push_locked(std::move(o), answer);
   auto& lim = ctx_->cfg.limits;
-  if (!was_empty && (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes))
+  if (!overflowed_ && !was_empty
+      && (queue_.size() > lim.max_queue_frames || queued_bytes_ > lim.max_queue_bytes)) {
+    // Closed now, not when the write in flight ends: a reader that stopped
+    // reading never ends it, and the close timer bounds the wait for it.
     overflowed_ = true;
+    overflowed_now = true;
+  }
   return kick;
 }
 
@@ -448,6 +457,7 @@ std::vector<websocket_session::outgoing> websocket_session::take_queue_locked() 
 
 void websocket_session::queue_control(frame_ptr f, bool limited) {
   bool kick;
+  bool overflowed_now = false;
   {
     std::lock_guard<std::mutex> guard{mutex_};
     // A client that pings and never reads fills the queue with pongs like
@@ -457,8 +467,10 @@ void websocket_session::queue_control(frame_ptr f, bool limited) {
     else if (overflowed_)
       return;
     else
-      kick = push_limited_locked(outgoing{std::move(f), nullptr}, true); // pongs
+      kick = push_limited_locked(outgoing{std::move(f), nullptr}, true, overflowed_now); // pongs
   }
+  if (overflowed_now)
+    close(close_reason::slow_consumer);
   if (kick)
     worker_.schedule_flush(shared_from_this());
 }

@@ -147,8 +147,9 @@ private:
   /// Under `mutex_`: appends `o`; true when the caller must schedule a flush.
   bool push_locked(outgoing o, bool answer);
   /// The same, and marks the session overflowed when `o` made the queue
-  /// exceed the outgoing limits behind other frames.
-  bool push_limited_locked(outgoing o, bool answer);
+  /// exceed the outgoing limits behind other frames (`overflowed_now`: this
+  /// push did, and the caller must start the close).
+  bool push_limited_locked(outgoing o, bool answer, bool& overflowed_now);
   /// Under `mutex_`: takes every queued frame out (not the one in flight).
   std::vector<outgoing> take_queue_locked();
   void arm_close_timer();

@@ -282,6 +282,49 @@ class SlowConsumerFramesTest(SlowConsumerBytesTest):
                    "--rate-limit", "100000", "--rate-burst", "100000")
 
 
+class StalledReaderTest(harness.ServerTestCase):
+    """A member that stops reading for good is closed as a slow consumer
+    once its queue overflows, within the close timeout (`--handshake-timeout`),
+    not only when the write in flight ends, which it never does. Before, it
+    stayed open (its frames refused) until a ping timeout a minute later."""
+
+    # The default queue limits (4 MiB): the queue overflows behind a write
+    # that the kernel buffers stopped. No write delay, so that no flush at
+    # a delay tick finds the overflow first.
+    server_args = ("--handshake-timeout", "1s", "--write-delay", "0",
+                   "--rate-limit", "100000", "--rate-burst", "100000")
+
+    async def test_a_reader_that_never_reads_is_closed_as_a_slow_consumer(self):
+        room = self.unique("stalled")
+        pub = await self.client("stall-pub")
+        await request(pub, {"type": "join", "room": room}, "joined")
+        # A raw socket with a small receive buffer that reads nothing after
+        # its `joined`: nothing the server writes ever completes.
+        raw = RawWebSocket(self.server.port, "/ws?user=stalled", rcvbuf=4096)
+        try:
+            self.assertEqual(raw.read_frame()[0], RawWebSocket.OP_TEXT)  # welcome
+            raw.send_text(json.dumps({"type": "join", "room": room}))
+            self.assertEqual(json.loads(raw.read_frame()[1])["type"], "joined")
+            before = self.server.closes("slow_consumer")
+            blob = "s" * 60000
+            n = 250  # ~15 MB: far more than the kernel buffers and the queue hold
+            for i in range(n - 1):
+                await send_json(pub, {"type": "publish", "room": room, "data": [i, blob]})
+            await send_json(pub, {"type": "publish", "room": room, "data": ["last", blob],
+                                  "id": "last"})
+            self.assertEqual((await expect(pub, "ack", timeout=30))["seq"], n)
+            # The server ends it by itself, within the close timeout of 1 s
+            # (waited for up to 10 s on a loaded host).
+            closes = await self.server.await_metric("roomcast_closes_total", before + 1,
+                                                    timeout=10, reason="slow_consumer")
+            self.assertEqual(closes, before + 1)
+            self.assertEqual(await self.server.await_metric("roomcast_connections", 1, timeout=5), 1)
+        finally:
+            raw.close()
+        self.assertEqual(await request(pub, {"type": "ping", "id": "ok"}, "pong"),
+                         {"type": "pong", "id": "ok"})
+
+
 class PingFloodTest(harness.ServerTestCase):
     """WebSocket pings from a client that never reads: their pongs count
     against the outgoing queue like any other frame."""
