@@ -217,3 +217,17 @@ class Broker:
                 return depth
             time.sleep(0.2)
         return depth
+
+
+class ClassBroker:
+    """TestCase mixin: one private broker for the whole class, `cls.broker`."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.broker = Broker().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.cleanup()
+        super().tearDownClass()

@@ -21,7 +21,7 @@ import unittest
 import websockets.exceptions
 
 import harness
-from broker import Broker, free_port
+from broker import ClassBroker, free_port
 from harness import (Server, expect, expect_silence, next_of_type,
                      privates_to_a_stalled_reader, recv_json)
 from test_cluster import Cluster, owner_of
@@ -35,16 +35,8 @@ def inbox(user):
     return f"roomcast.user.{user}"
 
 
-class BrokerTestCase(unittest.IsolatedAsyncioTestCase):
+class BrokerTestCase(ClassBroker, unittest.IsolatedAsyncioTestCase):
     """One broker for the class; each test starts the nodes it needs."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.broker = Broker().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.broker.cleanup()
 
     async def asyncSetUp(self):
         self.clients = []

@@ -23,7 +23,8 @@ import unittest
 import websockets.exceptions
 
 import harness
-from broker import Broker
+from harness import send_json
+from broker import ClassBroker
 from test_cluster import Cluster
 
 ROUNDS = 6
@@ -59,10 +60,6 @@ def done(got, expect_private):
     return answered(got) and (not expect_private or kept_messages(got))
 
 
-async def send(ws, obj):
-    await ws.send(json.dumps(obj, separators=(",", ":")))
-
-
 class ChurnTest(unittest.IsolatedAsyncioTestCase):
     nodes_in_cluster = 2
 
@@ -79,7 +76,8 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
         self.cluster.stop()
 
     def gauges(self, node):
-        return {name: node.metric(f"roomcast_{name}")
+        samples = node.metrics()  # one scrape for all five
+        return {name: samples.get((f"roomcast_{name}", frozenset()))
                 for name in ("actors", "connections", "users", "rooms", "inbox_bytes")}
 
     async def wait_quiet(self, actors=None, timeout=30.0):
@@ -128,14 +126,14 @@ class ChurnTest(unittest.IsolatedAsyncioTestCase):
         """A client's requests; what it receives goes into `got`."""
         rooms = [f"churn-{(rnd * 7 + i + k * 5) % ROOMS}" for k in range(3)]
         for k, room in enumerate(rooms):
-            await send(ws, {"type": "join", "room": room, "id": f"j{k}"})
+            await send_json(ws, {"type": "join", "room": room, "id": f"j{k}"})
         for k in range(2):
-            await send(ws, {"type": "publish", "room": rooms[k], "data": {"k": k}, "id": f"p{k}"})
-        await send(ws, {"type": "send", "to": f"c{rnd}-{(i + 1) % CLIENTS}", "data": "now"})
+            await send_json(ws, {"type": "publish", "room": rooms[k], "data": {"k": k}, "id": f"p{k}"})
+        await send_json(ws, {"type": "send", "to": f"c{rnd}-{(i + 1) % CLIENTS}", "data": "now"})
         if keep_for_next:
-            await send(ws, {"type": "send", "to": f"c{rnd + 1}-{i}",
+            await send_json(ws, {"type": "send", "to": f"c{rnd + 1}-{i}",
                             "data": {"from": user, "round": rnd}})
-        await send(ws, {"type": "leave", "room": rooms[0], "id": "l"})
+        await send_json(ws, {"type": "leave", "room": rooms[0], "id": "l"})
         # Until every request is answered and the kept message came (a bound
         # for a loaded host, not a timing check), then a moment for anything
         # that should not come.
@@ -218,18 +216,10 @@ class ChurnAcrossAStopTest(ChurnAcrossACrashTest):
     how = "stop"
 
 
-class ChurnWithABrokerTest(ChurnAcrossACrashTest):
+class ChurnWithABrokerTest(ClassBroker, ChurnAcrossACrashTest):
     """The crash again with `--amqp-url` (a private rabbitmq-server): private
     messages for offline users are stored in the broker, the bridge's actors
     are the node's own, and a killed node loses nothing it stored."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.broker = Broker().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.broker.cleanup()
 
     def node_args(self):
         return super().node_args() + ("--amqp-url", self.broker.url)
