@@ -23,12 +23,8 @@ import websockets.exceptions
 import harness
 from broker import ClassBroker, free_port
 from harness import (Server, expect, expect_silence, next_of_type,
-                     privates_to_a_stalled_reader, recv_json)
+                     privates_to_a_stalled_reader, recv_json, send_json)
 from test_cluster import Cluster, owner_of
-
-
-async def send(ws, obj):
-    await ws.send(json.dumps(obj, separators=(",", ":")))
 
 
 def inbox(user):
@@ -62,7 +58,7 @@ class BrokerTestCase(ClassBroker, unittest.IsolatedAsyncioTestCase):
         return ws
 
     async def join(self, ws, room):
-        await send(ws, {"type": "join", "room": room, "id": "j"})
+        await send_json(ws, {"type": "join", "room": room, "id": "j"})
         await expect(ws, "joined")
 
     async def wait_ready(self, node, ready, timeout=30):
@@ -259,7 +255,7 @@ class AmqpInboundTest(BrokerTestCase):
         ch.queue_bind(q, "roomcast", "event.room.#")
         ws = await self.client(c.nodes[0], "talker")
         await self.join(ws, "ev-room")
-        await send(ws, {"type": "publish", "room": "ev-room", "data": {"t": 1}, "id": "p"})
+        await send_json(ws, {"type": "publish", "room": "ev-room", "data": {"t": 1}, "id": "p"})
         await expect(ws, "ack")
         body = None
         deadline = time.monotonic() + 5
@@ -359,7 +355,7 @@ class AmqpDurableTest(BrokerTestCase):
         for block in range(4):
             for _ in range(25):
                 if block % 2 == 0:
-                    await send(sender, {"type": "send", "to": user, "data": n, "id": n})
+                    await send_json(sender, {"type": "send", "to": user, "data": n, "id": n})
                     ack = await expect(sender, "ack")
                     self.assertEqual(ack["id"], n)
                 else:
@@ -382,11 +378,11 @@ class AmqpDurableTest(BrokerTestCase):
         node = self.cluster(1).nodes[0]
         sender = await self.client(node, "queue-sender")
         user = "queue-deleted"
-        await send(sender, {"type": "send", "to": user, "data": "first", "id": 1})
+        await send_json(sender, {"type": "send", "to": user, "data": "first", "id": 1})
         await expect(sender, "ack")
         self.assertEqual(self.broker.queue_depth(inbox(user)), 1)
         self.broker.delete(queue=inbox(user))  # "first" goes with it
-        await send(sender, {"type": "send", "to": user, "data": "second", "id": 2})
+        await send_json(sender, {"type": "send", "to": user, "data": "second", "id": 2})
         self.assertEqual(await expect(sender, "ack"), {"type": "ack", "id": 2})
         self.assertEqual(self.broker.queue_depth(inbox(user)), 1)
         ws = await self.client(node, user)
@@ -444,9 +440,9 @@ class AmqpBrokerFailureTest(BrokerTestCase):
             self.assertIn("broker unavailable", body["reason"])
             a = await self.client(node, "lonely-a")
             await self.join(a, "no-broker-room")
-            await send(a, {"type": "publish", "room": "no-broker-room", "data": 1, "echo": True})
+            await send_json(a, {"type": "publish", "room": "no-broker-room", "data": 1, "echo": True})
             self.assertEqual((await expect(a, "message"))["data"], 1)
-            await send(a, {"type": "send", "to": "nobody-online", "data": 1, "id": "s"})
+            await send_json(a, {"type": "send", "to": "nobody-online", "data": 1, "id": "s"})
             err = await expect(a, "error")
             self.assertEqual((err["code"], err["id"]), ("unavailable", "s"))
 
@@ -458,22 +454,22 @@ class AmqpBrokerFailureTest(BrokerTestCase):
         await self.join(sender, "restart-room")
         await self.join(receiver, "restart-room")
         for i in range(10):
-            await send(sender, {"type": "send", "to": user, "data": i, "id": i})
+            await send_json(sender, {"type": "send", "to": user, "data": i, "id": i})
             await expect(sender, "ack")
         self.broker.stop()
         for node in c.nodes:
             body = await self.wait_ready(node, False)
             self.assertIn("broker unavailable", body["reason"])
         # WebSocket traffic goes on; what needs the broker is refused.
-        await send(sender, {"type": "publish", "room": "restart-room", "data": "still here"})
+        await send_json(sender, {"type": "publish", "room": "restart-room", "data": "still here"})
         self.assertEqual((await expect(receiver, "message"))["data"], "still here")
-        await send(sender, {"type": "send", "to": user, "data": "lost?", "id": "x"})
+        await send_json(sender, {"type": "send", "to": user, "data": "lost?", "id": "x"})
         err = await next_of_type(sender, "error", timeout=15)
         self.assertEqual((err[0]["code"], err[0]["id"]), ("unavailable", "x"))
         # The receiver had nothing stored when the broker went: private
         # messages still reach it live, on a tab opened during the outage too.
         tab = await self.client(c.nodes[0], "restart-receiver")
-        await send(sender, {"type": "send", "to": "restart-receiver", "data": "live", "id": "l"})
+        await send_json(sender, {"type": "send", "to": "restart-receiver", "data": "live", "id": "l"})
         self.assertEqual((await expect(sender, "ack"))["id"], "l")
         for ws in (receiver, tab):
             self.assertEqual((await expect(ws, "private"))["data"], "live")

@@ -12,7 +12,6 @@ name resolves only after the others heard of it.
 """
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ import unittest
 
 import harness
 from harness import (Server, expect, expect_private, free_port, next_of_type,
-                     privates_to_a_stalled_reader, recv_json)
+                     privates_to_a_stalled_reader, recv_json, send_json)
 
 
 MASK = (1 << 64) - 1
@@ -57,10 +56,6 @@ def room_owned_by(owner, members, before=None, prefix="room"):
                 before is None or owner_of(name, before) != owner):
             return name
     raise AssertionError("no such room name")
-
-
-async def send(ws, obj):
-    await ws.send(json.dumps(obj, separators=(",", ":")))
 
 
 class Cluster:
@@ -155,7 +150,7 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
     async def join(self, node, user, room):
         ws = await node.connect(user=user)
         self.clients.append(ws)
-        await send(ws, {"type": "join", "room": room, "id": "j"})
+        await send_json(ws, {"type": "join", "room": room, "id": "j"})
         joined = await expect(ws, "joined")
         return ws, joined
 
@@ -185,7 +180,7 @@ class RoomsAcrossNodes(ClusterTestCase):
         per_publisher = 30
         for n in range(per_publisher):
             for p, ws in enumerate(publishers):
-                await send(ws, {"type": "publish", "room": room, "data": {"p": p, "n": n},
+                await send_json(ws, {"type": "publish", "room": room, "data": {"p": p, "n": n},
                                 "echo": True})
         total = per_publisher * len(publishers)
         orders = []
@@ -210,11 +205,11 @@ class RoomsAcrossNodes(ClusterTestCase):
             clients += batch
         self.clients += clients
         for ws in clients:
-            await send(ws, {"type": "join", "room": room})
+            await send_json(ws, {"type": "join", "room": room})
         for ws in clients:
             await expect(ws, "joined", timeout=20)
         before = self.cluster.room_messages_between_nodes()
-        await send(clients[0], {"type": "publish", "room": room, "data": "to all", "id": 1})
+        await send_json(clients[0], {"type": "publish", "room": room, "data": "to all", "id": 1})
         ack, _ = await next_of_type(clients[0], "ack")
         received = 0
         for ws in clients[1:]:
@@ -232,7 +227,7 @@ class RoomsAcrossNodes(ClusterTestCase):
         bob_b = await n3.connect(user="bob")
         self.clients += [alice, bob_a, bob_b]
         await asyncio.sleep(0.3)  # bob's nodes attach to bob's owner
-        await send(alice, {"type": "send", "to": "bob", "data": {"k": 1}, "id": 1})
+        await send_json(alice, {"type": "send", "to": "bob", "data": {"k": 1}, "id": 1})
         await expect(alice, "ack")
         ids = set()
         for ws in (bob_a, bob_b):
@@ -240,7 +235,7 @@ class RoomsAcrossNodes(ClusterTestCase):
             self.assertEqual(frame, {"type": "private", "from": "alice", "data": {"k": 1}})
             ids.add(id_)
         self.assertEqual(len(ids), 1)  # one message, one id on both nodes
-        await send(bob_b, {"type": "send", "to": "alice", "data": "back", "id": 2})
+        await send_json(bob_b, {"type": "send", "to": "alice", "data": "back", "id": 2})
         await expect(bob_b, "ack")
         self.assertEqual((await expect(alice, "private"))["data"], "back")
 
@@ -249,7 +244,7 @@ class RoomsAcrossNodes(ClusterTestCase):
         alice = await n1.connect(user="alice")
         self.clients.append(alice)
         for i in range(5):
-            await send(alice, {"type": "send", "to": "carol", "data": i, "id": i})
+            await send_json(alice, {"type": "send", "to": "carol", "data": i, "id": i})
             await expect(alice, "ack")
         carol = await n2.connect(user="carol")
         self.clients.append(carol)
@@ -264,7 +259,7 @@ class RoomsAcrossNodes(ClusterTestCase):
         self.clients += clients
         before = sum(n.metric("roomcast_cluster_messages_total", kind="broadcast") or 0
                      for n in self.cluster.nodes)
-        await send(clients[2], {"type": "broadcast", "data": "everyone", "id": 1})
+        await send_json(clients[2], {"type": "broadcast", "data": "everyone", "id": 1})
         for ws in clients:
             frame, _ = await next_of_type(ws, "broadcast")
             self.assertEqual(frame, {"type": "broadcast", "from": "c10", "data": "everyone"})
@@ -305,7 +300,7 @@ class Failover(ClusterTestCase):
         a, b = clients[survivors[0].node], clients[survivors[1].node]
         # Traffic before the kill.
         for i in range(20):
-            await send(a, {"type": "publish", "room": room, "data": i})
+            await send_json(a, {"type": "publish", "room": room, "data": i})
         before = await self.collect(b, 20)
         owner.kill()
         t0 = time.monotonic()
@@ -317,7 +312,7 @@ class Failover(ClusterTestCase):
                              "a message was delivered twice in one epoch")
         # Publishing works again within 5 s.
         while True:
-            await send(a, {"type": "publish", "room": room, "data": "again", "id": "x"})
+            await send_json(a, {"type": "publish", "room": room, "data": "again", "id": "x"})
             frame = await recv_json(a, 5)
             if frame["type"] == "ack":
                 break
@@ -328,7 +323,7 @@ class Failover(ClusterTestCase):
         self.assertEqual((msg["data"], msg["seq"]), ("again", frame["seq"]))
         # No duplicates within the new epoch either.
         for i in range(20):
-            await send(a, {"type": "publish", "room": room, "data": i})
+            await send_json(a, {"type": "publish", "room": room, "data": i})
         got = await self.collect(b, 20)
         seqs = [f["seq"] for f in got]
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 20)))
@@ -343,7 +338,7 @@ class Failover(ClusterTestCase):
         a, b = clients[survivors[0].node], clients[survivors[1].node]
         owner.kill()
         for i in range(40):  # pipelined through the failover, 10 ms apart
-            await send(a, {"type": "publish", "room": room, "data": i, "id": i})
+            await send_json(a, {"type": "publish", "room": room, "data": i, "id": i})
             await asyncio.sleep(0.01)
         # a: its fresh joined, then an answer to each publish (the first ones
         # may have gone to the dead room: unavailable).
@@ -416,7 +411,7 @@ class Failover(ClusterTestCase):
         dora = await n3.connect(user=user)
         self.clients += [alice, dora]
         await asyncio.sleep(0.3)  # n3 attaches to the user's owner, n1
-        await send(alice, {"type": "send", "to": user, "data": 0, "id": 0})
+        await send_json(alice, {"type": "send", "to": user, "data": 0, "id": 0})
         await expect(alice, "ack")
         first, first_id = await expect_private(dora)
         self.assertEqual(first["data"], 0)
@@ -425,7 +420,7 @@ class Failover(ClusterTestCase):
         n3.kill()
         self.cluster.wait_members(2, nodes=[n1, n2])
         for i in range(1, 4):
-            await send(alice, {"type": "send", "to": user, "data": i, "id": i})
+            await send_json(alice, {"type": "send", "to": user, "data": i, "id": i})
             await expect(alice, "ack")
         again = await n2.connect(user=user)
         self.clients.append(again)
@@ -475,7 +470,7 @@ class StartingNode(ClusterTestCase):
                     and owner_of(f"fork-{i}", ["n1", "n2", "n3"]) == "n1")
         ws1, joined = await self.join(n1, "old", room)
         for n in range(2):
-            await send(ws1, {"type": "publish", "room": room, "data": n, "echo": True})
+            await send_json(ws1, {"type": "publish", "room": room, "data": n, "echo": True})
         await self.collect(ws1, 2)
         epoch = joined["epoch"]
         # n3 starts while n1 and n2 are frozen (for less than the failure
@@ -488,7 +483,7 @@ class StartingNode(ClusterTestCase):
             self.assertEqual(n3.http("GET", "/readyz")[0], 503)
             ws3 = await n3.connect(user="new", expect_welcome=False)
             self.clients.append(ws3)
-            await send(ws3, {"type": "join", "room": room, "id": "j"})
+            await send_json(ws3, {"type": "join", "room": room, "id": "j"})
             await asyncio.sleep(0.5)
         finally:
             for n in (n1, n2):
@@ -498,7 +493,7 @@ class StartingNode(ClusterTestCase):
         joined3, _ = await next_of_type(ws3, "joined", timeout=10)
         self.assertEqual(joined3["epoch"], epoch, n3.log())
         self.assertEqual(joined3["seq"], 2)
-        await send(ws3, {"type": "publish", "room": room, "data": "from n3"})
+        await send_json(ws3, {"type": "publish", "room": room, "data": "from n3"})
         got = await self.collect(ws1, 1)
         self.assertEqual((got[0]["seq"], got[0]["data"]), (3, "from n3"))
         self.cluster.wait_members(3)
@@ -634,7 +629,7 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         t_end = time.monotonic() + duration
         while time.monotonic() < t_end:
             sent += 1
-            await send(publisher, {"type": "publish", "room": room, "data": sent})
+            await send_json(publisher, {"type": "publish", "room": room, "data": sent})
             if not done and time.monotonic() > t_end - duration / 2:
                 await asyncio.get_running_loop().run_in_executor(None, action)
                 done = True
@@ -646,7 +641,7 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         self.assertEqual([f["data"] for f in got], list(range(1, sent + 1)))
         seqs = [f["seq"] for f in got]
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] + sent)), "seq has a gap")
-        await send(ws, {"type": "join", "room": room, "id": "again"})
+        await send_json(ws, {"type": "join", "room": room, "id": "again"})
         joined, skipped = await next_of_type(ws, "joined")
         self.assertFalse([f for f in skipped if f["type"] == "joined"], "epoch changed")
         self.assertEqual(joined["epoch"], epoch, "the room did not keep its epoch")
@@ -693,7 +688,7 @@ class MembershipChangesUnderTraffic(ClusterTestCase):
         pad = "x" * 60000
         count = 300  # 18 MB: more than the kernel's socket buffers hold
         for i in range(count):
-            await send(sender, {"type": "send", "to": user, "data": {"n": i, "pad": pad}, "id": i})
+            await send_json(sender, {"type": "send", "to": user, "data": {"n": i, "pad": pad}, "id": i})
         for i in range(count):
             self.assertEqual((await expect(sender, "ack", timeout=30))["id"], i)
         reader = await n1.connect(user=user, max_queue=1, read_limit=2**16, write_limit=2**16)

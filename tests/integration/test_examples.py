@@ -5,12 +5,11 @@ The example binaries live next to roomcastd in the build tree
 """
 
 import asyncio
-import json
 import os
 import unittest
 
 import harness
-from harness import Server, expect, next_of_type, recv_json
+from harness import Server, expect, next_of_type, recv_json, send_json
 
 
 def example(name):
@@ -24,10 +23,6 @@ def example_server(name, *args):
     server = Server(*args, node_name=f"{name}-node")
     server.args[0] = example(name)
     return server
-
-
-async def send(ws, obj):
-    await ws.send(json.dumps(obj, separators=(",", ":")))
 
 
 async def answer(ws, timeout=5):
@@ -64,7 +59,7 @@ class ExampleCase(unittest.IsolatedAsyncioTestCase):
         return ws
 
     async def join(self, ws, room):
-        await send(ws, {"type": "join", "room": room, "id": "j"})
+        await send_json(ws, {"type": "join", "room": room, "id": "j"})
         return await expect(ws, "joined")
 
 
@@ -75,16 +70,16 @@ class DocExample(ExampleCase):
     async def test_loud_rooms_shout_and_refuse_what_is_not_text(self):
         ann = await self.client("ann")
         await self.join(ann, "loud:x")
-        await send(ann, {"type": "publish", "room": "loud:x", "data": "hello", "echo": True,
+        await send_json(ann, {"type": "publish", "room": "loud:x", "data": "hello", "echo": True,
                          "id": 1})
         self.assertEqual((await expect(ann, "message"))["data"], "HELLO")
         self.assertEqual(await expect(ann, "ack"), {"type": "ack", "id": 1, "seq": 1})
-        await send(ann, {"type": "publish", "room": "loud:x", "data": 5, "id": 2})
+        await send_json(ann, {"type": "publish", "room": "loud:x", "data": 5, "id": 2})
         self.assertEqual(await expect(ann, "error"), {"type": "error", "id": 2, "code": "bad_request",
                                                       "message": "text only"})
         # Other rooms are plain rooms.
         await self.join(ann, "quiet")
-        await send(ann, {"type": "publish", "room": "quiet", "data": "hello", "echo": True})
+        await send_json(ann, {"type": "publish", "room": "quiet", "data": "hello", "echo": True})
         self.assertEqual((await expect(ann, "message"))["data"], "hello")
 
 
@@ -99,7 +94,7 @@ class Chat(ExampleCase):
         self.assertEqual(await expect(alice, "history"),
                          {"type": "history", "room": "chat:lobby", "messages": []})
         for i in range(3):
-            await send(alice, {"type": "publish", "room": "chat:lobby", "data": {"text": f"m{i}"},
+            await send_json(alice, {"type": "publish", "room": "chat:lobby", "data": {"text": f"m{i}"},
                                "id": i})
         # Bob joins after the room has all three (an ack carries the room's seq).
         for _ in range(3):
@@ -114,7 +109,7 @@ class Chat(ExampleCase):
         self.assertTrue(all(m["from"] == "alice" for m in history["messages"]))
         joined, _ = await next_of_type(alice, "presence")
         self.assertEqual(joined, {"type": "presence", "room": "chat:lobby", "joined": "bob"})
-        await send(bob, {"type": "leave", "room": "chat:lobby"})
+        await send_json(bob, {"type": "leave", "room": "chat:lobby"})
         left, _ = await next_of_type(alice, "presence")
         self.assertEqual(left, {"type": "presence", "room": "chat:lobby", "left": "bob"})
 
@@ -122,7 +117,7 @@ class Chat(ExampleCase):
         alice = await self.client("writer")
         await self.join(alice, "chat:long")
         for i in range(60):
-            await send(alice, {"type": "publish", "room": "chat:long", "data": i, "id": i})
+            await send_json(alice, {"type": "publish", "room": "chat:long", "data": i, "id": i})
         # The reader joins after the room has all 60 (a pong would not say so:
         # the connection answers it while publishes are still on their way).
         for _ in range(60):
@@ -136,7 +131,7 @@ class Chat(ExampleCase):
     async def test_other_rooms_are_plain(self):
         ws = await self.client("plain")
         await self.join(ws, "lobby")
-        await send(ws, {"type": "ping", "id": 1})
+        await send_json(ws, {"type": "ping", "id": 1})
         self.assertEqual((await recv_json(ws))["type"], "pong")
 
 
@@ -149,8 +144,8 @@ class Game(ExampleCase):
         await self.join(p1, "game:1")
         await self.join(p2, "game:1")
         for _ in range(3):
-            await send(p1, {"type": "publish", "room": "game:1", "data": {"move": [1, 0]}})
-        await send(p2, {"type": "publish", "room": "game:1", "data": {"move": [0, -5]}})
+            await send_json(p1, {"type": "publish", "room": "game:1", "data": {"move": [1, 0]}})
+        await send_json(p2, {"type": "publish", "room": "game:1", "data": {"move": [0, -5]}})
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         ticks = []
@@ -173,17 +168,17 @@ class Game(ExampleCase):
     async def test_bad_input_is_refused(self):
         p = await self.client("p3")
         await self.join(p, "game:2")
-        await send(p, {"type": "publish", "room": "game:2", "data": "jump", "id": 4})
+        await send_json(p, {"type": "publish", "room": "game:2", "data": "jump", "id": 4})
         err, _ = await next_of_type(p, "error")
         self.assertEqual((err["id"], err["code"]), (4, "bad_request"))
         for i, move in enumerate([[True, 0], ["1", 0], [None, 0], [1], [1, 2, 3]]):
-            await send(p, {"type": "publish", "room": "game:2", "data": {"move": move}, "id": i})
+            await send_json(p, {"type": "publish", "room": "game:2", "data": {"move": move}, "id": i})
             err = await answer(p)
             self.assertEqual((err["type"], err["id"], err.get("code")), ("error", i, "bad_request"))
 
     async def move(self, ws, room, moves):
         for i, move in enumerate(moves):
-            await send(ws, {"type": "publish", "room": room, "data": {"move": move}, "id": i})
+            await send_json(ws, {"type": "publish", "room": room, "data": {"move": move}, "id": i})
             ack = await answer(ws)
             self.assertEqual((ack["type"], ack["id"]), ("ack", i), move)
 
@@ -211,13 +206,13 @@ class Game(ExampleCase):
         await self.join(p, "game:svc")
         status, body = self.server.publish_api({"room": "game:svc", "data": {"move": [1, 1]}})
         self.assertEqual(status, 202, body)
-        await send(p, {"type": "ping", "id": "after"})
+        await send_json(p, {"type": "ping", "id": "after"})
         await next_of_type(p, "pong")
         for _ in range(3):
             state, _ = await next_of_type(p, "state", timeout=2)
             self.assertEqual(state["players"], {"p5": {"x": 0, "y": 0}})
         last = state["tick"]
-        await send(p, {"type": "leave", "room": "game:svc"})
+        await send_json(p, {"type": "leave", "room": "game:svc"})
         await next_of_type(p, "left")
         await asyncio.sleep(0.6)  # six ticks, were the room still ticking
         q = await self.client("p6")
@@ -236,18 +231,18 @@ class Moderated(ExampleCase):
         b = await self.client("mod-b")
         await self.join(a, "moderated:1")
         await self.join(b, "moderated:1")
-        await send(a, {"type": "publish", "room": "moderated:1", "data": "x" * 201, "id": 1})
+        await send_json(a, {"type": "publish", "room": "moderated:1", "data": "x" * 201, "id": 1})
         err, _ = await next_of_type(a, "error")
         self.assertEqual((err["id"], err["code"]), (1, "bad_request"))
-        await send(a, {"type": "publish", "room": "moderated:1",
+        await send_json(a, {"type": "publish", "room": "moderated:1",
                        "data": {"text": "buy SPAM now"}, "id": 2})
         err, _ = await next_of_type(a, "error")
         self.assertEqual((err["id"], err["code"]), (2, "forbidden"))
         for i in range(5):
-            await send(a, {"type": "publish", "room": "moderated:1", "data": f"ok {i}", "id": 10 + i})
+            await send_json(a, {"type": "publish", "room": "moderated:1", "data": f"ok {i}", "id": 10 + i})
             ack, _ = await next_of_type(a, "ack")
             self.assertEqual(ack["id"], 10 + i)
-        await send(a, {"type": "publish", "room": "moderated:1", "data": "one more", "id": 20})
+        await send_json(a, {"type": "publish", "room": "moderated:1", "data": "one more", "id": 20})
         err, _ = await next_of_type(a, "error")
         self.assertEqual((err["id"], err["code"]), (20, "rate_limited"))
         got = [(await expect(b, "message"))["data"] for _ in range(5)]
@@ -257,7 +252,7 @@ class Moderated(ExampleCase):
     async def publish_all(self, ws, room, cases):
         """Publishes each case's data; asserts its answer: "ack" or the error code."""
         for i, (data, want) in enumerate(cases):
-            await send(ws, {"type": "publish", "room": room, "data": data, "id": i})
+            await send_json(ws, {"type": "publish", "room": room, "data": data, "id": i})
             got = await answer(ws)
             self.assertEqual((got["id"], got.get("code", got["type"])), (i, want), data)
 
@@ -284,18 +279,18 @@ class Moderated(ExampleCase):
         a = await self.client("mod-d")
         await self.join(a, "moderated:3")
         for i in range(5):
-            await send(a, {"type": "publish", "room": "moderated:3", "data": f"m{i}", "id": i})
+            await send_json(a, {"type": "publish", "room": "moderated:3", "data": f"m{i}", "id": i})
             self.assertEqual((await answer(a))["type"], "ack")
-        await send(a, {"type": "leave", "room": "moderated:3"})
+        await send_json(a, {"type": "leave", "room": "moderated:3"})
         await next_of_type(a, "left")
         await self.join(a, "moderated:3")
-        await send(a, {"type": "publish", "room": "moderated:3", "data": "again", "id": 5})
+        await send_json(a, {"type": "publish", "room": "moderated:3", "data": "again", "id": 5})
         err = await answer(a)
         self.assertEqual((err["id"], err.get("code")), (5, "rate_limited"))
         # A second connection of the same user shares the count too.
         tab = await self.client("mod-d")
         await self.join(tab, "moderated:3")
-        await send(tab, {"type": "publish", "room": "moderated:3", "data": "tab", "id": 6})
+        await send_json(tab, {"type": "publish", "room": "moderated:3", "data": "tab", "id": 6})
         err = await answer(tab)
         self.assertEqual((err["id"], err.get("code")), (6, "rate_limited"))
 
@@ -312,10 +307,10 @@ class ModeratedMove(unittest.IsolatedAsyncioTestCase):
         try:
             room = room_owned_by("n2", ["n1", "n2"], prefix="moderated:mv")
             ws = await cluster.nodes[0].connect(user="mover")
-            await send(ws, {"type": "join", "room": room, "id": "j"})
+            await send_json(ws, {"type": "join", "room": room, "id": "j"})
             await expect(ws, "joined")
             for i in range(5):
-                await send(ws, {"type": "publish", "room": room, "data": f"m{i}", "id": i})
+                await send_json(ws, {"type": "publish", "room": room, "data": f"m{i}", "id": i})
                 self.assertEqual((await answer(ws))["type"], "ack")
             # n2 joins and owns the room now: it moves there with its state.
             cluster.cluster_ports.append(free_port())
@@ -329,7 +324,7 @@ class ModeratedMove(unittest.IsolatedAsyncioTestCase):
                     break
                 await asyncio.sleep(0.05)
             self.assertEqual(n2.metric("roomcast_rooms"), 1)
-            await send(ws, {"type": "publish", "room": room, "data": "one more", "id": 5})
+            await send_json(ws, {"type": "publish", "room": room, "data": "one more", "id": 5})
             err = await answer(ws)
             self.assertEqual((err["id"], err.get("code")), (5, "rate_limited"))
         finally:
@@ -357,9 +352,9 @@ class ChatSplitBrain(unittest.IsolatedAsyncioTestCase):
             alice = await n1.connect(user="alice")
             bob = await n2.connect(user="bob")
             clients += [alice, bob]
-            await send(alice, {"type": "join", "room": room, "id": "j"})
+            await send_json(alice, {"type": "join", "room": room, "id": "j"})
             await expect(alice, "joined")
-            await send(bob, {"type": "join", "room": room, "id": "j"})
+            await send_json(bob, {"type": "join", "room": room, "id": "j"})
             await next_of_type(bob, "history")
             # n1 freezes: n2 declares it down and restarts the room for bob.
             os.kill(n1.proc.pid, signal.SIGSTOP)
@@ -385,11 +380,11 @@ class ChatSplitBrain(unittest.IsolatedAsyncioTestCase):
                     break
             else:
                 self.fail("alice never heard bob arrive")
-            await send(bob, {"type": "publish", "room": room, "data": {"text": "back"}, "id": 1})
+            await send_json(bob, {"type": "publish", "room": room, "data": {"text": "back"}, "id": 1})
             await next_of_type(bob, "ack")
             carol = await n1.connect(user="carol")
             clients.append(carol)
-            await send(carol, {"type": "join", "room": room, "id": "j"})
+            await send_json(carol, {"type": "join", "room": room, "id": "j"})
             await expect(carol, "joined")
             members = await expect(carol, "presence")
             self.assertEqual(sorted(members["members"]), ["alice", "bob", "carol"])
