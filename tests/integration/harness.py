@@ -357,6 +357,15 @@ async def connect(url, **kwargs):
     return await websockets.connect(url, **kwargs)
 
 
+async def close_all(clients, timeout=5):
+    """Closes every client, each within `timeout`; one already gone is fine."""
+    for ws in clients:
+        try:
+            await asyncio.wait_for(ws.close(), timeout)
+        except Exception:
+            pass
+
+
 async def send_json(ws, obj):
     await ws.send(json.dumps(obj, separators=(",", ":")))
 
@@ -653,11 +662,7 @@ class ServerTestCase(unittest.IsolatedAsyncioTestCase):
         self._clients = []
 
     async def asyncTearDown(self):
-        for ws in self._clients:
-            try:
-                await asyncio.wait_for(ws.close(), 5)
-            except Exception:
-                pass
+        await close_all(self._clients)
 
     async def client(self, user=None, server=None, **kwargs):
         """A connected client (welcome already read) closed at the end of the test."""

@@ -23,7 +23,7 @@ import websockets.exceptions
 import harness
 from broker import ClassBroker, free_port
 from harness import (Server, expect, expect_silence, next_of_type,
-                     privates_to_a_stalled_reader, recv_json, send_json)
+                     close_all, privates_to_a_stalled_reader, recv_json, send_json)
 from test_cluster import Cluster, owner_of
 
 
@@ -39,11 +39,7 @@ class BrokerTestCase(ClassBroker, unittest.IsolatedAsyncioTestCase):
         self.clusters = []
 
     async def asyncTearDown(self):
-        for ws in self.clients:
-            try:
-                await asyncio.wait_for(ws.close(), 5)
-            except Exception:
-                pass
+        await close_all(self.clients)
         for c in self.clusters:
             c.stop()
 

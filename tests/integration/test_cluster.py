@@ -23,7 +23,7 @@ import unittest
 
 import harness
 from harness import (Server, expect, expect_private, free_port, next_of_type,
-                     privates_to_a_stalled_reader, recv_json, send_json)
+                     close_all, privates_to_a_stalled_reader, recv_json, send_json)
 
 
 MASK = (1 << 64) - 1
@@ -141,11 +141,7 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         self.clients = []
 
     async def asyncTearDown(self):
-        for ws in self.clients:
-            try:
-                await asyncio.wait_for(ws.close(), 2)
-            except Exception:
-                pass
+        await close_all(self.clients, 2)
 
     async def join(self, node, user, room):
         ws = await node.connect(user=user)
