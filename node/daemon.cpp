@@ -22,6 +22,17 @@ namespace {
 /// Ends in milliseconds when nothing is stuck.
 constexpr std::chrono::milliseconds caf_teardown_limit{3000};
 
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "SIGTERM";
+  }
+}
+
 } // namespace
 
 int run_daemon(int argc, char** argv, const char* program, std::function<void(node&)> setup) {
@@ -47,6 +58,10 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  // A hangup (the terminal that started the node went away) stops it the
+  // same orderly way: by default it would kill the node, dropping its
+  // connections and the private messages it keeps in memory.
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::info("{} 0.1.0 (wire version {}) starting: {}", program, wire_version(), describe(cfg));
@@ -77,7 +92,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   if (n.exit_code() != 0)
     spdlog::info("stopping after the error above, draining connections");
   else
-    spdlog::info("received {}, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    spdlog::info("received {}, draining connections", signal_name(sig));
   // A second signal (an impatient operator, or an orchestrator's retry) cuts
   // the drain short instead of going unheard; the stop stays orderly.
   std::atomic<bool> stopped{false};
@@ -86,8 +101,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
     sigwait(&stop_signals, &again);
     if (stopped)
       return;
-    spdlog::warn("received {} again: not waiting for the drain",
-                 again == SIGINT ? "SIGINT" : "SIGTERM");
+    spdlog::warn("received {} again: not waiting for the drain", signal_name(again));
     n.hurry();
   });
   n.shutdown();

@@ -17,6 +17,16 @@ from harness import RawWebSocket, expect, request, wait_closed
 class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_sigterm_closes_clients_1001_and_exits_0(self):
+        await self.stop_with(signal.SIGTERM)
+
+    async def test_sighup_stops_the_same_way(self):
+        # A hangup (the terminal that started the node went away) would kill
+        # the node by default: connections dropped, kept messages lost.
+        log = await self.stop_with(signal.SIGHUP)
+        self.assertIn("received SIGHUP, draining connections", log)
+
+    async def stop_with(self, sig):
+        """Stops a node with clients by `sig`; returns its log."""
         server = harness.Server("--drain-timeout", "5s").start()
         try:
             clients = [await server.connect(f"stop{i}") for i in range(3)]
@@ -26,7 +36,7 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
             await request(clients[0], {"type": "publish", "room": "stopping", "data": "last",
                                        "id": 1}, "ack")
             t0 = time.monotonic()
-            os.kill(server.proc.pid, signal.SIGTERM)
+            os.kill(server.proc.pid, sig)
             results = await asyncio.wait_for(
                 asyncio.gather(*(wait_closed(ws, timeout=10) for ws in clients)), 15)
             for i, (code, reason, frames) in enumerate(results):
@@ -38,6 +48,7 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
             log = server.log()
             self.assertIn("draining connections", log)
             self.assertIn("stopped", log)
+            return log
         finally:
             server.stop()
 
@@ -64,7 +75,7 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
 
     def test_a_second_signal_ends_the_drain_wait(self):
         # A deaf client would hold the drain for 30 s; the second signal ends it.
-        for second in (signal.SIGTERM, signal.SIGINT):
+        for second in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             server = harness.Server("--drain-timeout", "30s").start()
             raw = RawWebSocket(server.port, "/ws?user=deaf")
             try:
@@ -77,7 +88,7 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(server.proc.wait(10), 0)
                 self.assertLess(time.monotonic() - t0, 3.0)
                 log = server.log()
-                name = "SIGTERM" if second == signal.SIGTERM else "SIGINT"
+                name = signal.Signals(second).name
                 self.assertIn(f"received {name} again: not waiting for the drain", log)
                 self.assertIn("asked to hurry: closing 1 connections without waiting", log)
                 self.assertIn("stopped", log)
@@ -85,8 +96,8 @@ class GracefulStopTest(unittest.IsolatedAsyncioTestCase):
                 raw.close()
                 server.stop()
 
-    def test_sigterm_and_sigint_without_clients(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    def test_sigterm_sigint_and_sighup_without_clients(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             server = harness.Server().start()
             try:
                 t0 = time.monotonic()
