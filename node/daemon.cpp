@@ -14,6 +14,7 @@
 #include "cluster/wire_version.hpp"
 #include "config/loader.hpp"
 #include "node/exit_deadline.hpp"
+#include "node/open_files.hpp"
 
 namespace rc {
 
@@ -65,6 +66,18 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::info("{} 0.1.0 (wire version {}) starting: {}", program, wire_version(), describe(cfg));
+  auto files = raise_open_files_limit();
+  if (files.now != files.before)
+    spdlog::info("open files: raised the limit from {} to {} (the hard limit)", files.before,
+                 files.now);
+  if (files.now < cfg.limits.max_connections + descriptors_besides_connections)
+    spdlog::warn("open files are limited to {} (ulimit -n, hard limit {}): this node holds about {} "
+                 "connections, fewer than --max-connections {}; further ones wait until a "
+                 "descriptor is free (raise nofile, see docs/deploy.md)",
+                 files.now, files.hard,
+                 files.now > descriptors_besides_connections
+                   ? files.now - descriptors_besides_connections : 0,
+                 cfg.limits.max_connections);
   // Thread counts of 0 resolved once (they read the process's cgroup), so
   // the log below names what the node runs.
   cfg.threads = cfg.effective_threads();

@@ -130,14 +130,15 @@ class Server:
         self._port_found = threading.Event()
         self._reader = None
         self.returncode = None
-        self.nofile = nofile  # the process's soft RLIMIT_NOFILE, if given
+        # The process's RLIMIT_NOFILE, if given: (soft, hard), or one number
+        # for both.
+        self.nofile = (nofile, nofile) if isinstance(nofile, int) else nofile
 
     # -- start/stop -------------------------------------------------------------
 
     def start(self, timeout=START_TIMEOUT):
         def limit_files():
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
         self.proc = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

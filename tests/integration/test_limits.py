@@ -497,5 +497,43 @@ class OutOfFilesTest(unittest.TestCase):
         server.wait_log("accepting again after", timeout=10)
         self.assertEqual(server.http("GET", "/healthz")[0], 200)
 
+class OpenFilesLimitTest(unittest.IsolatedAsyncioTestCase):
+    """Shells and service managers often start a process with a soft limit
+    of 1024 open files under a much higher hard limit; the node raises its
+    soft limit to the hard one instead of refusing connections at ~1000."""
+
+    async def test_the_soft_limit_is_raised_to_the_hard_one(self):
+        server = harness.Server(node_name="soft", nofile=(256, 4096)).start()
+        self.addCleanup(server.stop)
+        self.assertIn("open files: raised the limit from 256 to 4096 (the hard limit)", server.log())
+        with open(f"/proc/{server.proc.pid}/limits") as f:
+            line = next(l for l in f if l.startswith("Max open files"))
+        self.assertEqual(line.split()[3:5], ["4096", "4096"])
+        # More WebSockets than the soft limit it was started with, all served.
+        clients = []
+        try:
+            for i in range(400):
+                clients.append(await server.connect(f"soft{i}"))
+            await harness.send_json(clients[-1], {"type": "join", "room": "soft", "id": 1})
+            self.assertEqual((await harness.expect(clients[-1], "joined"))["room"], "soft")
+            self.assertEqual(server.metric("roomcast_connections"), 400)
+            self.assertNotIn("accept failed", server.log())
+        finally:
+            await harness.close_all(clients)
+
+    def test_a_hard_limit_below_max_connections_is_named(self):
+        server = harness.Server("--max-connections", "5000", node_name="hard",
+                                nofile=(1024, 2048)).start()
+        self.addCleanup(server.stop)
+        log = server.log()
+        self.assertIn("open files are limited to 2048 (ulimit -n, hard limit 2048): this node "
+                      "holds about 1984 connections, fewer than --max-connections 5000", log)
+        # Within the limit: nothing said.
+        quiet = harness.Server("--max-connections", "1000", node_name="quiet",
+                               nofile=(1024, 2048)).start()
+        self.addCleanup(quiet.stop)
+        self.assertNotIn("open files are limited", quiet.log())
+
+
 if __name__ == "__main__":
     harness.main()
