@@ -13,6 +13,7 @@
 #include "actors/room.hpp"
 #include "cluster/placement.hpp"
 #include "cluster/wire_version.hpp"
+#include "common/host_port.hpp"
 #include "common/metrics.hpp"
 
 namespace rc {
@@ -121,8 +122,8 @@ std::string other_wire(const node_info& info) {
   auto theirs = wire_version_of(info.incarnation);
   if (theirs == wire_version())
     return {};
-  return fmt::format("node {} ({}:{}) speaks wire version {}, this build {}", info.name,
-                     info.host, info.port, theirs, wire_version());
+  return fmt::format("node {} ({}) speaks wire version {}, this build {}", info.name,
+                     join_host_port(info.host, info.port), theirs, wire_version());
 }
 
 /// Before this node joined, a cluster of another wire version ends it: it
@@ -161,15 +162,16 @@ bool merge(self_ptr self, const node_info& info) {
     // A restarted node replaces its old incarnation once that is down (at
     // once for a killed process); while the old one is up, the name is taken.
     if (st.impostors.insert(info.incarnation).second)
-      spdlog::error("cluster: a second node named {} ({}:{}) is refused: {} ({}:{}) is up",
-                    info.name, info.host, info.port, it->second.name, it->second.host,
-                    it->second.port);
+      spdlog::error("cluster: a second node named {} ({}) is refused: {} ({}) is up",
+                    info.name, join_host_port(info.host, info.port), it->second.name,
+                    join_host_port(it->second.host, it->second.port));
     return false;
   }
   self->monitor(info.membership);
   st.awaited.erase(std::make_pair(info.host, info.port));
   st.members.emplace(info.name, info);
-  spdlog::info("cluster: node {} ({}:{}) is up", info.name, info.host, info.port);
+  spdlog::info("cluster: node {} ({}) is up", info.name,
+               join_host_port(info.host, info.port));
   say_hello(self, info.membership);
   return true;
 }
@@ -183,8 +185,8 @@ bool name_taken(self_ptr self, const node_info& info) {
   auto& st = self->state;
   if (info.name != st.cfg.self.name || info.incarnation == st.cfg.self.incarnation)
     return false;
-  auto what = fmt::format("node name {} is taken by the live node at {}:{}", info.name,
-                          info.host, info.port);
+  auto what = fmt::format("node name {} is taken by the live node at {}", info.name,
+                          join_host_port(info.host, info.port));
   if (!st.cfg.joined->load() && st.cfg.fatal) {
     st.cfg.fatal(what + "; give this node another --node-name (a node that has just died "
                         "is replaced once it is declared down, within --failure-timeout)");
@@ -245,9 +247,9 @@ void say_hello(self_ptr self, const caf::actor& peer, const host_port& target) {
       [self, target](caf::error& err) {
         if (is_wire_refusal(err)) {
           auto what = fmt::format("{} speaks {}, this build wire version {}",
-                                  target.first.empty() ? std::string{"a node of this cluster"}
-                                                       : target.first + ":"
-                                                           + std::to_string(target.second),
+                                  target.first.empty()
+                                      ? std::string{"a node of this cluster"}
+                                      : join_host_port(target.first, target.second),
                                   error_text(err), wire_version());
           if (cannot_join(self, what))
             return;
@@ -278,8 +280,9 @@ void connect_at(self_ptr self, host_port target,
       },
       [self, target, address](caf::error& err) {
         self->state.connecting.erase(target);
-        spdlog::debug("cluster: {}:{} ({}) not reachable: {}", target.first, target.second,
-                      address, caf::to_string(err));
+        spdlog::debug("cluster: {} ({}) not reachable: {}",
+                      join_host_port(target.first, target.second), address,
+                      caf::to_string(err));
         connect_ended(self, target);
       });
 }
@@ -297,7 +300,8 @@ void poll_connect(self_ptr self, const host_port& target) {
     return;
   auto& pc = it->second;
   auto give_up = [&](const std::string& why) {
-    spdlog::debug("cluster: {}:{} not reachable: {}", target.first, target.second, why);
+    spdlog::debug("cluster: {} not reachable: {}",
+                  join_host_port(target.first, target.second), why);
     st.pending.erase(it);
     st.connecting.erase(target);
     connect_ended(self, target);
@@ -486,11 +490,12 @@ caf::behavior membership(caf::stateful_actor<membership_state>* self, membership
       acc->left = nodes.size();
       for (size_t i = 0; i < nodes.size(); ++i) {
         auto& n = nodes[i];
-        acc->doc["members"].push_back({{"name", n.name},
-                                       {"incarnation", n.incarnation},
-                                       {"wire", wire_version_of(n.incarnation)},
-                                       {"address", n.host + ":" + std::to_string(n.port)},
-                                       {"state", i == 0 && st.leaving ? "leaving" : "up"}});
+        acc->doc["members"].push_back(
+            {{"name", n.name},
+             {"incarnation", n.incarnation},
+             {"wire", wire_version_of(n.incarnation)},
+             {"address", join_host_port(n.host, n.port)},
+             {"state", i == 0 && st.leaving ? "leaving" : "up"}});
         auto finish = [acc, rp]() mutable {
           if (--acc->left == 0)
             rp.deliver(acc->doc.dump());

@@ -7,6 +7,7 @@
 
 #include "actors/names.hpp"
 #include "common/cpu_share.hpp"
+#include "common/host_port.hpp"
 
 namespace rc {
 
@@ -68,10 +69,10 @@ std::string settings::validate() const {
   if (failure_timeout.count() < 200)
     return "failure-timeout must be at least 200ms";
   for (auto& seed : seeds) {
-    auto colon = seed.rfind(':');
-    auto port = colon == std::string::npos ? std::string{} : seed.substr(colon + 1);
-    if (colon == 0 || !valid_port(port))
-      return "seeds must be host:port entries, got '" + seed + "'";
+    auto hp = split_host_port(seed);
+    if (!hp || hp->host.empty() || !valid_port(hp->port))
+      return "seeds must be host:port entries ([v6]:port for an IPv6 address), got '" +
+             seed + "'";
   }
   if (!seeds.empty() && cluster_port == 0)
     return "seeds need a cluster-port";
@@ -143,15 +144,18 @@ bool parse_amqp_url(const std::string& url, amqp_endpoint& out, std::string& err
       return false;
     }
   }
-  auto colon = rest.rfind(':');
-  ep.host = rest.substr(0, colon);
-  if (colon != std::string::npos) {
-    auto port = rest.substr(colon + 1);
-    if (!valid_port(port)) {
+  auto hp = split_host_port(rest);
+  if (!hp) {
+    error = "bad host in '" + mask_url_password(url) + "'";
+    return false;
+  }
+  ep.host = hp->host;
+  if (!hp->port.empty() || (!rest.empty() && rest.back() == ':')) {
+    if (!valid_port(hp->port)) {
       error = "bad port in '" + mask_url_password(url) + "'";
       return false;
     }
-    ep.port = static_cast<std::uint16_t>(std::stoul(port));
+    ep.port = static_cast<std::uint16_t>(std::stoul(hp->port));
   }
   if (ep.host.empty()) {
     error = "no host in '" + mask_url_password(url) + "'";
@@ -177,8 +181,12 @@ std::string mask_url_password(std::string url) {
 }
 
 std::string settings::effective_cluster_advertise() const {
-  if (!cluster_advertise.empty())
-    return cluster_advertise;
+  if (!cluster_advertise.empty()) {
+    // `[::1]` as in a URL: peers look the address up without its brackets.
+    auto hp = split_host_port(cluster_advertise);
+    return hp && hp->port.empty() && cluster_advertise.front() == '[' ? hp->host
+                                                                      : cluster_advertise;
+  }
   auto b = cluster_bind.empty() ? bind : cluster_bind;
   if (b != "0.0.0.0" && b != "::")
     return b;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cluster/wire_version.hpp"
+#include "common/host_port.hpp"
 #include "config/loader.hpp"
 #include "node/exit_deadline.hpp"
 #include "node/open_files.hpp"
@@ -88,9 +89,8 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
     setup(n);
   try {
     auto port = n.start();
-    // An IPv6 address in brackets, as in a URL: `[::]:8080`.
-    auto host = cfg.bind.find(':') == std::string::npos ? cfg.bind : "[" + cfg.bind + "]";
-    spdlog::info("node {} listening on {}:{}", cfg.effective_node_name(), host, port);
+    spdlog::info("node {} listening on {}", cfg.effective_node_name(),
+                 join_host_port(cfg.bind, port));
     spdlog::info("I/O threads: {}, actor threads: {}", cfg.threads, cfg.actor_threads);
     std::error_code ec;
     if (!cfg.web_root.empty() && !std::filesystem::is_directory(cfg.web_root, ec))

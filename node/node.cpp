@@ -17,6 +17,7 @@
 #include "actors/connection.hpp"
 #include "cluster/amqp_bridge.hpp"
 #include "cluster/membership.hpp"
+#include "common/host_port.hpp"
 #include "common/metrics.hpp"
 #include "net/server.hpp"
 #include "node/hand_off_policy.hpp"
@@ -73,8 +74,8 @@ node::~node() {
 static std::vector<host_port> parse_seeds(const std::vector<std::string>& seeds) {
   std::vector<host_port> out;
   for (auto& s : seeds) {
-    auto colon = s.rfind(':');
-    out.emplace_back(s.substr(0, colon), static_cast<std::uint16_t>(std::stoul(s.substr(colon + 1))));
+    auto hp = split_host_port(s); // checked by settings::validate
+    out.emplace_back(hp->host, static_cast<std::uint16_t>(std::stoul(hp->port)));
   }
   return out;
 }
@@ -117,8 +118,9 @@ std::uint16_t node::start() {
     std::string seeds;
     for (auto& seed : cfg_.seeds)
       seeds += (seeds.empty() ? "" : ",") + seed;
-    spdlog::info("cluster port {}:{} (advertised as {}), seeds: {}", bind, *port,
-                 cfg_.effective_cluster_advertise(), seeds.empty() ? "none" : seeds);
+    spdlog::info("cluster port {} (advertised as {}), seeds: {}",
+                 join_host_port(bind, *port), cfg_.effective_cluster_advertise(),
+                 seeds.empty() ? "none" : seeds);
   }
   auto ctx = core_.context_for(node_name_, cfg_);
   net::server_hooks hooks;

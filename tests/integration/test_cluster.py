@@ -161,6 +161,40 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         return got
 
 
+class IPv6Cluster(Cluster):
+    """Cluster ports on the IPv6 loopback, seeds written as in a URL."""
+
+    def _node(self, i, seeds=None):
+        seeds = seeds or self.cluster_ports[:self.seeds]
+        return Server("--cluster-port", self.cluster_ports[i], "--cluster-bind", "::1",
+                      "--seeds", ",".join(f"[::1]:{p}" for p in seeds),
+                      "--failure-timeout", "2s", *self.extra, node_name=f"n{i + 1}")
+
+
+class ClusterOverIPv6(ClusterTestCase):
+    """Before, a seed in brackets (`[::1]:7000`, how the node prints its own
+    address) was looked up with its brackets and never reached: each node
+    stayed alone, without an error."""
+
+    def setUp(self):
+        self.cluster = IPv6Cluster(2).start()
+
+    async def test_nodes_meet_through_bracketed_seeds_and_rooms_span_them(self):
+        ports = self.cluster.cluster_ports
+        for node in self.cluster.nodes:
+            members = node.http_json("GET", "/api/cluster")[1]["members"]
+            self.assertEqual(sorted(m["address"] for m in members),
+                             sorted(f"[::1]:{p}" for p in ports))
+            self.assertIn(f"cluster port [::1]:{ports[self.cluster.nodes.index(node)]} "
+                          "(advertised as ::1)", node.log())
+        a, _ = await self.join(self.cluster.nodes[0], "six-a", "six")
+        b, _ = await self.join(self.cluster.nodes[1], "six-b", "six")
+        await send_json(a, {"type": "publish", "room": "six", "data": "over v6", "id": 1})
+        self.assertEqual((await next_of_type(b, "message"))[0]["data"], "over v6")
+        await send_json(b, {"type": "send", "to": "six-a", "data": "back", "id": 2})
+        self.assertEqual((await next_of_type(a, "private"))[0]["data"], "back")
+
+
 class RoomsAcrossNodes(ClusterTestCase):
     extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
 

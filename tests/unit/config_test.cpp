@@ -179,6 +179,31 @@ CAF_TEST(amqp urls parse into their parts with defaults) {
   CAF_CHECK_EQUAL(ep.vhost, "/");
 }
 
+CAF_TEST(ipv6 addresses are written in brackets in seeds amqp urls and the advertised address) {
+  auto r = load({"--cluster-port", "7000", "--seeds", "[::1]:7001,10.0.0.2:7002,[fe80::2]:7003"});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.seeds.size(), 3u);
+  for (auto bad : {"[::1]", "[::1:7001", "[::1]7001", "[]:7001", ":7001"}) {
+    r = load({"--cluster-port", "7000", "--seeds", bad});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("seeds must be host:port") != std::string::npos);
+  }
+  amqp_endpoint ep;
+  std::string err;
+  CAF_REQUIRE(parse_amqp_url("amqp://guest:guest@[::1]:5673/%2f", ep, err));
+  CAF_CHECK_EQUAL(ep.host, "::1");
+  CAF_CHECK_EQUAL(ep.port, 5673u);
+  CAF_REQUIRE(parse_amqp_url("amqp://[::1]", ep, err));
+  CAF_CHECK_EQUAL(ep.host, "::1");
+  CAF_CHECK_EQUAL(ep.port, 5672u);
+  CAF_CHECK(!parse_amqp_url("amqp://[::1/vh", ep, err));
+  r = load({"--cluster-port", "7000", "--cluster-advertise", "[fd00::5]"});
+  CAF_REQUIRE(r.what == action::run);
+  CAF_CHECK_EQUAL(r.cfg.effective_cluster_advertise(), "fd00::5");
+  r = load({"--cluster-port", "7000", "--cluster-bind", "::1"});
+  CAF_CHECK_EQUAL(r.cfg.effective_cluster_advertise(), "::1");
+}
+
 CAF_TEST(a bad amqp url or amqp setting fails with a message naming it) {
   for (auto url : {"http://localhost", "amqp://", "amqp://host:0", "amqp://host:99999",
                    "amqp://host:12x", "amqp://u:p@/vh", "amqp://host/%zz"}) {
