@@ -5,6 +5,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/node_id.hpp>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -170,6 +171,7 @@ bool merge(self_ptr self, const node_info& info) {
   self->monitor(info.membership);
   st.awaited.erase(std::make_pair(info.host, info.port));
   st.members.emplace(info.name, info);
+  st.unreachable_seeds.erase(std::make_pair(info.host, info.port)); // it may have called us
   spdlog::info("cluster: node {} ({}) is up", info.name,
                join_host_port(info.host, info.port));
   say_hello(self, info.membership);
@@ -261,6 +263,19 @@ void say_hello(self_ptr self, const caf::actor& peer, const host_port& target) {
       });
 }
 
+/// A connect to `target` failed: said once if it is a seed (at warn: a
+/// mistyped seed leaves the node alone, which is otherwise silent), until
+/// the seed is reached.
+void seed_failed(self_ptr self, const host_port& target, const std::string& why) {
+  auto& st = self->state;
+  if (std::find(st.cfg.seeds.begin(), st.cfg.seeds.end(), target) == st.cfg.seeds.end())
+    return;
+  if (st.unreachable_seeds.insert(target).second)
+    spdlog::warn("cluster: seed {} not reachable: {} (tried every second; said again once it "
+                 "was reached and fails again)",
+                 join_host_port(target.first, target.second), why);
+}
+
 /// Connects to a node's cluster port at a numeric address and says hello to
 /// the actor published there (its membership): a direct connection, which
 /// CAF watches with heartbeats, so the node's failure reaches this one.
@@ -272,6 +287,7 @@ void connect_at(self_ptr self, host_port target,
       [self, target](const caf::node_id&, caf::strong_actor_ptr& ptr,
                      const std::set<std::string>&) {
         self->state.connecting.erase(target);
+        self->state.unreachable_seeds.erase(target);
         auto peer = caf::actor_cast<caf::actor>(ptr);
         if (peer && peer != self->state.cfg.self.membership)
           say_hello(self, peer, target);
@@ -283,6 +299,7 @@ void connect_at(self_ptr self, host_port target,
         spdlog::debug("cluster: {} ({}) not reachable: {}",
                       join_host_port(target.first, target.second), address,
                       caf::to_string(err));
+        seed_failed(self, target, address + ": " + caf::to_string(err));
         connect_ended(self, target);
       });
 }
@@ -302,6 +319,7 @@ void poll_connect(self_ptr self, const host_port& target) {
   auto give_up = [&](const std::string& why) {
     spdlog::debug("cluster: {} not reachable: {}",
                   join_host_port(target.first, target.second), why);
+    seed_failed(self, target, why); // before `why` (the lookup's or probe's) goes
     st.pending.erase(it);
     st.connecting.erase(target);
     connect_ended(self, target);

@@ -74,6 +74,9 @@ struct membership_state {
   };
   /// The connects among `connecting` that CAF has not been asked for yet.
   std::map<host_port, pending_connect> pending;
+  /// Seeds whose failure was logged, until they are reached: a mistyped
+  /// seed is named once instead of every second, or never.
+  std::set<host_port> unreachable_seeds;
   std::set<std::string> departed; ///< incarnations that said they are leaving
   std::set<std::string> impostors; ///< incarnations refused for a taken name (logged once)
   /// Incarnations (and refusals) of another wire version, logged once.

@@ -195,6 +195,35 @@ class ClusterOverIPv6(ClusterTestCase):
         self.assertEqual((await next_of_type(a, "private"))[0]["data"], "back")
 
 
+class UnreachableSeeds(unittest.TestCase):
+    """A seed that cannot be reached (a typo, a node not started yet) is
+    named once at warn; before, it was only logged at debug, and a node with
+    a mistyped seed stayed alone without a word."""
+
+    def test_a_seed_that_fails_is_named_once_until_it_is_reached(self):
+        own, later = harness.free_ports(2)
+        node = Server("--cluster-port", own, "--failure-timeout", "1s", "--seeds",
+                      f"nosuchhost.invalid:7000,{harness.HOST}:{later}", node_name="alone").start()
+        self.addCleanup(node.stop)
+        node.wait_log(f"seed {harness.HOST}:{later} not reachable")
+        node.wait_log("seed nosuchhost.invalid:7000 not reachable")
+        time.sleep(2.5)  # two or three more tries of each
+        log = node.log()
+        self.assertEqual(log.count(f"seed {harness.HOST}:{later} not reachable"), 1, log)
+        self.assertEqual(log.count("seed nosuchhost.invalid:7000 not reachable"), 1, log)
+        # The missing node starts: they meet; once it is gone again, the seed
+        # is named again.
+        other = Server("--cluster-port", later, "--failure-timeout", "1s", "--seeds",
+                       f"{harness.HOST}:{own}", node_name="later").start()
+        self.addCleanup(other.stop)
+        node.wait_log("cluster: node later (", timeout=10)
+        self.assertEqual(other.stop(), 0)
+        deadline = time.monotonic() + 10
+        while node.log().count(f"seed {harness.HOST}:{later} not reachable") < 2:
+            self.assertLess(time.monotonic(), deadline, node.log())
+            time.sleep(0.1)
+
+
 class RoomsAcrossNodes(ClusterTestCase):
     extra_args = ("--rate-limit", "100000", "--rate-burst", "100000")
 
