@@ -30,7 +30,8 @@ CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 class Broker:
     """One rabbitmq-server process with a data directory of its own."""
 
-    def __init__(self):
+    def __init__(self, listen=HOST):
+        """`listen`: the address the AMQP port binds ("::" for IPv6 and IPv4)."""
         self.dir = tempfile.mkdtemp(prefix="rc-amqp-")
         self.port, self.dist_port, self.epmd_port = free_ports(3)
         self.name = f"rc-it-{os.getpid()}-{self.port}@localhost"
@@ -44,7 +45,7 @@ class Broker:
         self.env.update({
             "HOME": home,
             "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_IP_ADDRESS": listen,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),

@@ -358,6 +358,16 @@ async def connect(url, **kwargs):
     return await websockets.connect(url, **kwargs)
 
 
+def has_ipv6_loopback():
+    """Whether ::1 can be bound here (containers may run without IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 async def close_all(clients, timeout=5):
     """Closes every client, each within `timeout`; one already gone is fine."""
     for ws in clients:

@@ -21,7 +21,7 @@ import unittest
 import websockets.exceptions
 
 import harness
-from broker import ClassBroker, free_port
+from broker import Broker, ClassBroker, free_port
 from harness import (Server, expect, expect_silence, next_of_type,
                      close_all, privates_to_a_stalled_reader, recv_json, send_json)
 from test_cluster import Cluster, owner_of
@@ -480,6 +480,28 @@ class AmqpBrokerFailureTest(BrokerTestCase):
         got = [(await expect(ws, "private"))["data"] for _ in range(20)]
         self.assertEqual(got, list(range(20)))
         await expect_silence(ws, 0.5)
+
+
+class BrokerOverIPv6(unittest.IsolatedAsyncioTestCase):
+    """An `--amqp-url` with an IPv6 host in brackets: before, the host was
+    given to rabbitmq-c with its brackets and the node never connected."""
+
+    async def test_a_bracketed_ipv6_broker_keeps_an_offline_message(self):
+        if not harness.has_ipv6_loopback():
+            self.skipTest("no IPv6 loopback here")
+        b = Broker(listen="::").start()
+        self.addCleanup(b.cleanup)
+        server = Server("--amqp-url", f"amqp://guest:guest@[::1]:{b.port}/%2f").start()
+        self.addCleanup(server.stop)
+        server.wait_log("amqp inbox: connected", timeout=15)
+        sender = await server.connect("v6-sender")
+        await send_json(sender, {"type": "send", "to": "v6-offline", "data": "kept", "id": 1})
+        self.assertEqual((await expect(sender, "ack"))["id"], 1)
+        await sender.close()
+        self.assertEqual(b.queue_depth(inbox("v6-offline")), 1)
+        reader = await server.connect("v6-offline")
+        self.assertEqual((await next_of_type(reader, "private"))[0]["data"], "kept")
+        await reader.close()
 
 
 if __name__ == "__main__":

@@ -177,6 +177,8 @@ class ClusterOverIPv6(ClusterTestCase):
     stayed alone, without an error."""
 
     def setUp(self):
+        if not harness.has_ipv6_loopback():
+            self.skipTest("no IPv6 loopback here")
         self.cluster = IPv6Cluster(2).start()
 
     async def test_nodes_meet_through_bracketed_seeds_and_rooms_span_them(self):
