@@ -35,6 +35,25 @@ const char* signal_name(int sig) {
   }
 }
 
+/// Every connection is a descriptor: raise the limit as far as it goes and
+/// say when it still holds fewer connections than the node would accept.
+void raise_and_report_open_files(std::uint64_t max_connections) {
+  auto files = raise_open_files_limit();
+  if (files.now != files.before)
+    spdlog::info("open files: raised the limit from {} to {} (the hard limit)",
+                 files.before, files.now);
+  if (files.now >= max_connections + descriptors_besides_connections)
+    return;
+  auto holds = files.now > descriptors_besides_connections
+                   ? files.now - descriptors_besides_connections
+                   : 0;
+  spdlog::warn(
+      "open files are limited to {} (ulimit -n, hard limit {}): this node holds about "
+      "{} connections, fewer than --max-connections {}; further ones wait until a "
+      "descriptor is free (raise nofile, see docs/deploy.md)",
+      files.now, files.hard, holds, max_connections);
+}
+
 } // namespace
 
 int run_daemon(int argc, char** argv, const char* program, std::function<void(node&)> setup) {
@@ -67,18 +86,7 @@ int run_daemon(int argc, char** argv, const char* program, std::function<void(no
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::info("{} 0.1.0 (wire version {}) starting: {}", program, wire_version(), describe(cfg));
-  auto files = raise_open_files_limit();
-  if (files.now != files.before)
-    spdlog::info("open files: raised the limit from {} to {} (the hard limit)", files.before,
-                 files.now);
-  if (files.now < cfg.limits.max_connections + descriptors_besides_connections)
-    spdlog::warn("open files are limited to {} (ulimit -n, hard limit {}): this node holds about {} "
-                 "connections, fewer than --max-connections {}; further ones wait until a "
-                 "descriptor is free (raise nofile, see docs/deploy.md)",
-                 files.now, files.hard,
-                 files.now > descriptors_besides_connections
-                   ? files.now - descriptors_besides_connections : 0,
-                 cfg.limits.max_connections);
+  raise_and_report_open_files(cfg.limits.max_connections);
   // Thread counts of 0 resolved once (they read the process's cgroup), so
   // the log below names what the node runs.
   cfg.threads = cfg.effective_threads();
