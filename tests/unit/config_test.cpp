@@ -202,6 +202,15 @@ CAF_TEST(ipv6 addresses are written in brackets in seeds amqp urls and the adver
   CAF_CHECK_EQUAL(r.cfg.effective_cluster_advertise(), "fd00::5");
   r = load({"--cluster-port", "7000", "--cluster-bind", "::1"});
   CAF_CHECK_EQUAL(r.cfg.effective_cluster_advertise(), "::1");
+  r = load({"--cluster-port", "7000", "--cluster-advertise", "fd00::5"});
+  CAF_CHECK(r.what == action::run);
+  // A port in the advertised address would be looked up as part of a name.
+  for (auto bad : {"node-1:7000", "10.0.0.1:7000", "[fd00::5]:7000", "[fd00::5", "[]"}) {
+    r = load({"--cluster-port", "7000", "--cluster-advertise", bad});
+    CAF_CHECK(r.what == action::fail);
+    CAF_CHECK(r.message.find("cluster-advertise is a host or address without a port") !=
+              std::string::npos);
+  }
 }
 
 CAF_TEST(a bad amqp url or amqp setting fails with a message naming it) {
