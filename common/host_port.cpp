@@ -1,5 +1,7 @@
 #include "common/host_port.hpp"
 
+#include <algorithm>
+
 namespace rc {
 
 std::string join_host_port(const std::string& host, std::uint16_t port) {
@@ -21,6 +23,19 @@ std::optional<host_and_port> split_host_port(const std::string& text) {
   if (colon == std::string::npos)
     return host_and_port{text, {}};
   return host_and_port{text.substr(0, colon), text.substr(colon + 1)};
+}
+
+std::optional<std::string> host_alone(const std::string& text) {
+  if (!text.empty() && text.front() == '[') {
+    auto hp = split_host_port(text);
+    if (!hp || hp->host.empty() || text.back() != ']')
+      return std::nullopt;
+    return hp->host;
+  }
+  auto colons = std::count(text.begin(), text.end(), ':');
+  if (text.empty() || colons == 1)
+    return std::nullopt;
+  return text;
 }
 
 } // namespace rc

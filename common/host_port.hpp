@@ -20,4 +20,9 @@ struct host_and_port {
 /// but `:port`. The port is not checked.
 std::optional<host_and_port> split_host_port(const std::string& text);
 
+/// A host given without a port: `[v6]` (brackets removed), a bare IPv6
+/// address (two or more colons) or a name or IPv4 address (none). Nothing
+/// for a text with a port (`host:7000`, `[v6]:7000`) or a bracket not closed.
+std::optional<std::string> host_alone(const std::string& text);
+
 } // namespace rc

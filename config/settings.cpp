@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cctype>
 
 #include "actors/names.hpp"
@@ -77,17 +76,11 @@ std::string settings::validate() const {
   }
   if (!seeds.empty() && cluster_port == 0)
     return "seeds need a cluster-port";
-  if (!cluster_advertise.empty()) {
-    // One colon is a host with a port (an IPv6 address has two or more):
-    // peers would look up "host:7000" as a name and never reach this node.
-    auto hp = split_host_port(cluster_advertise);
-    bool with_port = std::count(cluster_advertise.begin(), cluster_advertise.end(), ':') == 1
-                     || (hp && cluster_advertise.front() == '[' && !hp->port.empty());
-    if (!hp || hp->host.empty() || with_port)
-      return "cluster-advertise is a host or address without a port (other nodes use "
-             "cluster-port), got '" +
-             cluster_advertise + "'";
-  }
+  // With a port, peers would look "host:7000" up as a name, and fail.
+  if (!cluster_advertise.empty() && !host_alone(cluster_advertise))
+    return "cluster-advertise is a host or address without a port (other nodes use "
+           "cluster-port), got '" +
+           cluster_advertise + "'";
   if (!node_name.empty() && !valid_name(node_name))
     return "node-name must be 1 to 128 characters of [A-Za-z0-9_.:@-]";
   if (!amqp.url.empty()) {
@@ -193,12 +186,8 @@ std::string mask_url_password(std::string url) {
 }
 
 std::string settings::effective_cluster_advertise() const {
-  if (!cluster_advertise.empty()) {
-    // `[::1]` as in a URL: peers look the address up without its brackets.
-    auto hp = split_host_port(cluster_advertise);
-    return hp && hp->port.empty() && cluster_advertise.front() == '[' ? hp->host
-                                                                      : cluster_advertise;
-  }
+  if (!cluster_advertise.empty()) // `[::1]` as in a URL: peers look it up without brackets
+    return host_alone(cluster_advertise).value_or(cluster_advertise);
   auto b = cluster_bind.empty() ? bind : cluster_bind;
   if (b != "0.0.0.0" && b != "::")
     return b;

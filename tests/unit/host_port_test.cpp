@@ -29,3 +29,12 @@ CAF_TEST(brackets are taken off and a bare address splits at its last colon) {
   for (auto bad : {"[::1", "[::1]7000", "[::1]x:7000"})
     CAF_CHECK(!split_host_port(bad));
 }
+
+CAF_TEST(a host alone has no port) {
+  CAF_CHECK_EQUAL(host_alone("[fd00::5]").value_or("-"), "fd00::5");
+  CAF_CHECK_EQUAL(host_alone("fd00::5").value_or("-"), "fd00::5");
+  CAF_CHECK_EQUAL(host_alone("node-1").value_or("-"), "node-1");
+  CAF_CHECK_EQUAL(host_alone("10.0.0.1").value_or("-"), "10.0.0.1");
+  for (auto bad : {"node-1:7000", "10.0.0.1:7000", "[fd00::5]:7000", "[fd00::5", "[]", ""})
+    CAF_CHECK(!host_alone(bad));
+}
