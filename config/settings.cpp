@@ -76,6 +76,11 @@ std::string settings::validate() const {
   }
   if (!seeds.empty() && cluster_port == 0)
     return "seeds need a cluster-port";
+  // Both listeners on one address: the second bind would fail.
+  if (cluster_port != 0 && cluster_port == http_port
+      && (cluster_bind.empty() || cluster_bind == bind))
+    return "cluster-port must differ from http-port (both are " + std::to_string(http_port)
+           + ")";
   // With a port, peers would look "host:7000" up as a name, and fail.
   if (!cluster_advertise.empty() && !host_alone(cluster_advertise))
     return "cluster-advertise is a host or address without a port (other nodes use "

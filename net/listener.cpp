@@ -86,4 +86,26 @@ void listener::on_accept(io_worker& worker, boost::beast::error_code ec,
   do_accept();
 }
 
+std::string bind_failure(const std::string& host, std::uint16_t port) {
+  namespace ip = boost::asio::ip;
+  boost::asio::io_context io;
+  boost::system::error_code ec;
+  auto endpoints = ip::tcp::resolver{io}.resolve(host, std::to_string(port),
+                                                 ip::tcp::resolver::passive, ec);
+  if (ec)
+    return ec.message();
+  if (endpoints.empty())
+    return "no address";
+  // As the listeners bind: SO_REUSEADDR, so only a socket listening there
+  // (not one in TIME_WAIT) makes it fail.
+  auto endpoint = endpoints.begin()->endpoint();
+  ip::tcp::acceptor probe{io};
+  probe.open(endpoint.protocol(), ec);
+  if (!ec)
+    probe.set_option(boost::asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    probe.bind(endpoint, ec);
+  return ec ? ec.message() : std::string{};
+}
+
 } // namespace rc::net

@@ -6,6 +6,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include <memory>
+#include <string>
 
 #include "net/io_pool.hpp"
 #include "net/server_context.hpp"
@@ -43,5 +44,11 @@ private:
   std::uint64_t failures_ = 0;
   std::chrono::steady_clock::time_point last_log_{};
 };
+
+/// Why `host` (an address or a name) and `port` cannot be bound for
+/// listening, in the system's words ("Address already in use"), or "" if
+/// they can: the reason for a listener that reports only that it failed
+/// (CAF's publish).
+std::string bind_failure(const std::string& host, std::uint16_t port);
 
 } // namespace rc::net

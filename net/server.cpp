@@ -3,6 +3,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <stdexcept>
 
+#include "common/host_port.hpp"
 #include "net/listener.hpp"
 
 namespace rc::net {
@@ -28,8 +29,8 @@ std::uint16_t server::start() {
     listener_ = std::make_shared<listener>(*pool_, boost::asio::ip::tcp::endpoint{address, cfg.http_port},
                                            ctx_);
   } catch (const boost::system::system_error& e) {
-    throw std::runtime_error("cannot listen on " + cfg.bind + ":" + std::to_string(cfg.http_port)
-                             + ": " + e.code().message());
+    throw std::runtime_error("cannot listen on " + join_host_port(cfg.bind, cfg.http_port) + ": "
+                             + e.code().message());
   }
   listener_->run();
   pool_->start();

@@ -19,6 +19,7 @@
 #include "cluster/membership.hpp"
 #include "common/host_port.hpp"
 #include "common/metrics.hpp"
+#include "net/listener.hpp"
 #include "net/server.hpp"
 #include "node/hand_off_policy.hpp"
 #include "node/publish_api.hpp"
@@ -111,10 +112,14 @@ std::uint16_t node::start() {
   if (cfg_.cluster_port != 0) {
     auto bind = cfg_.cluster_bind.empty() ? cfg_.bind : cfg_.cluster_bind;
     auto port = system_->middleman().publish(core_.locator, cfg_.cluster_port, bind.c_str(), true);
-    if (!port)
-      throw std::runtime_error("cannot listen on cluster port " + bind + ":"
-                               + std::to_string(cfg_.cluster_port) + ": "
-                               + system_->render(port.error()));
+    if (!port) {
+      // CAF says only that it failed ("tcp socket creation failed"); a bind
+      // of our own says why.
+      auto why = net::bind_failure(bind, cfg_.cluster_port);
+      throw std::runtime_error("cannot listen on cluster port "
+                               + join_host_port(bind, cfg_.cluster_port) + ": "
+                               + (why.empty() ? system_->render(port.error()) : why));
+    }
     std::string seeds;
     for (auto& seed : cfg_.seeds)
       seeds += (seeds.empty() ? "" : ",") + seed;

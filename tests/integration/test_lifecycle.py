@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import tempfile
 import time
 import unittest
@@ -225,6 +226,24 @@ class CommandLineTest(unittest.TestCase):
         self.assertExit2(["--rate-limit", "nan"], mention="rate-limit")
         self.assertExit2(["--jwt-secret", "  "], mention="jwt-secret")
         self.assertExit2(["--config", ""], mention="--config")
+        self.assertExit2(["--http-port", "7000", "--cluster-port", "7000"],
+                         mention="cluster-port must differ from http-port")
+
+    def test_a_port_in_use_is_named_with_the_reason(self):
+        # Before, the cluster port's failure said only CAF's "tcp socket
+        # creation failed", whatever the cause.
+        with socket.socket() as taken:
+            taken.bind((harness.HOST, 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            for args, what in (
+                    (["--http-port", str(port)], f"cannot listen on {harness.HOST}:{port}"),
+                    (["--http-port", "0", "--cluster-port", str(port)],
+                     f"cannot listen on cluster port {harness.HOST}:{port}")):
+                res = harness.run_roomcastd(args + ["--bind", harness.HOST])
+                self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+                out = res.stdout + res.stderr
+                self.assertIn(f"{what}: Address already in use", out)
 
     def test_bad_environment_exits_2(self):
         self.assertExit2([], env={"ROOMCAST_NO_SUCH": "1"}, mention="ROOMCAST_NO_SUCH")

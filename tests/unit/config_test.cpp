@@ -213,6 +213,22 @@ CAF_TEST(ipv6 addresses are written in brackets in seeds amqp urls and the adver
   }
 }
 
+CAF_TEST(the cluster port may not be the http port on the same address) {
+  auto r = load({"--http-port", "7000", "--cluster-port", "7000"});
+  CAF_CHECK(r.what == action::fail);
+  CAF_CHECK(r.message.find("cluster-port must differ from http-port (both are 7000)")
+            != std::string::npos);
+  r = load({"--bind", "127.0.0.1", "--http-port", "7000", "--cluster-port", "7000",
+            "--cluster-bind", "127.0.0.1"});
+  CAF_CHECK(r.what == action::fail);
+  // Two addresses may share a port number.
+  r = load({"--bind", "127.0.0.1", "--http-port", "7000", "--cluster-port", "7000",
+            "--cluster-bind", "10.0.0.1"});
+  CAF_CHECK(r.what == action::run);
+  r = load({"--http-port", "7000", "--cluster-port", "7001"});
+  CAF_CHECK(r.what == action::run);
+}
+
 CAF_TEST(a bad amqp url or amqp setting fails with a message naming it) {
   for (auto url : {"http://localhost", "amqp://", "amqp://host:0", "amqp://host:99999",
                    "amqp://host:12x", "amqp://u:p@/vh", "amqp://host/%zz"}) {
