@@ -4,10 +4,10 @@
 #include <caf/local_actor.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/result.hpp>
+#include <caf/skip.hpp>
 
 #include <chrono>
-#include <functional>
-#include <vector>
 
 namespace rc {
 
@@ -17,6 +17,13 @@ namespace rc {
 /// meanwhile would split the room or user in two (a probe saw acked room
 /// messages lost and inboxes delivered three times with 2 s).
 constexpr auto move_timeout = std::chrono::seconds{10};
+
+/// What `move_state::divert` did with the current message.
+enum class diverted {
+  no,        ///< serving: the handler handles it
+  waits,     ///< moving: left in the mailbox until the move ends
+  delegated, ///< moved: passed on to the successor
+};
 
 /// Where an actor that can move to another node (a room, a user) is in its
 /// move. Shared by both so they divert requests the same way.
@@ -28,33 +35,34 @@ struct move_state {
   };
   phase state = phase::serving;
   caf::actor successor;
-  std::vector<std::function<void()>> held;
 
-  /// While moving, the current request waits; once moved, it goes to the
-  /// successor (replies reach the original sender). Returns true when the
-  /// current message was taken care of that way.
-  bool divert(caf::local_actor* self) {
+  /// While moving, the current message waits: the handler returns CAF's
+  /// `skip`, which keeps it in the mailbox, ahead of newer ones, until a
+  /// message is handled (the move's answer), so what waited is handled in
+  /// its order and before anything that came after it, whether the move
+  /// succeeded or failed. (Before, waiting messages were kept aside and,
+  /// after a failed move, sent to this actor again, behind messages that
+  /// had come meanwhile: a relay's publishes could swap places.) Once
+  /// moved, the message goes to the successor (replies reach the original
+  /// sender).
+  diverted divert(caf::local_actor* self) {
     if (state == phase::serving)
-      return false;
+      return diverted::no;
+    if (state == phase::moving)
+      return diverted::waits;
     auto msg = self->current_mailbox_element()->move_content_to_message();
     auto rp = self->make_response_promise();
-    if (state == phase::moving) {
-      // Released to the successor, or back to this actor if the move failed.
-      auto me = caf::actor_cast<caf::actor>(self);
-      held.push_back([this, me, msg, rp]() mutable { rp.delegate(successor ? successor : me, msg); });
-    }
-    else
-      rp.delegate(successor, msg);
-    return true;
-  }
-
-  /// The move ended (done or failed): release what waited, in order.
-  void release_held() {
-    auto waiting = std::move(held);
-    held.clear();
-    for (auto& fn : waiting)
-      fn();
+    rp.delegate(successor, msg);
+    return diverted::delegated;
   }
 };
+
+/// What a handler returns for a message `divert` took care of.
+template <class... Ts>
+caf::result<Ts...> diverted_result(diverted d) {
+  if (d == diverted::waits)
+    return caf::skip;
+  return caf::delegated<Ts...>{};
+}
 
 } // namespace rc

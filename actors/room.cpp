@@ -391,8 +391,8 @@ caf::behavior room_handlers() {
   return {
     [](attach_atom, relay_members& rm) -> caf::result<std::uint64_t, std::string, caf::actor> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<std::uint64_t, std::string, caf::actor>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<std::uint64_t, std::string, caf::actor>(d);
       auto& e = entry_for(self, rm.relay);
       std::vector<std::uint64_t> fresh;
       auto& st = self->state;
@@ -447,8 +447,8 @@ caf::behavior room_handlers() {
     [](caf::join_atom, const caf::actor& relay,
        member_info& m) -> caf::result<std::vector<std::string>> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<std::vector<std::string>>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<std::vector<std::string>>(d);
       auto& st = self->state;
       auto& e = entry_for(self, relay);
       if (e.members.count(m.conn) > 0)
@@ -467,54 +467,57 @@ caf::behavior room_handlers() {
       add_member(self, relay, m.conn, std::move(m.user));
       return to_text(d.to_joiner);
     },
-    [](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) {
+    [](caf::leave_atom, const caf::actor& relay, std::uint64_t conn) -> caf::result<void> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       auto& st = self->state;
       auto it = st.relays.find(relay.address());
       if (it == st.relays.end())
-        return;
+        return {};
       auto m = it->second.members.find(conn);
       if (m == it->second.members.end())
-        return;
+        return {};
       auto id = m->second;
       it->second.members.erase(m);
       remove_member(self, id);
+      return {};
     },
-    [](detach_atom, const caf::actor& relay) {
+    [](detach_atom, const caf::actor& relay) -> caf::result<void> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       if (!drop_relay(self, relay.address()))
-        return;
+        return {};
       self->demonitor(relay);
       arm_idle_timer(self);
+      return {};
     },
     [](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<std::uint64_t>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<std::uint64_t>(d);
       auto seq = take_publish(self, env);
       if (!seq)
         return std::move(seq.error());
       return *seq;
     },
-    [](caf::publish_atom, envelope& env, std::uint64_t token) {
+    [](caf::publish_atom, envelope& env, std::uint64_t token) -> caf::result<void> {
       auto self = room_actor::current();
       // From a relay: answered with a message, not a response, so that the
       // relay keeps no CAF response handler for an answer a failed node
       // never sends.
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       auto seq = take_publish(self, env);
       auto relay = caf::actor_cast<caf::actor>(self->current_sender());
       if (!relay)
-        return;
+        return {};
       if (seq)
         self->send(relay, published_atom::value, token, *seq);
       else
         self->send(relay, published_atom::value, token, std::move(seq.error()));
+      return {};
     },
     [](introduce_atom, const std::vector<std::uint64_t>& ids) {
       auto self = room_actor::current();
@@ -563,7 +566,6 @@ caf::behavior room_handlers() {
             st.relays_to_release = st.relays.size();
             for (auto& [_, e] : st.relays)
               self->send(e.relay, moved_atom::value, successor);
-            st.move.release_held();
             rp.deliver(caf::ok_atom::value);
             maybe_finish_move(self);
           },
@@ -573,7 +575,6 @@ caf::behavior room_handlers() {
             auto& st = self->state;
             spdlog::warn("room {}: handoff failed: {}", st.room, log_text(err));
             st.move.state = phase::serving;
-            st.move.release_held();
             rp.deliver(std::move(err));
           });
       return rp;
@@ -592,10 +593,10 @@ caf::behavior room_handlers() {
         maybe_finish_move(self);
       }
     },
-    [](release_atom, const caf::actor& relay, bool) {
+    [](release_atom, const caf::actor& relay, bool) -> caf::result<void> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       auto& st = self->state;
       count_if_remote(self, relay, kind::control);
       self->send(relay, release_atom::value, st.epoch, st.seq);
@@ -604,11 +605,12 @@ caf::behavior room_handlers() {
         if (auto it = st.members.find(id); it != st.members.end() && it->second.relay == relay.address())
           merged.push_back(id);
       introduce(self, merged);
+      return {};
     },
     [](adopt_atom, const std::string&, room_snapshot& snap) -> caf::result<caf::actor> {
       auto self = room_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<caf::actor>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<caf::actor>(d);
       auto& st = self->state;
       // Fresh (spawned for this adopt), or a stand-in: started here by
       // requests that came just before the room (a node that saw the view

@@ -754,7 +754,6 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
         st.move.state = phase::forwarding;
         count_inbox(st, -bytes_of(*handed)); // the successor holds them now
         forward_inbox(self);
-        st.move.release_held();
         rp.deliver(caf::ok_atom::value);
         // Nodes re-attach when they see this actor go; until then (and
         // for messages still in flight to us) we forward.
@@ -765,7 +764,6 @@ void hand_off(self_ptr self, const caf::actor& target, caf::response_promise rp)
         st.move.state = phase::serving;
         st.inbox.insert(st.inbox.end(), std::make_move_iterator(handed->begin()),
                         std::make_move_iterator(handed->end()));
-        st.move.release_held();
         rp.deliver(std::move(err));
         drain_memory(self);
       });
@@ -797,8 +795,8 @@ caf::behavior user_handlers() {
   return {
     [](attach_atom, const caf::actor& node) -> caf::result<caf::actor> {
       auto self = user_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<caf::actor>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<caf::actor>(d);
       auto& st = self->state;
       bool added = add_node(self, node);
       drain_memory(self);
@@ -810,17 +808,18 @@ caf::behavior user_handlers() {
         drain(self);
       return caf::actor_cast<caf::actor>(self);
     },
-    [](detach_atom, const caf::actor& node) {
+    [](detach_atom, const caf::actor& node) -> caf::result<void> {
       auto self = user_actor::current();
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       remove_node(self, node.address());
       unwatch_if_done(self, node.address());
+      return {};
     },
     [](caf::publish_atom, envelope& env) -> caf::result<std::uint64_t> {
       auto self = user_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<std::uint64_t>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<std::uint64_t>(d);
       auto& st = self->state;
       auto text = encode_private(env.from, env.data,
                                  env.id.empty() ? next_id(self) : env.id);
@@ -856,21 +855,22 @@ caf::behavior user_handlers() {
       deliver_to(self, st.nodes, text);
       return static_cast<std::uint64_t>(st.nodes.size());
     },
-    [](fetch_atom) {
+    [](fetch_atom) -> caf::result<void> {
       auto self = user_actor::current();
-      if (self->state.move.divert(self))
-        return;
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<void>(d);
       // What a predecessor stored or returned after our fetches, or the
       // end of the drain it had under way when it moved.
       auto& st = self->state;
       st.stored_empty = false;
       st.refetch = true;
       if (!st.setup->store)
-        return;
+        return {};
       if (std::exchange(st.await_predecessor, false))
         st.draining = false;
       if (!st.draining)
         drain(self);
+      return {};
     },
     [](stop_atom) {
       auto self = user_actor::current();
@@ -930,8 +930,8 @@ caf::behavior user_handlers() {
     },
     [](adopt_atom, const std::string&, user_snapshot& snap) -> caf::result<caf::actor> {
       auto self = user_actor::current();
-      if (self->state.move.divert(self))
-        return caf::delegated<caf::actor>{};
+      if (auto d = self->state.move.divert(self); d != diverted::no)
+        return diverted_result<caf::actor>(d);
       auto& st = self->state;
       // Messages kept by the old owner come before any kept here, and
       // before those of a batch in flight here.

@@ -377,6 +377,50 @@ CAF_TEST(two moves of a room that cross end at once with one room of both member
   }
 }
 
+CAF_TEST(publishes that wait out a failed move keep their order) {
+  // A's room is handed to a new owner that holds the adopt until the test
+  // fails it. x's publishes 1-5 wait for the move; 6 reaches the room right
+  // behind the failure. Before, what waited was sent to the room again when
+  // the move failed, behind 6, which then took seq 1.
+  auto adopt = std::make_shared<caf::response_promise>();
+  auto new_owner = sys.spawn([adopt](caf::event_based_actor* self) -> caf::behavior {
+    self->set_default_handler(caf::drop);
+    return {
+      [self, adopt](adopt_atom, const std::string&, room_snapshot&) {
+        *adopt = self->make_response_promise();
+        return *adopt;
+      },
+      [adopt](caf::close_atom) {
+        adopt->deliver(make_error(error_code::unavailable, "the new owner failed"));
+      },
+    };
+  });
+  auto room = name_owned_by("b", "failed-");
+  auto x = connect(a, "x");
+  frame(x, {{"type", "join"}, {"room", room}}); // the room starts on a
+  x.link->frames.clear();
+  view->live = {"a", "b"};
+  std::map<std::string, caf::actor> rooms{{"a", a.rooms}, {"b", new_owner}};
+  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+  sched.run();
+  CAF_REQUIRE(adopt->pending());
+  queue_publishes(x, room, 1, 5);
+  sched.run();
+  CAF_CHECK(x.link->of_type("ack").empty()); // waiting for the move
+  queue_publishes(x, room, 6, 6);
+  caf::anon_send(new_owner, caf::close_atom::value);
+  sched.run_once(); // x's connection hands 6 to the relay
+  sched.run_once(); // the move fails
+  sched.run();      // the relay hands 6 to the room, behind the failure
+  auto acks = x.link->of_type("ack");
+  CAF_REQUIRE_EQUAL(acks.size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    CAF_CHECK_EQUAL(acks[static_cast<size_t>(i)]["id"], i + 1);
+    CAF_CHECK_EQUAL(acks[static_cast<size_t>(i)]["seq"], i + 1);
+  }
+  caf::anon_send_exit(new_owner, caf::exit_reason::kill);
+}
+
 CAF_TEST(a join that reaches the new owner before the room does keeps the epoch) {
   auto room = name_owned_by_b();
   auto [x, epoch] = member_as_b_leaves(*this, room);
