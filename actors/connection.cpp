@@ -19,14 +19,20 @@ namespace {
 using self_ptr = connection_actor*;
 
 constexpr auto request_timeout = std::chrono::seconds{10};
+/// A join waits longer than the relay may take to answer it (held up to 6 s
+/// while it looks for the room, then 5 s for the room): with less, a late
+/// `joined` came after the client's `error`, for a room the connection did
+/// not count it in.
+constexpr auto join_timeout = std::chrono::seconds{15};
 /// A `send` waits longer than the user actor may take to answer it (up to
 /// 5 s behind a slow reader's frames, then up to 10 s for the store:
 /// actors/user.cpp), so that the answer the sender gets is the user's:
 /// stored or not, never `unavailable` for a message that is then stored.
 constexpr auto send_timeout = std::chrono::seconds{20};
 /// The relay answers a leave only after the member's publishes it still
-/// waits for (their answers come within 15 s, `unavailable` at worst).
-constexpr auto leave_timeout = std::chrono::seconds{20};
+/// waits for (held up to 6 s, then answered within 15 s, `unavailable` at
+/// worst).
+constexpr auto leave_timeout = std::chrono::seconds{25};
 
 /// Everything the connection itself sends answers the client's own request
 /// (or greets it): never held for the write delay.
@@ -78,7 +84,7 @@ void handle(self_ptr self, request& req) {
       // `await`: the next request is read only after the join completes,
       // so a publish right behind a join finds the membership in place. The
       // relay writes `joined` itself, ordered with the room's messages.
-      auto join = self->request(st.ctx->relays, request_timeout, caf::join_atom::value, req.room,
+      auto join = self->request(st.ctx->relays, join_timeout, caf::join_atom::value, req.room,
                                 member_ref{self, st.who.user, st.link}, req.id);
       join.await(
         [self, room = req.room, id = join.id()](caf::actor relay) {

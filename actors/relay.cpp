@@ -2,6 +2,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
 #include <caf/send.hpp>
 
 #include <algorithm>
@@ -55,6 +56,17 @@ void run_held(self_ptr self) {
     h.resume();
 }
 
+/// Tells the room, once attached, of the members that left meanwhile (the
+/// room ignores one it does not hold).
+void announce_leaves(self_ptr self) {
+  auto& st = self->state;
+  for (auto conn : st.unannounced_leaves) {
+    count_if_remote(self, st.room_actor, kind::control);
+    self->send(st.room_actor, caf::leave_atom::value, caf::actor_cast<caf::actor>(self), conn);
+  }
+  st.unannounced_leaves.clear();
+}
+
 void hold(self_ptr self, std::function<void()> resume, std::function<void()> expire,
           caf::actor_addr publisher = {}) {
   auto& st = self->state;
@@ -92,6 +104,7 @@ void on_attached(self_ptr self, std::uint64_t seq, const std::string& epoch, caf
   st.state = phase::attached;
   if (fresh_epoch)
     announce_epoch(self);
+  announce_leaves(self);
   run_held(self);
 }
 
@@ -127,12 +140,15 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
     return;
   }
   count_if_remote(self, st.room_actor, kind::control);
+  ++st.joins_in_flight;
+  ++st.idle_generation; // an idle timer armed before this join is void
   auto join = self->request(st.room_actor, request_timeout, caf::join_atom::value,
                             caf::actor_cast<caf::actor>(self), member_info{key.id(), m.user});
   join.then(
       [self, m, id, rp, req = join.id()](std::vector<std::string>& to_joiner) mutable {
         forget_request_timeout(self, req);
         auto& st = self->state;
+        --st.joins_in_flight;
         // Added only now: the room's messages after its answer come after
         // `joined` and the logic's frames for the joiner.
         self->monitor(m.conn);
@@ -144,7 +160,18 @@ void do_join(self_ptr self, member_ref m, std::string id, caf::response_promise 
         ++st.idle_generation;
         rp.deliver(caf::actor_cast<caf::actor>(self));
       },
-      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      [self, rp, room = st.room_actor, conn = key.id()](caf::error& err) mutable {
+        if (--self->state.joins_in_flight == 0 && self->state.members.empty())
+          arm_idle_timer(self);
+        // A join that timed out may still be carried out by the room (one
+        // moving holds it): undo it there, after it (the room ignores a
+        // member it does not hold).
+        if (err == caf::sec::request_timeout) {
+          count_if_remote(self, room, kind::control);
+          self->send(room, caf::leave_atom::value, caf::actor_cast<caf::actor>(self), conn);
+        }
+        rp.deliver(std::move(err));
+      });
 }
 
 void remove_member(self_ptr self, const caf::actor_addr& conn) {
@@ -156,6 +183,8 @@ void remove_member(self_ptr self, const caf::actor_addr& conn) {
     count_if_remote(self, st.room_actor, kind::control);
     self->send(st.room_actor, caf::leave_atom::value, caf::actor_cast<caf::actor>(self),
                conn.id());
+  } else {
+    st.unannounced_leaves.push_back(conn.id());
   }
   arm_idle_timer(self);
 }
@@ -381,6 +410,7 @@ caf::behavior relay_handlers() {
         st.last_seq = seq;
         announce_epoch(self);
       }
+      announce_leaves(self);
       run_held(self);
     },
     [](retry_atom) {
@@ -417,7 +447,8 @@ caf::behavior relay_handlers() {
       auto self = relay_actor::current();
       auto& st = self->state;
       // Publishes of members that left still get their answers.
-      bool idle = st.members.empty() && st.held.empty() && st.pending.empty();
+      bool idle = st.members.empty() && st.held.empty() && st.pending.empty()
+                  && st.joins_in_flight == 0;
       if (idle)
         self->quit();
       else if (st.members.empty())

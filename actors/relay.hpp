@@ -61,10 +61,17 @@ struct relay_state {
     caf::response_promise rp;
   };
   std::vector<deferred_leave> leaving;
+  /// Connection ids of members that left while the relay was not attached
+  /// (the room moving, or being looked for): the room hears of them once it
+  /// is, or it would keep them as members.
+  std::vector<std::uint64_t> unannounced_leaves;
   std::uint64_t next_token = 0;
   bool sweep_armed = false;
   duration idle_timeout{};
   std::uint64_t idle_generation = 0;
+  /// Joins asked of the room and not answered yet: a relay waiting for one
+  /// is not idle (its joiner would wait for an answer that never comes).
+  std::uint32_t joins_in_flight = 0;
   int attach_failures = 0;
   /// This relay, for the goodbye its state's destructor sends the room.
   caf::actor_addr self_addr;

@@ -266,4 +266,38 @@ CAF_TEST(a member that joined the new owner before the room came meets the moved
   CAF_CHECK_EQUAL(msgs[0]["data"], "FOUR");
 }
 
+CAF_TEST(a member that leaves while its room moves is not kept by the moved room) {
+  // y leaves at every point of the move in turn (k steps of the scheduler
+  // after the view change). Before, a leave while the relay waited for the
+  // new room's go-ahead, or for an attach, never reached the room: the
+  // logic counted y on (and never saw it leave).
+  for (int k = 0; k < 40; ++k) {
+    set_live({"a"});
+    auto room = name_owned_by("b", "t:k" + std::to_string(k) + "-");
+    auto x = joined("x", room);
+    auto y = joined("y", room);
+    view->live = {"a", "b"};
+    tell_view("a", {"a", "b"});
+    tell_view("b", {"a", "b"});
+    for (int i = 0; i < k && sched.try_run_once(); ++i)
+      ;
+    caf::anon_send(y.conn, ws_frame_atom::value,
+                   json{{"type", "leave"}, {"room", room}, {"id", 2}}.dump());
+    sched.run();
+    CAF_CHECK_EQUAL(y.link->of_type("left").size(), 1u);
+    auto z = joined("z", room);
+    auto greet = z.link->of_type("welcome-room");
+    CAF_REQUIRE_EQUAL(greet.size(), 1u);
+    if (greet[0]["others"] != 1)
+      CAF_FAIL("y is still a member after leaving at step " << k << ": " << greet[0].dump());
+    // Let the room end, so that the next one moves alone.
+    for (auto* c : {&x, &z})
+      frame(*c, {{"type", "leave"}, {"room", room}});
+    for (int i = 0; i < 3; ++i) {
+      sched.trigger_timeouts();
+      sched.run();
+    }
+  }
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

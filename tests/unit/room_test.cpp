@@ -357,4 +357,29 @@ CAF_TEST(a relay whose members are gone stops only once their publishes are answ
   CAF_CHECK(a.link->of_type("error").empty());
 }
 
+CAF_TEST(a relay asked to stop while a join waits for the room stays for it) {
+  // The directory asks an idle relay to stop at every step k of a new
+  // member's join. Before, a relay whose join was on its way to the room
+  // stopped all the same, and the joiner never got an answer.
+  for (int k = 0; k < 12; ++k) {
+    auto room = "s" + std::to_string(k);
+    auto a = connect("alice");
+    frame(a, join(room, 1));
+    auto relay = deref<caf::stateful_actor<connection_state>>(a.conn).state.rooms.at(room);
+    frame(a, json{{"type", "leave"}, {"room", room}});
+    auto b = connect("bob");
+    caf::anon_send(b.conn, ws_frame_atom::value, join(room, 2).dump());
+    for (int i = 0; i < k && sched.try_run_once(); ++i)
+      ;
+    self->send(relay, stop_atom::value);
+    sched.run();
+    self->receive([](bool) {}, caf::after(std::chrono::seconds{0}) >> [] {});
+    auto answers = b.link->of_type("joined").size() + b.link->of_type("error").size();
+    if (answers != 1)
+      CAF_FAIL("bob's join got " << answers << " answers when the stop came at step " << k);
+    if (!b.link->of_type("joined").empty())
+      frame(b, json{{"type", "leave"}, {"room", room}});
+  }
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
