@@ -24,6 +24,10 @@ namespace websocket = beast::websocket;
 
 namespace {
 
+/// How long writing one response may take (nginx's send_timeout is a
+/// minute between writes).
+constexpr auto response_timeout = std::chrono::seconds{60};
+
 /// The 503 a draining node gives what would start new work: its actors are
 /// stopping, so a publish might not be kept and a page's WebSocket refused.
 constexpr std::string_view draining_message = "node is shutting down";
@@ -193,8 +197,29 @@ void http_session::do_read() {
   parser_->body_limit(ctx_->cfg.limits.max_frame_bytes);
   // An HTTP request (or the upgrade) must arrive within the handshake time.
   stream_.expires_after(ctx_->cfg.limits.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&http_session::on_read, shared_from_this()));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&http_session::on_header, shared_from_this()));
+}
+
+void http_session::on_header(beast::error_code ec, std::size_t bytes) {
+  if (ec || parser_->is_done())
+    return on_read(ec, bytes);
+  auto read_body = [self = shared_from_this()] {
+    http::async_read(self->stream_, self->buffer_, *self->parser_,
+                     beast::bind_front_handler(&http_session::on_read, self));
+  };
+  // A client that asks first (`Expect: 100-continue`, curl and PHP for
+  // larger bodies) sends the body only after this, or after waiting a
+  // second for it.
+  auto& req = parser_->get();
+  if (req.version() < 11 || !beast::iequals(req[http::field::expect], "100-continue"))
+    return read_body();
+  static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+  boost::asio::async_write(stream_, boost::asio::buffer(go_on.data(), go_on.size()),
+                           [read_body](beast::error_code ec, std::size_t) {
+                             if (!ec)
+                               read_body();
+                           });
 }
 
 void http_session::on_read(beast::error_code ec, std::size_t) {
@@ -402,6 +427,10 @@ void http_session::send(response res) {
   if (head_)
     res.body().clear(); // Content-Length stays that of the body a GET gets
   pending_ = std::make_shared<response>(std::move(res));
+  // The read's deadline (the handshake timeout, counted from the wait for
+  // the request) cut off large files for slow readers; a response gets a
+  // minute, like nginx's send_timeout.
+  stream_.expires_after(response_timeout);
   http::async_write(stream_, *pending_,
                     beast::bind_front_handler(&http_session::on_write, shared_from_this(),
                                               pending_->keep_alive()));

@@ -3,7 +3,10 @@ users, broadcast, errors, API key), 404/405/413."""
 
 import asyncio
 import json
+import os
 import socket
+import tempfile
+import time
 import unittest
 
 import harness
@@ -229,6 +232,28 @@ class EndpointsTest(harness.ServerTestCase):
         self.assertEqual(self.server.http_json("POST", "/api/publish", body), (202, {"ok": True}))
 
 
+    def test_expect_100_continue_is_answered_before_the_body(self):
+        # curl (for large bodies) and PHP send the body only after `100
+        # Continue`, or after waiting a second for it: before, every such
+        # publish took a second.
+        body = json.dumps({"room": "r", "data": "x" * 2000}).encode()
+        with socket.create_connection((harness.HOST, self.server.port), timeout=5) as sock:
+            sock.sendall(b"POST /api/publish HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            interim = sock.recv(4096)  # times out (an error) without the 100
+            self.assertEqual(interim, b"HTTP/1.1 100 Continue\r\n\r\n")
+            sock.sendall(body)
+            buf = b""
+            while b"\r\n\r\n" not in buf or not buf.endswith(b"}"):
+                buf += sock.recv(4096)
+        self.assertTrue(buf.startswith(b"HTTP/1.1 202 "), buf)
+        # Over the limit: the final answer instead of the 100.
+        status, _, payload = raw_exchange(
+            self.server.port, b"POST /api/publish HTTP/1.1\r\nHost: x\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n")
+        self.assertEqual(error_code(self, (status, payload), 413), "too_large")
+
     def test_malformed_http_gets_400_and_a_long_header_431(self):
         head = b"POST /api/publish HTTP/1.1\r\nHost: x\r\n"
         for bad in (head + b"Content-Length: abc\r\n\r\n{}",
@@ -296,6 +321,38 @@ class WebRootTest(unittest.TestCase):
             self.assertEqual(error_code(self, server.http_json("GET", "/"), 404), "not_found")
             self.assertEqual(server.http_json("GET", "/healthz")[0], 200)
 
+
+
+class SlowDownloadTest(unittest.TestCase):
+
+    def test_a_large_file_reaches_a_slow_reader_after_the_handshake_time(self):
+        # Before, a response had to be written within the handshake timeout
+        # counted from the wait for its request: a slow reader of a large
+        # file got it cut off.
+        with tempfile.TemporaryDirectory(prefix="roomcast-it-") as root:
+            size = 4 * 1024 * 1024
+            with open(os.path.join(root, "big.bin"), "wb") as f:
+                f.write(b"z" * size)
+            with harness.Server("--web-root", root, "--handshake-timeout", "1s") as server:
+                with socket.socket() as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    sock.settimeout(10)
+                    sock.connect((harness.HOST, server.port))
+                    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                    buf = b""
+                    started = time.monotonic()
+                    while chunk := sock.recv(65536):
+                        buf += chunk
+                        if len(buf) >= size:  # the head comes first, so this is not all yet
+                            head, _, body = buf.partition(b"\r\n\r\n")
+                            if len(body) >= size:
+                                break
+                        if time.monotonic() - started < 2.5:
+                            time.sleep(0.04)  # about 2.5 s of slow reading
+                head, _, body = buf.partition(b"\r\n\r\n")
+                self.assertIn(b"200 OK", head.split(b"\r\n")[0])
+                self.assertGreater(time.monotonic() - started, 1.5)
+                self.assertEqual(len(body), size)
 
 
 class InboxMemoryTest(harness.ServerTestCase):
