@@ -200,7 +200,17 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
     };
     if (!to)
       self->request(actor, caf::infinite, stop_atom::value)
-        .then([finish](bool stopped) { finish(stopped); }, failed);
+        .then(
+          [self, finish, name](bool stopped) {
+            finish(stopped);
+            // A view that came during the stop skipped this actor: it
+            // stays, so it moves now if the name is another node's (before,
+            // it stayed here until the next view, while the owner could
+            // start a second one).
+            if (!stopped && owner_directory(self, name))
+              self->send(self, view_atom::value);
+          },
+          failed);
     else
       self->request(actor, caf::infinite, handoff_atom::value, std::move(to))
         .then(

@@ -421,6 +421,58 @@ CAF_TEST(publishes that wait out a failed move keep their order) {
   caf::anon_send_exit(new_owner, caf::exit_reason::kill);
 }
 
+CAF_TEST(a room that refuses to stop while the view changes moves to its owner) {
+  // An idle room reports itself idle (step j) as a member's relay attaches,
+  // so it refuses the stop its directory asks for; b joins the view (step
+  // k) before that answer. Before,
+  // a view that came during the stop skipped the room, which then refused to
+  // stop and stayed on a while b started a second room of that name.
+  int iterations = 0;
+  for (int j = 0; j < 16; ++j)
+    for (int k = j; k < j + 12; ++k) {
+      ++iterations;
+      set_live({"a"});
+      auto room = name_owned_by("b", "idle-" + std::to_string(j) + "-" + std::to_string(k) + "-");
+      auto x = connect(a, "x");
+      frame(x, {{"type", "join"}, {"room", room}});
+      frame(x, {{"type", "leave"}, {"room", room}});
+      sched.advance_time(cfg.room_idle_timeout); // the relay ends
+      sched.run();
+      // The room's idle timer is due in a second: y's requests, started
+      // now, time out much later.
+      sched.advance_time(cfg.room_idle_timeout - std::chrono::seconds{1});
+      sched.run();
+      auto link = std::make_shared<recording_link>();
+      identity who;
+      who.user = "y";
+      auto y = sys.spawn(connection, client_link_ptr{link}, who, a.context_for("n", cfg));
+      caf::anon_send(y, ws_frame_atom::value, json{{"type", "join"}, {"room", room}}.dump());
+      for (int i = 0; i <= k; ++i) {
+        if (i == j)
+          sched.advance_time(std::chrono::seconds{1}); // the room reports itself idle
+        if (i == k) {
+          view->live = {"a", "b"};
+          tell_view("a", {"a", "b"});
+          tell_view("b", {"a", "b"});
+        }
+        sched.try_run_once();
+      }
+      sched.run();
+      sched.advance_time(std::chrono::seconds{1}); // a crossed or failed move looks again
+      sched.run();
+      if (count(a.rooms) != 0 || count(b.rooms) != 1)
+        CAF_FAIL("with j = " << j << ", k = " << k << ": " << count(a.rooms) << " rooms on a, "
+                             << count(b.rooms) << " on b");
+      caf::anon_send(y, ws_frame_atom::value, json{{"type", "leave"}, {"room", room}}.dump());
+      sched.run();
+      for (int i = 0; i < 3; ++i) {
+        sched.advance_time(cfg.room_idle_timeout);
+        sched.run();
+      }
+    }
+  CAF_CHECK_EQUAL(iterations, 192);
+}
+
 CAF_TEST(a join that reaches the new owner before the room does keeps the epoch) {
   auto room = name_owned_by_b();
   auto [x, epoch] = member_as_b_leaves(*this, room);
