@@ -51,9 +51,12 @@ void io_worker::arm_delay_timer() {
       return;
     deferred_run_.swap(deferred_);
     deferred_.swap(deferred_later_); // their turn is the next tick
-    metrics::global().delayed_writes += deferred_run_.size(); // one atomic per tick
+    // Only sessions that still held frames (an answer may have sent them,
+    // and a session may be listed twice): before, every entry counted.
+    std::uint64_t delayed = 0;
     for (auto& s : deferred_run_)
-      s->flush_held();
+      delayed += s->flush_held() ? 1 : 0;
+    metrics::global().delayed_writes += delayed; // one atomic per tick
     deferred_run_.clear();
     report_writes();
     if (!deferred_.empty())

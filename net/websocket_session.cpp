@@ -404,14 +404,15 @@ bool websocket_session::enqueue(frame_ptr frame, written_fn written, bool answer
   return true;
 }
 
-void websocket_session::flush_held() {
+bool websocket_session::flush_held() {
   {
     std::lock_guard<std::mutex> guard{mutex_};
     if (!held_)
-      return;
+      return false;
     held_ = false;
   }
   flush();
+  return true;
 }
 
 bool websocket_session::push_limited_locked(outgoing o, bool answer, bool& overflowed_now) {

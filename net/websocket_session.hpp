@@ -132,8 +132,8 @@ private:
   /// queue must be looked at again.
   bool write_queued(bool may_wait);
   /// Worker, at the delay tick: flush() unless an answer took the held
-  /// frames out meanwhile.
-  void flush_held();
+  /// frames out meanwhile; returns whether it had held frames to flush.
+  bool flush_held();
   void on_written(boost::beast::error_code ec, std::size_t bytes);
   /// After the frames in flight have left (or failed): reports them, and
   /// true unless the session ended or the queue must not be written again.

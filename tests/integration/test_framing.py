@@ -303,6 +303,42 @@ class WriteDelayUnderLoadTest(LoadGateCase):
         self.assertLess(max(ack_latency), 0.5, ack_latency)
         self.assertGreater(self.server.metric("roomcast_delayed_writes_total"), 0)
 
+    async def test_frames_an_answer_took_along_are_not_counted_as_delayed(self):
+        # The subscriber pings every 50 ms while messages come every 10 ms:
+        # each pong takes the held messages along, so the 1 s tick finds
+        # at most one write still held. Before, every hold counted, about
+        # one per pong.
+        room = self.unique("answered")
+        sub = await self.client(self.unique("ad-sub"))
+        pub = await self.client(self.unique("ad-pub"))
+        await request(sub, {"type": "join", "room": room}, "joined")
+        await request(pub, {"type": "join", "room": room}, "joined")
+        await asyncio.sleep(2.2)
+        before = self.server.metric("roomcast_delayed_writes_total")
+        count, pongs = 120, 0
+
+        async def publish():
+            for n in range(count):
+                await send_json(pub, {"type": "publish", "room": room, "data": n})
+                await asyncio.sleep(0.01)
+
+        async def ping():
+            for n in range(20):
+                await send_json(sub, {"type": "ping", "id": n})
+                await asyncio.sleep(0.05)
+
+        tasks = [asyncio.ensure_future(publish()), asyncio.ensure_future(ping())]
+        got = 0
+        while got < count or pongs < 20:
+            frame = json.loads(await asyncio.wait_for(sub.recv(), 10))
+            got += frame["type"] == "message"
+            pongs += frame["type"] == "pong"
+        for t in tasks:
+            await t
+        await asyncio.sleep(1.2)  # the tick after the last message
+        ticks = 4  # about 1.2 s of messages, then the last tick: at most one held write each
+        self.assertLessEqual(self.server.metric("roomcast_delayed_writes_total") - before, ticks)
+
 
 
 class FullSocketTest(harness.ServerTestCase):
