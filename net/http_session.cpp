@@ -415,6 +415,8 @@ void http_session::upgrade(request req) {
   // overshoot. Over the limit the upgrade still succeeds, but only to close
   // with 1013 (PROTOCOL.md): a browser cannot read an HTTP status.
   bool full = ++ctx_->websockets > ctx_->cfg.limits.max_connections;
+  if (full) // a refused upgrade holds no slot, however long its close takes
+    --ctx_->websockets;
   // Bytes a client sent right behind its request belong to the WebSocket.
   auto ahead = buffer_.data();
   std::string leftover{static_cast<const char*>(ahead.data()), ahead.size()};

@@ -109,7 +109,8 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, io_worker& work
 websocket_session::~websocket_session() {
   report_dropped(queue_);
   report_dropped(inflight_frames_);
-  ctx_->websockets--;
+  if (!full_) // a refused one gave its slot back at once
+    ctx_->websockets--;
 }
 
 void websocket_session::report_dropped(std::vector<outgoing>& dropped) {

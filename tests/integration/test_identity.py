@@ -7,7 +7,7 @@ import time
 import unittest
 
 import harness
-from harness import make_jwt, raw_upgrade, request, wait_closed
+from harness import RawWebSocket, make_jwt, raw_upgrade, request, wait_closed
 
 SECRET = "it-secret-0123456789"
 
@@ -318,6 +318,29 @@ class MaxConnectionsTest(harness.ServerTestCase):
                 self.assertEqual(harness.close_info(e), (1013, "node_full"))
                 await asyncio.sleep(0.05)
         self.assertIsNotNone(ws, "no slot freed within 5 s after a close")
+
+    async def test_a_refused_client_that_never_answers_the_close_holds_no_slot(self):
+        a = await self.client("n1")
+        await self.client("n2")
+        # Refused with 1013; it reads the close frame but never answers it.
+        raw = RawWebSocket(self.server.port, "/ws?user=n3")
+        self.addCleanup(raw.close)
+        opcode, payload = raw.read_frame()
+        self.assertEqual((opcode, payload[:2]), (0x8, (1013).to_bytes(2, "big")))
+        await a.close()
+        # Before, the refused session held a slot until its close timed out
+        # (the handshake timeout, 10 s): every client was refused until then.
+        ws = None
+        deadline = time.monotonic() + 3
+        while ws is None and time.monotonic() < deadline:
+            candidate = await harness.connect(self.server.ws_url(user="n4"))
+            try:
+                self.assertEqual((await harness.recv_json(candidate))["user"], "n4")
+                ws = candidate
+                self._clients.append(ws)
+            except harness.websockets.exceptions.ConnectionClosed:
+                await asyncio.sleep(0.05)
+        self.assertIsNotNone(ws, "a refused client that never closed still held a slot")
 
 
 if __name__ == "__main__":
