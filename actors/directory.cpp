@@ -155,6 +155,12 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, directory_co
       auto held = std::move(it->second.held);
       auto name = it->first;
       self->state.entries.erase(it);
+      // An actor that dies while moving never answers the handoff: its move
+      // ends here, or it would refuse every later move of the name that
+      // crosses it (a split).
+      if (auto m = self->state.moving.find(name);
+          m != self->state.moving.end() && m->second.actor.address() == dm.source)
+        self->state.moving.erase(m);
       release(name, std::move(held));
       return;
     }

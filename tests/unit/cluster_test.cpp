@@ -421,6 +421,37 @@ CAF_TEST(publishes that wait out a failed move keep their order) {
   caf::anon_send_exit(new_owner, caf::exit_reason::kill);
 }
 
+CAF_TEST(a room that dies while it moves leaves no move behind) {
+  // Before, the directory kept the move of an actor that died before it
+  // answered the handoff, and refused every later move of the name that
+  // crossed it.
+  auto room_of_adopt = std::make_shared<caf::actor>();
+  auto new_owner = sys.spawn([room_of_adopt](caf::event_based_actor* self) -> caf::behavior {
+    self->set_default_handler(caf::drop);
+    return {
+      [self, room_of_adopt](adopt_atom, const std::string&, room_snapshot&) {
+        *room_of_adopt = caf::actor_cast<caf::actor>(self->current_sender());
+        return self->make_response_promise(); // never answered
+      },
+    };
+  });
+  auto room = name_owned_by("b", "dies-");
+  auto x = connect(a, "x");
+  frame(x, {{"type", "join"}, {"room", room}});
+  view->live = {"a", "b"};
+  std::map<std::string, caf::actor> rooms{{"a", a.rooms}, {"b", new_owner}};
+  caf::anon_send(a.rooms, view_atom::value, rooms, std::string{"a"});
+  sched.run();
+  CAF_REQUIRE(*room_of_adopt);
+  auto& moving = deref<caf::stateful_actor<directory_state>>(a.rooms).state.moving;
+  CAF_CHECK_EQUAL(moving.count(room), 1u);
+  caf::anon_send_exit(*room_of_adopt, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(moving.count(room), 0u);
+  CAF_CHECK_EQUAL(count(a.rooms), 0u);
+  caf::anon_send_exit(new_owner, caf::exit_reason::kill);
+}
+
 CAF_TEST(a room that refuses to stop while the view changes moves to its owner) {
   // An idle room reports itself idle (step j) as a member's relay attaches,
   // so it refuses the stop its directory asks for; b joins the view (step
