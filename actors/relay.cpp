@@ -390,13 +390,15 @@ caf::behavior relay_handlers() {
       // The room moves to another node: hold requests until the new room
       // has everything the old one forwarded, so nothing is reordered.
       auto& st = self->state;
-      auto old = st.room_actor;
-      if (old)
-        self->demonitor(old);
+      if (st.room_actor)
+        self->demonitor(st.room_actor);
       st.room_actor = std::move(successor);
       self->monitor(st.room_actor);
       st.state = phase::releasing;
-      if (old)
+      // To the room that moved, which sent this: a relay attaching again
+      // (an attach that timed out, then carried out) holds no handle of it,
+      // and that room waits for every relay's release.
+      if (auto old = caf::actor_cast<caf::actor>(self->current_sender()))
         self->send(old, release_atom::value, caf::actor_cast<caf::actor>(self));
     },
     [](release_atom, const std::string& epoch, std::uint64_t seq) {

@@ -382,4 +382,33 @@ CAF_TEST(a relay asked to stop while a join waits for the room stays for it) {
   }
 }
 
+CAF_TEST(a relay told of a move while it attaches releases the room that moved) {
+  // The relay's locator never answers, so it is attaching when a room that
+  // holds it (an attach that timed out, then carried out) moves. Before, it
+  // released only the room it had a handle of, none: that room waited.
+  auto releases = std::make_shared<int>(0);
+  auto old_room = sys.spawn([releases](caf::event_based_actor* self) -> caf::behavior {
+    self->set_default_handler(caf::drop);
+    return {[releases](release_atom, const caf::actor&) { ++*releases; }};
+  });
+  auto never = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](locate_atom, room_atom, const std::string&) {
+      return self->make_response_promise(); // never answered
+    }};
+  });
+  auto r = sys.spawn(relay, std::string{"moving-while-attaching"}, caf::actor{}, never,
+                     duration{std::chrono::seconds{30}});
+  sched.run();
+  auto successor = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    self->set_default_handler(caf::drop);
+    return {[](caf::ok_atom) {}};
+  });
+  caf::send_as(old_room, r, moved_atom::value, successor);
+  sched.run();
+  CAF_CHECK_EQUAL(*releases, 1);
+  for (auto& a : {caf::actor{r}, old_room, never, successor})
+    caf::anon_send_exit(a, caf::exit_reason::kill);
+  sched.run();
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
