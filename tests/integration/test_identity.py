@@ -289,6 +289,22 @@ class OriginTest(harness.ServerTestCase):
 class MaxConnectionsTest(harness.ServerTestCase):
     server_args = ("--max-connections", "2")
 
+    async def connect_once_a_slot_is_free(self, user, seconds):
+        """Connects `user`, again while refused with 1013, for at most
+        `seconds`; returns the welcomed client, or None."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            candidate = await harness.connect(self.server.ws_url(user=user))
+            try:
+                welcome = await harness.recv_json(candidate)
+                self.assertEqual((welcome["type"], welcome["user"]), ("welcome", user))
+                self._clients.append(candidate)
+                return candidate
+            except harness.websockets.exceptions.ConnectionClosed as e:
+                self.assertEqual(harness.close_info(e), (1013, "node_full"))
+                await asyncio.sleep(0.05)
+        return None
+
     async def test_third_connection_is_closed_with_1013(self):
         a = await self.client("m1")
         b = await self.client("m2")
@@ -304,19 +320,7 @@ class MaxConnectionsTest(harness.ServerTestCase):
             await request(ws, {"type": "ping"}, "pong")
         # Once one closes, its slot is free again (bounded retries).
         await a.close()
-        ws = None
-        deadline = time.monotonic() + 5
-        while ws is None and time.monotonic() < deadline:
-            candidate = await harness.connect(self.server.ws_url(user="m4"))
-            try:
-                welcome = await harness.recv_json(candidate)
-                self.assertEqual(welcome["type"], "welcome")
-                self.assertEqual(welcome["user"], "m4")
-                ws = candidate
-                self._clients.append(ws)
-            except harness.websockets.exceptions.ConnectionClosed as e:
-                self.assertEqual(harness.close_info(e), (1013, "node_full"))
-                await asyncio.sleep(0.05)
+        ws = await self.connect_once_a_slot_is_free("m4", seconds=5)
         self.assertIsNotNone(ws, "no slot freed within 5 s after a close")
 
     async def test_a_refused_client_that_never_answers_the_close_holds_no_slot(self):
@@ -330,16 +334,7 @@ class MaxConnectionsTest(harness.ServerTestCase):
         await a.close()
         # Before, the refused session held a slot until its close timed out
         # (the handshake timeout, 10 s): every client was refused until then.
-        ws = None
-        deadline = time.monotonic() + 3
-        while ws is None and time.monotonic() < deadline:
-            candidate = await harness.connect(self.server.ws_url(user="n4"))
-            try:
-                self.assertEqual((await harness.recv_json(candidate))["user"], "n4")
-                ws = candidate
-                self._clients.append(ws)
-            except harness.websockets.exceptions.ConnectionClosed:
-                await asyncio.sleep(0.05)
+        ws = await self.connect_once_a_slot_is_free("n4", seconds=3)
         self.assertIsNotNone(ws, "a refused client that never closed still held a slot")
 
 
