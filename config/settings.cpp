@@ -77,8 +77,7 @@ std::string settings::validate() const {
   if (!seeds.empty() && cluster_port == 0)
     return "seeds need a cluster-port";
   // Both listeners on one address: the second bind would fail.
-  if (cluster_port != 0 && cluster_port == http_port
-      && (cluster_bind.empty() || cluster_bind == bind))
+  if (cluster_port != 0 && cluster_port == http_port && effective_cluster_bind() == bind)
     return "cluster-port must differ from http-port (both are " + std::to_string(http_port)
            + ")";
   // With a port, peers would look "host:7000" up as a name, and fail.
@@ -193,7 +192,7 @@ std::string mask_url_password(std::string url) {
 std::string settings::effective_cluster_advertise() const {
   if (!cluster_advertise.empty()) // `[::1]` as in a URL: peers look it up without brackets
     return host_alone(cluster_advertise).value_or(cluster_advertise);
-  auto b = cluster_bind.empty() ? bind : cluster_bind;
+  auto& b = effective_cluster_bind();
   if (b != "0.0.0.0" && b != "::")
     return b;
   char host[256] = {};

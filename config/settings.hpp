@@ -143,6 +143,10 @@ struct settings {
 
   /// The host other nodes use to reach this one's cluster port.
   std::string effective_cluster_advertise() const;
+  /// What the cluster port binds to: `cluster_bind`, or else `bind`.
+  const std::string& effective_cluster_bind() const {
+    return cluster_bind.empty() ? bind : cluster_bind;
+  }
 
   /// node_name, or the host name when it is empty.
   std::string effective_node_name() const;

@@ -110,7 +110,7 @@ std::uint16_t node::start() {
   if (amqp_)
     amqp_->start_consuming(core_.router);
   if (cfg_.cluster_port != 0) {
-    auto bind = cfg_.cluster_bind.empty() ? cfg_.bind : cfg_.cluster_bind;
+    auto& bind = cfg_.effective_cluster_bind();
     auto port = system_->middleman().publish(core_.locator, cfg_.cluster_port, bind.c_str(), true);
     if (!port) {
       // CAF says only that it failed ("tcp socket creation failed"); a bind
